@@ -1,0 +1,1 @@
+"""Lightning callbacks: progress output, plotting, probes."""

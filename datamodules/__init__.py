@@ -1,0 +1,1 @@
+"""LightningDataModules, the dataset registry, splits, normalization and the device batch loader."""

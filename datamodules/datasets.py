@@ -1,0 +1,51 @@
+"""Dataset registry: a config name → a loader returning an ``ArrayDataset`` (NumPy arrays, offline).
+
+Loaders only read or generate arrays; splitting, normalization and device placement are the
+DataModule's job, so every dataset gets them the same way.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from lightning_modules.registry import Registry
+
+DATASETS = Registry("dataset")
+
+TASKS = ("classification", "regression")
+KINDS = ("tabular", "image", "signal", "sequence")
+
+
+@dataclass
+class ArrayDataset:
+    x: np.ndarray  # (N, *input_shape) float32
+    y: np.ndarray  # (N,) int64 class labels, or (N, k) float32 regression targets
+    task: str  # one of TASKS
+    kind: str  # one of KINDS: what a model sees (tabular vector, C×H×W image, C×L signal, L×F sequence)
+    num_classes: Optional[int] = None  # classification only
+    x_test: Optional[np.ndarray] = None  # a test split that comes with the dataset, kept as is
+    y_test: Optional[np.ndarray] = None
+
+    def __post_init__(self):
+        assert self.task in TASKS and self.kind in KINDS, (self.task, self.kind)
+        assert len(self.x) == len(self.y), f"x has {len(self.x)} samples, y has {len(self.y)}"
+        if self.task == "classification":
+            assert self.y.ndim == 1 and self.num_classes, "classification needs (N,) labels and num_classes"
+        else:
+            assert self.y.ndim == 2, f"regression targets must be (N, k), got {self.y.shape}"
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
+
+
+@DATASETS.register("digits", task="classification", kind="image")
+def digits() -> ArrayDataset:
+    """scikit-learn's handwritten digits: 1,797 8×8 grey images (0–16), 10 classes; ships with sklearn."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = bunch.images.astype(np.float32)[:, None]  # (1797, 1, 8, 8)
+    return ArrayDataset(x=x, y=bunch.target.astype(np.int64), task="classification", kind="image", num_classes=10)

@@ -1,0 +1,1 @@
+"""The entry point (run.py), its Hydra configs, config checks, wiring and result writing."""

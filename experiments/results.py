@@ -1,0 +1,53 @@
+"""What a finished run leaves behind: ``metrics.json`` (written atomically, last), the HParams
+entry in TensorBoard (the flattened config next to the final metrics) and a short rich table."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from pytorch_lightning.loggers import TensorBoardLogger
+
+
+def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    """Write to a temporary file in the same folder, then rename: a reader sees all or nothing."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"optimizer": {"lr": 1e-3}} → {"optimizer.lr": 1e-3}; lists and None become strings."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v if isinstance(v, (bool, int, float, str)) else str(v)
+    return out
+
+
+def log_hparams(logger: TensorBoardLogger, config: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
+    """Fill TensorBoard's HParams tab. Only the summaries are written: the metric values shown are
+    the scalars already logged under the same tags (test/acc, ...), so nothing is logged twice."""
+    from torch.utils.tensorboard.summary import hparams
+
+    experiment, session_start, session_end = hparams(flatten(config), dict(metrics))
+    writer = logger.experiment._get_file_writer()
+    for summary in (experiment, session_start, session_end):
+        writer.add_summary(summary)
+    writer.flush()
+
+
+def print_table(title: str, rows: Mapping[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in rows.items():
+        table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+    Console().print(table)

@@ -1,0 +1,64 @@
+"""The one entry point: ``python experiments/run.py [group=option] [key=value] ...``.
+
+A single run writes ``outputs/runs/<time>_<name>/`` and prints ``run_dir: <absolute path>`` last;
+``-m`` sweeps write ``outputs/multiruns/<time>_<name>/<job>/``. Configuration errors end with one
+line on stderr (``error: optimizer.lr=-1: must be a number > 0``) and exit status 2.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # works from any checkout, installed or not
+os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let errors reach the handler below instead of Hydra's printer
+
+import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from experiments.validation import ConfigError  # noqa: E402
+
+
+class ConfigExit(SystemExit):
+    """Ends the process with status 2 from inside a Hydra job. A SystemExit passes through Hydra's
+    job runner untouched (it catches Exception only), so no traceback or job banner is printed."""
+
+    def __init__(self, message: str):
+        super().__init__(2)
+        self.message = message
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    from experiments.train import train  # Lightning is imported only when a job runs (--help stays fast)
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir).resolve()
+    try:
+        record = train(cfg, run_dir)
+    except ConfigError as exc:
+        raise ConfigExit(str(exc)) from exc
+    if HydraConfig.get().mode.name == "RUN":
+        print(f"run_dir: {run_dir}", flush=True)
+    return record.get("test/acc", record.get("test/mse"))  # the value a Hydra sweeper optimizes
+
+
+def cli() -> int:
+    from experiments.errors import config_error_message
+
+    try:
+        main()
+    except ConfigExit as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 — configuration errors become one line; anything else re-raises
+        message = config_error_message(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

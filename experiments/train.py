@@ -1,0 +1,89 @@
+"""One run: check the config, build, fit, test, then write the results (metrics.json last)."""
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.validation import ConfigError, check_config
+
+log = logging.getLogger("dl_foundations")
+
+# Known harmless warnings for tensor-resident data and small runs; anything else still shows.
+QUIET = (
+    r".*does not have many workers.*",
+    r".*smaller than the logging interval.*",
+    r".*`isinstance\(treespec, LeafSpec\)` is deprecated.*",
+    r".*Checkpoint directory .* exists and is not empty.*",
+)
+
+
+def discard_unfinished(run_dir: Path) -> None:
+    """Remove a run directory that Hydra created for a run that never started training."""
+    if run_dir.is_dir() and not (run_dir / "metrics.json").exists() and not (run_dir / "checkpoints").exists():
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Train and test as ``cfg`` says, with outputs in ``run_dir``; return the final metrics."""
+    start = time.perf_counter()
+    for pattern in QUIET:
+        warnings.filterwarnings("ignore", message=pattern)
+    try:
+        check_config(cfg)
+        if (run_dir / "metrics.json").exists() or (run_dir / "checkpoints").exists():
+            raise ConfigError(f"hydra.run.dir={run_dir}: already holds a run; choose a new directory")
+        import pytorch_lightning as pl
+
+        from experiments import build
+        from lightning_modules.nets.common import count_parameters
+
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        dm = build.build_datamodule(cfg)
+        module = build.build_module(cfg, dm)
+        sizes = dm.split_sizes()
+        trainer = build.build_trainer(cfg, run_dir, has_val=sizes["val"] > 0)
+    except (ConfigError, ValueError, TypeError) as exc:
+        discard_unfinished(run_dir)
+        raise ConfigError(str(exc)) from exc
+
+    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml", resolve=True)  # Hydra saves it unresolved
+    if trainer.is_global_zero:
+        outputs = f"{dm.num_outputs} classes" if dm.task == "classification" else f"{dm.num_outputs} targets"
+        log.info(
+            f"{cfg.model.name}: {count_parameters(module.net):,} parameters | {dm.name}: "
+            f"train {sizes['train']} / val {sizes['val']} / test {sizes['test']}, input {dm.input_shape} → {outputs}"
+        )
+    trainer.fit(module, datamodule=dm)
+    best_name = f"val/{module.headline[0]}_best"
+    fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k == best_name}
+    trainer.test(module, datamodule=dm, ckpt_path=cfg.test_ckpt, verbose=False)
+    test_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+
+    if not trainer.is_global_zero:
+        return test_metrics
+    from experiments.results import log_hparams, print_table, write_json_atomic
+
+    final = {**test_metrics, **fit_metrics}
+    if isinstance(trainer.logger, pl.loggers.TensorBoardLogger):
+        log_hparams(trainer.logger, OmegaConf.to_container(cfg, resolve=True), final)
+    ckpt = trainer.checkpoint_callback
+    tested = ckpt.best_model_path if cfg.test_ckpt == "best" else ckpt.last_model_path
+    record = {
+        **final,
+        "seed": int(cfg.seed),
+        "epochs": int(trainer.current_epoch),
+        "steps": int(trainer.global_step),
+        "params": count_parameters(module.net),
+        "test_checkpoint": str(Path(tested).relative_to(run_dir)) if tested else None,
+        "wall_s": round(time.perf_counter() - start, 3),
+    }
+    write_json_atomic(run_dir / "metrics.json", record)
+    print_table(f"{cfg.name} (seed {cfg.seed})", {k: record[k] for k in (*sorted(final), "epochs", "wall_s")})
+    return record

@@ -1,0 +1,21 @@
+"""Classification: logits (B, C) against integer targets (B,); accuracy per stage."""
+from __future__ import annotations
+
+import torch
+from torchmetrics.classification import MulticlassAccuracy
+
+from lightning_modules.base import SupervisedModule
+
+
+class ClassificationModule(SupervisedModule):
+    headline = ("acc", "max")
+
+    def __init__(self, *args, num_classes: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        if num_classes < 2:
+            raise ValueError(f"num_classes={num_classes}: a classifier needs at least 2")
+        self.num_classes = num_classes
+        self.add_stage_metrics(lambda: {"acc": MulticlassAccuracy(num_classes=num_classes, average="micro")})
+
+    def predictions(self, output: torch.Tensor) -> torch.Tensor:
+        return output.argmax(dim=-1)  # (B, C) → (B,)

@@ -1,0 +1,46 @@
+"""Loss registry: a config name → an ``nn.Module`` loss; ``task`` says which targets it takes."""
+from __future__ import annotations
+
+from torch import nn
+
+from lightning_modules.registry import Registry
+
+LOSSES = Registry("loss")
+
+
+@LOSSES.register("cross_entropy", task="classification")
+def cross_entropy(label_smoothing: float = 0.0) -> nn.Module:
+    return nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+
+
+@LOSSES.register("mse", task="regression")
+def mse() -> nn.Module:
+    return nn.MSELoss()
+
+
+@LOSSES.register("mae", task="regression")
+def mae() -> nn.Module:
+    return nn.L1Loss()
+
+
+@LOSSES.register("huber", task="regression")
+def huber(delta: float = 1.0) -> nn.Module:
+    if delta <= 0:
+        raise ValueError(f"loss.delta={delta}: must be > 0")
+    return nn.HuberLoss(delta=delta)
+
+
+DEFAULT_LOSS = {"classification": "cross_entropy", "regression": "mse"}
+
+
+def build_loss(name: str | None, task: str, label_smoothing: float = 0.0, delta: float = 1.0) -> nn.Module:
+    """The named loss (or the task's default when ``name`` is None), checked against the task."""
+    entry = LOSSES.get(name if name is not None else DEFAULT_LOSS[task])
+    if entry.info["task"] != task:
+        fits = [e.name for e in LOSSES if e.info["task"] == task]
+        raise ValueError(f"loss.name={entry.name!r} is a {entry.info['task']} loss but the data is a {task} task; use one of: {', '.join(fits)}")
+    if entry.name == "cross_entropy":
+        return entry.factory(label_smoothing=label_smoothing)
+    if label_smoothing:
+        raise ValueError(f"regularization.label_smoothing={label_smoothing}: only applies to classification; set it to 0 for loss {entry.name!r}")
+    return entry.factory(delta=delta) if entry.name == "huber" else entry.factory()

@@ -1,0 +1,40 @@
+"""Shared helpers: compose the real Hydra config, shrink it, run it in-process or through the CLI."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = ROOT / "experiments" / "configs"
+RUN = ROOT / "experiments" / "run.py"
+
+# Keeps a run to seconds without changing what it exercises.
+SHRINK = ("trainer.max_epochs=3", "callbacks.progress=none")
+
+
+def compose_config(*overrides: str) -> DictConfig:
+    """The config `python experiments/run.py OVERRIDES` would run (without the hydra section)."""
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides))
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(RUN), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def train_run(tmp_path):
+    """Train in-process with the real pipeline: ``train_run(*overrides) -> (run_dir, record)``."""
+    from experiments.train import train
+
+    def go(*overrides: str, name: str = "run"):
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        return run_dir, train(compose_config(*SHRINK, *overrides), run_dir)
+
+    return go

@@ -1,0 +1,37 @@
+"""Bad input fails before training: one line on stderr naming the key, the value and what is
+accepted; exit status 2; no run directory left behind."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import run_cli
+
+CASES = {
+    "unknown group option": (["optimizer=adamm"], "error: optimizer=adamm: unknown option; valid: adam, sgd"),
+    "unknown key": (["optimizer.lrr=0.1"], "error: optimizer.lrr=0.1: unknown key; keys under optimizer: betas, eps, lr, name"),
+    "unknown top-level key": (["sed=3"], "error: sed=3: unknown key; keys under the top level: callbacks, data,"),
+    "lr zero": (["optimizer.lr=0"], "error: optimizer.lr=0: must be a number > 0"),
+    "lr negative": (["optimizer.lr=-0.1"], "error: optimizer.lr=-0.1: must be a number > 0"),
+    "lr not a number": (["optimizer.lr=fast"], "error: optimizer.lr='fast': must be a number > 0"),
+    "batch size zero": (["data.batch_size=0"], "error: data.batch_size=0: must be an integer >= 1"),
+    "batch size not an integer": (["data.batch_size=6.5"], "error: data.batch_size=6.5: must be an integer >= 1"),
+    "epochs zero": (["trainer.max_epochs=0"], "error: trainer.max_epochs=0: must be an integer >= 1"),
+    "epochs not a number": (["trainer.max_epochs=ten"], "error: trainer.max_epochs='ten': must be an integer >= 1"),
+    "val fraction one": (["data.val_fraction=1"], "error: data.val_fraction=1: must be a number in [0, 1)"),
+    "test fraction negative": (["data.test_fraction=-0.2"], "error: data.test_fraction=-0.2: must be a number in [0, 1)"),
+    "fractions sum": (["data.val_fraction=0.5", "data.test_fraction=0.5"], "error: data.val_fraction + data.test_fraction = 0.5 + 0.5: must be < 1"),
+    "seed not a number": (["seed=abc"], "error: seed='abc': must be an integer >= 0"),
+    "dropout one": (["regularization.dropout=1.0"], "error: regularization.dropout=1.0: must be a number in [0, 1)"),
+    "unknown registry name": (["model.activation=swish"], "error: model.activation='swish': unknown; valid: elu, gelu, relu"),
+    "key the optimizer lacks": (["optimizer=sgd", "+optimizer.betas=[0.9,0.99]"], "error: optimizer.betas: not accepted by optimizer 'sgd'"),
+}
+
+
+@pytest.mark.parametrize("args,expected", CASES.values(), ids=CASES.keys())
+def test_bad_input_is_one_clear_line(tmp_path, args, expected):
+    proc = run_cli(*args, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(expected), proc.stderr
+    runs = tmp_path / "outputs" / "runs"
+    assert not runs.exists() or not any(runs.iterdir()), list(runs.iterdir())

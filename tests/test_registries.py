@@ -1,0 +1,160 @@
+"""Every registry entry, parametrized: models, optimizers, schedulers, losses, datasets.
+
+Each entry must also have its config file (one hop from config name to code) and vice versa.
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from conftest import CONFIG_DIR
+from datamodules.datasets import DATASETS, KINDS, TASKS
+from lightning_modules.losses import LOSSES, build_loss
+from lightning_modules.nets import MODELS
+from lightning_modules.optimizers import OPTIMIZERS, optimizer_factory
+from lightning_modules.registry import Registry, UnknownNameError
+from lightning_modules.schedulers import SCHEDULERS, scheduler_factory
+
+
+def group_options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+def group_config(group: str, option: str) -> dict:
+    d = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / group / f"{option}.yaml"))
+    d.pop("name")
+    return d
+
+
+@pytest.mark.parametrize(
+    "group,registry", [("model", MODELS), ("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS), ("data", DATASETS)]
+)
+def test_every_config_option_has_an_entry_and_back(group, registry):
+    assert group_options(group) == registry.list()
+    for option in registry.list():
+        assert OmegaConf.load(CONFIG_DIR / group / f"{option}.yaml").name == option
+
+
+@pytest.mark.parametrize("registry", [MODELS, OPTIMIZERS, SCHEDULERS, LOSSES, DATASETS], ids=lambda r: r.kind)
+def test_unknown_name_lists_the_valid_ones(registry):
+    with pytest.raises(UnknownNameError) as err:
+        registry.get("no_such_thing")
+    assert str(err.value) == f"unknown {registry.kind} 'no_such_thing'; valid: {', '.join(registry.list())}"
+
+
+def test_registry_rejects_duplicates_and_upper_case():
+    r = Registry("thing")
+    r.register("a")(lambda: 1)
+    with pytest.raises(ValueError, match="registered twice"):
+        r.register("a")(lambda: 2)
+    with pytest.raises(ValueError, match="lower-case"):
+        r.register("B")
+    assert r.create("a") == 1 and "A" in r and r.list() == ["a"]
+
+
+@pytest.mark.parametrize("name", MODELS.list())
+@pytest.mark.parametrize("shape", [(1, 8, 8), (64,)], ids=["image", "tabular"])
+def test_model_maps_batch_to_outputs_and_learns(name, shape):
+    torch.manual_seed(0)
+    net = MODELS.create(name, shape, 10, **group_config("model", name))
+    x, y = torch.randn(32, *shape), torch.randint(0, 10, (32,))
+    assert net(x).shape == (32, 10)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    first = torch.nn.functional.cross_entropy(net(x), y).item()
+    for _ in range(30):
+        loss = torch.nn.functional.cross_entropy(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.5 * first, (first, loss.item())
+
+
+@pytest.mark.parametrize("name", MODELS.list())
+def test_model_honours_dropout_and_batch_norm(name):
+    net = MODELS.create(name, (1, 8, 8), 10, dropout=0.3, batch_norm=True, **group_config("model", name))
+    kinds = {type(m).__name__ for m in net.modules()}
+    assert "Dropout" in kinds and any(k.startswith("BatchNorm") for k in kinds), kinds
+
+
+def test_mlp_refuses_an_empty_shape():
+    with pytest.raises(ValueError, match=r"model 'mlp' cannot take input shape \(\)"):
+        MODELS.create("mlp", (), 10)
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS.list())
+def test_optimizer_minimizes_a_quadratic(name):
+    w = torch.nn.Parameter(torch.tensor([3.0, -2.0]))
+    hparams = {**group_config("optimizer", name), "lr": 0.1}  # the rule, not the default lr, is under test
+    opt = optimizer_factory(name, **hparams)([w])
+    for _ in range(200):
+        loss = (w**2).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert (w**2).sum().item() < 0.05 * 13.0
+
+
+def test_optimizer_rejects_a_key_it_does_not_accept():
+    with pytest.raises(ValueError, match=r"optimizer.betas: not accepted by optimizer 'sgd'; accepted: lr, momentum"):
+        optimizer_factory("sgd", lr=0.1, betas=(0.9, 0.99))
+
+
+@pytest.mark.parametrize("name", SCHEDULERS.list())
+def test_scheduler_keeps_lr_positive_and_finite(name):
+    w = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([w], lr=0.1)
+    conf = scheduler_factory(name, **group_config("scheduler", name))(opt, 100)
+    lrs = []
+    for _ in range(100):
+        opt.step()
+        if conf is not None:
+            conf["scheduler"].step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert all(math.isfinite(lr) and lr >= 0 for lr in lrs) and max(lrs) <= 0.1 + 1e-12
+
+
+def test_cosine_known_values():
+    w = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([w], lr=0.1)
+    sched = scheduler_factory("cosine", min_lr_ratio=0.1)(opt, 100)["scheduler"]
+    lrs = {}
+    for step in range(1, 101):
+        opt.step()
+        sched.step()
+        lrs[step] = opt.param_groups[0]["lr"]
+    assert lrs[50] == pytest.approx(0.01 + 0.09 * 0.5)  # half way: the midpoint of lr and min
+    assert lrs[100] == pytest.approx(0.01)
+
+
+LOSS_CASES = {  # known answers on out = [[2, 0]], target = class 0 / value [1, 3]
+    "cross_entropy": math.log(1 + math.exp(-2)),
+    "mse": ((2 - 1) ** 2 + (0 - 3) ** 2) / 2,
+    "mae": (1 + 3) / 2,
+    "huber": (0.5 * 1**2 + (3 - 0.5)) / 2,
+}
+
+
+@pytest.mark.parametrize("name", LOSSES.list())
+def test_loss_known_value(name):
+    task = LOSSES.get(name).info["task"]
+    out = torch.tensor([[2.0, 0.0]])
+    target = torch.tensor([0]) if task == "classification" else torch.tensor([[1.0, 3.0]])
+    assert build_loss(name, task)(out, target).item() == pytest.approx(LOSS_CASES[name])
+
+
+def test_loss_must_fit_the_task():
+    with pytest.raises(ValueError, match=r"loss.name='mse' is a regression loss but the data is a classification task; use one of: cross_entropy"):
+        build_loss("mse", "classification")
+
+
+@pytest.mark.parametrize("name", DATASETS.list())
+def test_dataset_loads_offline_with_consistent_arrays(name):
+    ds = DATASETS.create(name)
+    entry = DATASETS.get(name)
+    assert ds.task == entry.info["task"] in TASKS and ds.kind == entry.info["kind"] in KINDS
+    assert ds.x.dtype.name == "float32" and len(ds.x) == len(ds.y) > 100
+    if ds.task == "classification":
+        assert set(ds.y.tolist()) == set(range(ds.num_classes))
