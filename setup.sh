@@ -27,6 +27,9 @@ if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
 fi
 py="$venv/bin/python"
+pip_install() {  # quiet pip; the machine's pip.conf warnings about absent index folders are noise
+  "$py" -m pip install -q "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+}
 
 stamp="$venv/.dl-foundations-setup"   # "<hash of pyproject.toml + setup.sh> <extras>"
 hash=$(cat pyproject.toml setup.sh | sha256sum | cut -c1-16)
@@ -47,11 +50,11 @@ if [ -n "$installed" ]; then
   echo "torch==$installed" > "$constraints"
 else
   echo "setup: installing torch==$torch_default"
-  "$py" -m pip install -q "torch==$torch_default"
+  pip_install "torch==$torch_default"
   echo "torch==$torch_default" > "$constraints"
 fi
 
 echo "setup: installing dl-foundations$extras and its dependencies"
-"$py" -m pip install -q -c "$constraints" -e ".$extras" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+pip_install -c "$constraints" -e ".$extras"
 echo "$hash $extras" > "$stamp"
 echo "setup: done ($("$py" -c "import torch; print('torch', torch.__version__)"))"

@@ -100,3 +100,9 @@ def test_cli_help_and_cfg(tmp_path):
     cfg = yaml.safe_load(run_cli("--cfg", "job", "optimizer.lr=0.01", "data.batch_size=32", cwd=tmp_path).stdout)
     assert cfg["optimizer"]["lr"] == 0.01 and cfg["data"]["batch_size"] == 32
     assert not (tmp_path / "outputs").exists()
+
+
+def test_run_without_validation_or_logger(train_run):
+    run_dir, record = train_run("data.val_fraction=0", "test_ckpt=last", "logger=none")
+    assert record["test_checkpoint"] == "checkpoints/last.ckpt" and record["test/acc"] > 0.8
+    assert not (run_dir / "tensorboard").exists() and "val/acc_best" not in record
