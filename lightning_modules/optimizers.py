@@ -5,7 +5,6 @@ is an error that names it and lists what is accepted, instead of being silently 
 """
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable, Iterable
 
 import torch
@@ -28,12 +27,7 @@ def adam(params, lr: float, betas=(0.9, 0.999), **kwargs: Any) -> torch.optim.Op
 
 
 def optimizer_factory(name: str, **hparams: Any) -> OptimizerFactory:
-    """Check ``hparams`` against the entry's ``accepts`` and return ``params -> optimizer``."""
-    entry = OPTIMIZERS.get(name)
-    accepted = entry.info["accepts"]
-    for key in hparams:
-        if key not in accepted:
-            raise ValueError(f"optimizer.{key}: not accepted by optimizer {entry.name!r}; accepted: {', '.join(accepted)}")
+    """``params -> optimizer`` with ``hparams`` bound, checked against the entry's ``accepts``."""
     if "lr" not in hparams:
-        raise ValueError(f"optimizer.lr: missing; optimizer {entry.name!r} needs it")
-    return functools.partial(entry.factory, **hparams)
+        raise ValueError(f"optimizer.lr: missing; optimizer {name!r} needs it")
+    return OPTIMIZERS.partial(name, **hparams)

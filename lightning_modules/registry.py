@@ -7,6 +7,7 @@ flags (what a dataset's task is, which hyperparameters an optimizer accepts, ...
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -23,7 +24,7 @@ class Entry:
 
 
 class Registry:
-    """``register`` (decorator), ``list``, ``get``, ``create``; e.g. ``OPTIMIZERS.create("adam", params, lr=1e-3)``."""
+    """``register`` (decorator), ``list``, ``get``, ``create``, ``partial``; e.g. ``OPTIMIZERS.create("adam", params, lr=1e-3)``."""
 
     def __init__(self, kind: str):
         self.kind = kind  # what the names are, used in error messages ("optimizer", "model", ...)
@@ -52,6 +53,19 @@ class Registry:
 
     def create(self, name: str, *args: Any, **kwargs: Any) -> Any:
         return self.get(name).factory(*args, **kwargs)
+
+    def partial(self, name: str, **hparams: Any) -> functools.partial:
+        """The entry's factory with ``hparams`` bound, after checking them against the entry's
+        ``accepts`` info (when it declares one): an override it does not take is an error."""
+        entry = self.get(name)
+        accepted = entry.info.get("accepts")
+        if accepted is not None:
+            for key in hparams:
+                if key not in accepted:
+                    raise ValueError(
+                        f"{self.kind}.{key}: not accepted by {self.kind} {entry.name!r}; accepted: {', '.join(accepted) or 'nothing'}"
+                    )
+        return functools.partial(entry.factory, **hparams)
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._entries

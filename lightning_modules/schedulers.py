@@ -5,7 +5,6 @@ LightningModule hands Lightning the right configuration; ``none`` keeps the lear
 """
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable, Optional
 
 import torch
@@ -33,9 +32,5 @@ def cosine(optimizer: torch.optim.Optimizer, total_steps: int, min_lr_ratio: flo
 
 
 def scheduler_factory(name: str, **hparams: Any) -> SchedulerFactory:
-    entry = SCHEDULERS.get(name)
-    accepted = entry.info["accepts"]
-    for key in hparams:
-        if key not in accepted:
-            raise ValueError(f"scheduler.{key}: not accepted by scheduler {entry.name!r}; accepted: {', '.join(accepted) or 'nothing'}")
-    return functools.partial(entry.factory, **hparams)
+    """``(optimizer, total_steps) -> Lightning scheduler dict | None`` with ``hparams`` bound."""
+    return SCHEDULERS.partial(name, **hparams)
