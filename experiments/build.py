@@ -19,6 +19,7 @@ from lightning_modules.losses import build_loss
 from lightning_modules.nets import MODELS
 from lightning_modules.optimizers import optimizer_factory
 from lightning_modules.regression import RegressionModule
+from lightning_modules.regularizers import Regularization
 from lightning_modules.schedulers import scheduler_factory
 
 LOGGERS = ("tensorboard", "none")
@@ -42,11 +43,15 @@ def build_module(cfg: DictConfig, dm: TensorDataModule) -> SupervisedModule:
     reg = cfg.regularization
     net = MODELS.create(cfg.model.name, dm.input_shape, dm.num_outputs, dropout=reg.dropout, batch_norm=reg.batch_norm, **_without_name(cfg.model))
     loss = build_loss(cfg.loss.name, dm.task, label_smoothing=reg.label_smoothing, delta=cfg.loss.delta)
-    optimizer = optimizer_factory(cfg.optimizer.name, weight_decay=reg.weight_decay, **_without_name(cfg.optimizer))
+    opt_hparams = _without_name(cfg.optimizer)
+    if "weight_decay" in opt_hparams:
+        raise ValueError("optimizer.weight_decay: not an optimizer key; set regularization.weight_decay (and regularization.decay_all)")
+    optimizer = optimizer_factory(cfg.optimizer.name, weight_decay=reg.weight_decay, decay_all=reg.decay_all, **opt_hparams)
     scheduler = scheduler_factory(cfg.scheduler.name, **_without_name(cfg.scheduler))
+    in_step = Regularization(l1=reg.l1, l2=reg.l2, decay_all=reg.decay_all, input_noise=reg.input_noise, weight_noise=reg.weight_noise)
     if dm.task == "classification":
-        return ClassificationModule(net, loss, optimizer, scheduler, num_classes=dm.num_outputs)
-    return RegressionModule(net, loss, optimizer, scheduler)
+        return ClassificationModule(net, loss, optimizer, scheduler, in_step, num_classes=dm.num_outputs)
+    return RegressionModule(net, loss, optimizer, scheduler, in_step)
 
 
 def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[list[Callback], bool]:

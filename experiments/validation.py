@@ -64,7 +64,16 @@ RULES: dict[str, Callable[[Any], Optional[str]]] = {
     "optimizer.lr": number(0, lo_open=True),
     "optimizer.momentum": number(0, 1, hi_open=True),
     "optimizer.eps": number(0, lo_open=True),
+    "optimizer.rho": number(0, lo_open=True),
+    "optimizer.adaptive": boolean,
+    "optimizer.nesterov": boolean,
     "scheduler.min_lr_ratio": number(0, 1),
+    "scheduler.step_size": number(1, integer=True),
+    "scheduler.gamma": number(0, 1, lo_open=True),
+    "scheduler.pct_start": number(0, 1, hi_open=True),
+    "scheduler.warmup_fraction": number(0, 1, hi_open=True),
+    "scheduler.factor": number(0, 1, lo_open=True, hi_open=True),
+    "scheduler.patience": number(0, integer=True),
     "data.batch_size": number(1, integer=True),
     "data.eval_batch_size": number(1, integer=True),
     "data.val_fraction": fraction,
@@ -77,6 +86,11 @@ RULES: dict[str, Callable[[Any], Optional[str]]] = {
     "trainer.log_every_n_steps": number(1, integer=True),
     "trainer.deterministic": lambda v: None if isinstance(v, bool) or v == "warn" else "true, false or warn",
     "regularization.weight_decay": number(0),
+    "regularization.decay_all": boolean,
+    "regularization.l1": number(0),
+    "regularization.l2": number(0),
+    "regularization.input_noise": number(0),
+    "regularization.weight_noise": number(0),
     "regularization.dropout": fraction,
     "regularization.batch_norm": boolean,
     "regularization.label_smoothing": fraction,
@@ -106,5 +120,7 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"data.val_fraction + data.test_fraction = {vf} + {tf}: must be < 1 to leave a training split")
     if vf == 0 and cfg.get("test_ckpt") == "best":
         raise ConfigError("test_ckpt='best' needs a validation split: data.val_fraction=0; set test_ckpt=last or data.val_fraction>0")
+    if vf == 0 and cfg.scheduler.name == "plateau":
+        raise ConfigError("scheduler=plateau monitors val/loss, which needs a validation split: data.val_fraction=0")
     if vf == 0 and cfg.regularization.get("early_stopping") is not None:
         raise ConfigError("regularization.early_stopping needs a validation split: data.val_fraction=0")

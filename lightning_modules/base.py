@@ -14,7 +14,8 @@ import torch
 from torch import nn
 from torchmetrics import MaxMetric, MetricCollection, MinMetric
 
-from lightning_modules.optimizers import OptimizerFactory
+from lightning_modules.optimizers import OptimizerFactory, is_perturbed
+from lightning_modules.regularizers import Regularization, forward_with_weight_noise, norm_penalty, with_input_noise
 from lightning_modules.schedulers import SchedulerFactory
 
 STAGES = ("train", "val", "test")
@@ -30,12 +31,14 @@ class SupervisedModule(pl.LightningModule):
         loss: nn.Module,
         optimizer: OptimizerFactory,
         scheduler: Optional[SchedulerFactory] = None,
+        regularization: Regularization = Regularization(),
     ):
         super().__init__()
         self.net = net
         self.loss_fn = loss
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        self.reg = regularization
 
     def add_stage_metrics(self, make_metrics: Callable[[], dict]) -> None:
         """Called by subclasses: ``make_metrics()`` gives name → torchmetrics Metric; one set per
@@ -53,27 +56,41 @@ class SupervisedModule(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def _step(self, batch, stage: str) -> torch.Tensor:
-        x, y = batch  # (B, *input_shape), (B,) or (B, k)
-        out = self(x)
-        loss = self.loss_fn(out, y)
+    def _log_step(self, stage: str, out: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> None:
         n = y.shape[0]
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage == "val", batch_size=n)
         metrics = getattr(self, f"{stage}_metrics")
         metrics.update(self.predictions(out.detach()), y)
         for name, metric in metrics.items():
             self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=n)
-        return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
-        return self._step(batch, "train")
+        x, y = batch  # (B, *input_shape), (B,) or (B, k)
+        x = with_input_noise(x, self.reg.input_noise)
+        out = forward_with_weight_noise(self.net, x, self.reg.weight_noise) if self.reg.weight_noise else self(x)
+        loss = self.loss_fn(out, y)
+        total = loss
+        if self.reg.l1 or self.reg.l2:
+            penalty = norm_penalty(self.net, self.reg.l1, self.reg.l2, self.reg.decay_all)
+            total = loss + penalty
+        optimizer = self.trainer.optimizers[0]
+        if not is_perturbed(optimizer):  # SAM's second pass (at w + e) is not what we report
+            self._log_step("train", out, y, loss)
+            self.log("train/lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)
+            if total is not loss:
+                self.log("train/penalty", penalty, on_step=False, on_epoch=True, batch_size=y.shape[0])
+        return total
+
+    def _eval_step(self, batch, stage: str) -> None:
+        x, y = batch
+        out = self(x)
+        self._log_step(stage, out, y, self.loss_fn(out, y))
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        self._step(batch, "val")
+        self._eval_step(batch, "val")
 
     def test_step(self, batch, batch_idx: int) -> None:
-        self._step(batch, "test")
+        self._eval_step(batch, "test")
 
     def on_train_start(self) -> None:
         self.best_val.reset()  # forget the sanity check's values
@@ -86,7 +103,7 @@ class SupervisedModule(pl.LightningModule):
         self.log(f"val/{name}_best", self.best_val.compute(), prog_bar=True)
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.parameters())
+        optimizer = self.optimizer_factory(self.net)
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer, int(self.trainer.estimated_stepping_batches))

@@ -1,13 +1,16 @@
 """Scheduler registry: a config name → ``(optimizer, total_steps) -> Lightning lr_scheduler dict | None``.
 
-Each entry says whether it steps per optimizer step or per epoch (``interval``), so that the
-LightningModule hands Lightning the right configuration; ``none`` keeps the learning rate fixed.
+Each entry steps per optimizer step or per epoch as it needs (``interval`` in the dict it
+returns); ``plateau`` monitors ``val/loss``; ``none`` keeps the learning rate fixed. The learning
+rate is logged as ``train/lr`` by the module.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Optional
 
 import torch
+from torch.optim import lr_scheduler as sched
 
 from lightning_modules.registry import Registry
 
@@ -16,19 +19,69 @@ SCHEDULERS = Registry("scheduler")
 SchedulerFactory = Callable[[torch.optim.Optimizer, int], Optional[dict]]
 
 
+def _per_step(scheduler: Any) -> dict:
+    return {"scheduler": scheduler, "interval": "step", "frequency": 1}
+
+
+def _check_fraction(key: str, value: float, closed_hi: bool = True) -> None:
+    if not (0.0 <= value <= 1.0 if closed_hi else 0.0 <= value < 1.0):
+        raise ValueError(f"scheduler.{key}={value}: must be in [0, 1{']' if closed_hi else ')'}")
+
+
 @SCHEDULERS.register("none", accepts=())
 def none(optimizer: torch.optim.Optimizer, total_steps: int) -> None:
     return None
 
 
+@SCHEDULERS.register("step", accepts=("step_size", "gamma"))
+def step(optimizer: torch.optim.Optimizer, total_steps: int, step_size: int = 10, gamma: float = 0.1) -> dict:
+    """Multiply the lr by ``gamma`` every ``step_size`` epochs."""
+    if step_size < 1 or not 0 < gamma <= 1:
+        raise ValueError(f"scheduler.step_size={step_size}, scheduler.gamma={gamma}: need step_size >= 1 and gamma in (0, 1]")
+    return {"scheduler": sched.StepLR(optimizer, step_size=step_size, gamma=gamma), "interval": "epoch", "frequency": 1}
+
+
 @SCHEDULERS.register("cosine", accepts=("min_lr_ratio",))
 def cosine(optimizer: torch.optim.Optimizer, total_steps: int, min_lr_ratio: float = 0.0) -> dict:
     """Cosine decay from the base lr to ``min_lr_ratio × lr`` over the whole run, per step."""
-    if not 0.0 <= min_lr_ratio <= 1.0:
-        raise ValueError(f"scheduler.min_lr_ratio={min_lr_ratio}: must be in [0, 1]")
+    _check_fraction("min_lr_ratio", min_lr_ratio)
     base = optimizer.param_groups[0]["lr"]
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps), eta_min=base * min_lr_ratio)
-    return {"scheduler": sched, "interval": "step", "frequency": 1}
+    return _per_step(sched.CosineAnnealingLR(optimizer, T_max=max(1, total_steps), eta_min=base * min_lr_ratio))
+
+
+@SCHEDULERS.register("onecycle", accepts=("pct_start", "div_factor", "final_div_factor"))
+def onecycle(optimizer: torch.optim.Optimizer, total_steps: int, pct_start: float = 0.3, div_factor: float = 25.0, final_div_factor: float = 1e4) -> dict:
+    """Smith's one-cycle policy, peaking at optimizer.lr after ``pct_start`` of the run."""
+    _check_fraction("pct_start", pct_start, closed_hi=False)
+    max_lr = [g["lr"] for g in optimizer.param_groups]
+    return _per_step(
+        sched.OneCycleLR(optimizer, max_lr=max_lr, total_steps=max(2, total_steps), pct_start=pct_start, div_factor=div_factor, final_div_factor=final_div_factor)
+    )
+
+
+@SCHEDULERS.register("warmup_cosine", accepts=("warmup_fraction", "min_lr_ratio"))
+def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float = 0.05, min_lr_ratio: float = 0.0) -> dict:
+    """Linear warmup from ~0 to optimizer.lr over ``warmup_fraction`` of the steps, then cosine."""
+    _check_fraction("warmup_fraction", warmup_fraction, closed_hi=False)
+    _check_fraction("min_lr_ratio", min_lr_ratio)
+    warmup = int(round(warmup_fraction * total_steps))
+    decay = max(1, total_steps - warmup)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / decay)
+        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return _per_step(sched.LambdaLR(optimizer, factor))
+
+
+@SCHEDULERS.register("plateau", accepts=("factor", "patience", "min_lr"), monitors="val/loss")
+def plateau(optimizer: torch.optim.Optimizer, total_steps: int, factor: float = 0.1, patience: int = 5, min_lr: float = 0.0) -> dict:
+    """Multiply the lr by ``factor`` after ``patience`` epochs without a lower val/loss."""
+    if not 0 < factor < 1 or patience < 0:
+        raise ValueError(f"scheduler.factor={factor}, scheduler.patience={patience}: need factor in (0, 1) and patience >= 0")
+    return {"scheduler": sched.ReduceLROnPlateau(optimizer, mode="min", factor=factor, patience=patience, min_lr=min_lr), "interval": "epoch", "frequency": 1, "monitor": "val/loss"}
 
 
 def scheduler_factory(name: str, **hparams: Any) -> SchedulerFactory:

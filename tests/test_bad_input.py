@@ -7,7 +7,7 @@ import pytest
 from conftest import run_cli
 
 CASES = {
-    "unknown group option": (["optimizer=adamm"], "error: optimizer=adamm: unknown option; valid: adam, sgd"),
+    "unknown group option": (["optimizer=adamm"], "error: optimizer=adamm: unknown option; valid: adadelta, adagrad, adam, adamp, adamw, momentum"),
     "unknown key": (["optimizer.lrr=0.1"], "error: optimizer.lrr=0.1: unknown key; keys under optimizer: betas, eps, lr, name"),
     "unknown top-level key": (["sed=3"], "error: sed=3: unknown key; keys under the top level: callbacks, data,"),
     "lr zero": (["optimizer.lr=0"], "error: optimizer.lr=0: must be a number > 0"),
@@ -24,6 +24,10 @@ CASES = {
     "dropout one": (["regularization.dropout=1.0"], "error: regularization.dropout=1.0: must be a number in [0, 1)"),
     "unknown registry name": (["model.activation=swish"], "error: model.activation='swish': unknown; valid: elu, gelu, relu"),
     "key the optimizer lacks": (["optimizer=sgd", "+optimizer.betas=[0.9,0.99]"], "error: optimizer.betas: not accepted by optimizer 'sgd'"),
+    "weight decay on the optimizer": (["+optimizer.weight_decay=0.1"], "error: optimizer.weight_decay: not an optimizer key; set regularization.weight_decay"),
+    "plateau without validation": (["scheduler=plateau", "data.val_fraction=0", "test_ckpt=last"], "error: scheduler=plateau monitors val/loss"),
+    "negative l2": (["regularization.l2=-1e-4"], "error: regularization.l2=-0.0001: must be a number >= 0"),
+    "sam rho zero": (["optimizer=sam", "optimizer.rho=0"], "error: optimizer.rho=0: must be a number > 0"),
 }
 
 
