@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
 
+from callbacks.history import History
 from callbacks.progress import progress_callbacks
 from datamodules.tensor_datamodule import TensorDataModule
 from lightning_modules.base import SupervisedModule
@@ -65,7 +66,8 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[list
             mode=ck.mode,
             save_last=True,
             save_top_k=1,
-        )
+        ),
+        History(run_dir / "history.csv"),
     ]
     patience = cfg.regularization.early_stopping
     if patience is not None:

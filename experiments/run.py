@@ -34,13 +34,33 @@ def main(cfg: DictConfig) -> float | None:
     from experiments.train import train  # Lightning is imported only when a job runs (--help stays fast)
 
     run_dir = Path(HydraConfig.get().runtime.output_dir).resolve()
+    single = HydraConfig.get().mode.name == "RUN"
     try:
+        if cfg.study.name != "none":
+            return run_study(cfg, run_dir, single)
         record = train(cfg, run_dir)
     except ConfigError as exc:
         raise ConfigExit(str(exc)) from exc
-    if HydraConfig.get().mode.name == "RUN":
+    if single:
         print(f"run_dir: {run_dir}", flush=True)
     return record.get("test/acc", record.get("test/mse"))  # the value a Hydra sweeper optimizes
+
+
+def run_study(cfg: DictConfig, run_dir: Path, single: bool) -> dict:
+    from experiments.studies import run_study
+    from experiments.studies.common import study_dir_for
+    from experiments.train import discard_unfinished
+
+    study_dir = study_dir_for(cfg, run_dir)
+    try:
+        result = run_study(cfg, study_dir)
+    except ConfigError:
+        if study_dir == run_dir:
+            discard_unfinished(run_dir)
+        raise
+    if single:
+        print(f"study_dir: {study_dir}", flush=True)
+    return result
 
 
 def cli() -> int:

@@ -29,8 +29,9 @@ def discard_unfinished(run_dir: Path) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Train and test as ``cfg`` says, with outputs in ``run_dir``; return the final metrics."""
+def train(cfg: DictConfig, run_dir: Path, report: bool = True) -> dict[str, Any]:
+    """Train and test as ``cfg`` says, with outputs in ``run_dir``; return the final metrics.
+    ``report=False`` skips the results table (studies print one line per member instead)."""
     start = time.perf_counter()
     for pattern in QUIET:
         warnings.filterwarnings("ignore", message=pattern)
@@ -85,5 +86,6 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "wall_s": round(time.perf_counter() - start, 3),
     }
     write_json_atomic(run_dir / "metrics.json", record)
-    print_table(f"{cfg.name} (seed {cfg.seed})", {k: record[k] for k in (*sorted(final), "epochs", "wall_s")})
+    if report:
+        print_table(f"{cfg.name} (seed {cfg.seed})", {k: record[k] for k in (*sorted(final), "epochs", "wall_s")})
     return record

@@ -1,0 +1,84 @@
+"""What every study shares: its directory (new, or the latest one again with ``study.resume``),
+member runs composed from the study's own overrides and skipped once finished, CSV tables."""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from hydra import compose
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from experiments.validation import ConfigError
+
+log = logging.getLogger("dl_foundations")
+FINISHED = "study.json"  # written when a study completes; its presence marks a finished study dir
+
+
+def study_dir_for(cfg: DictConfig, fresh_dir: Path) -> Path:
+    """``fresh_dir`` (Hydra's new run dir), or with ``study.resume=true`` the most recent earlier
+    directory of the same study, in which finished members are kept."""
+    if not cfg.study.resume:
+        return fresh_dir
+    earlier = sorted(p for p in fresh_dir.parent.iterdir() if p.is_dir() and p != fresh_dir.resolve() and (p / "members").is_dir())
+    if not earlier:
+        raise ConfigError(f"study.resume=true: no earlier '{cfg.study.name}' study with members under {fresh_dir.parent} to resume")
+    shutil.rmtree(fresh_dir, ignore_errors=True)  # holds only Hydra's record of this invocation
+    log.info(f"resuming {earlier[-1]}")
+    return earlier[-1]
+
+
+def member_overrides(*extra: str) -> list[str]:
+    """The overrides the study was started with (minus study and hydra keys), then ``extra``."""
+    given = [o for o in HydraConfig.get().overrides.task if not o.lstrip("+~").startswith(("study", "hydra"))]
+    return [*given, "study=none", "callbacks.progress=none", *extra]
+
+
+def run_member(member_dir: Path, overrides: list[str]) -> tuple[dict, bool]:
+    """Train one member in ``member_dir`` unless it already finished there; (record, was_run)."""
+    from experiments.train import train
+
+    done = member_dir / "metrics.json"
+    if done.exists():
+        return json.loads(done.read_text()), False
+    if member_dir.exists():
+        shutil.rmtree(member_dir)  # an interrupted member: start it again
+    member_dir.mkdir(parents=True)
+    cfg = compose(config_name="train", overrides=overrides)
+    return train(cfg, member_dir, report=False), True
+
+
+def read_csv(path: Path) -> list[dict[str, Any]]:
+    with open(path, newline="") as f:
+        return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _number(v: str) -> Any:
+    try:
+        return float(v)
+    except ValueError:
+        return v
+
+
+def write_csv(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
+    rows = list(rows)
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
+class Clock:
+    def __init__(self):
+        self.t0 = time.perf_counter()
+
+    def __call__(self) -> float:
+        return round(time.perf_counter() - self.t0, 1)
