@@ -102,16 +102,19 @@ def learning_curves(histories: dict, families: dict, folder: Path, writer) -> No
 
 
 def final_bars(table: list[dict], folder: Path, writer) -> None:
-    """Final val accuracy per optimizer, sorted: median over seeds, whiskers min–max."""
+    """Final val accuracy per optimizer, sorted: median over seeds (dot), min–max (whiskers). Dots,
+    not bars: the axis does not start at zero, and a bar's length would then mislead."""
     rows = sorted(table, key=lambda r: r["val_acc_median"])
     fig, axes = new_figure(1, 1, width=5.5, height=0.32 * len(rows) + 1.2)
     ax = axes[0, 0]
     med = np.array([r["val_acc_median"] for r in rows])
     err = np.array([[m - r["val_acc_min"], r["val_acc_max"] - m] for m, r in zip(med, rows)]).T
-    ax.barh([r["optimizer"] for r in rows], med, xerr=err, color=palette(1)[0], capsize=3)
+    ax.errorbar(med, np.arange(len(rows)), xerr=err, fmt="o", color=palette(1)[0], capsize=3)
+    ax.set_yticks(np.arange(len(rows)), [r["optimizer"] for r in rows])
     for y, m in enumerate(med):
         ax.text(m + err[1, y] + 0.001, y, f"{m:.4f}", va="center", fontsize=8)
-    ax.set_xlim(max(0.0, float((med - err[0]).min()) - 0.02), 1.0)
-    ax.set_xlabel(f"val accuracy after the last epoch (median of {rows[0]['seeds']} seeds, min–max)")
+    ax.set_xlim(float((med - err[0]).min()) - 0.01, min(1.0, float((med + err[1]).max()) + 0.012))
+    ax.grid(axis="x", color="0.9")
+    ax.set_xlabel(f"val accuracy after the last epoch (median of {int(rows[0]['seeds'])} seeds, min–max)")
     fig.tight_layout()
     save_figure(fig, folder, "final_val_accuracy", writer)

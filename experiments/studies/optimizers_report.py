@@ -61,7 +61,7 @@ def _claims(surface_rows: list[dict], table: list[dict]) -> list[tuple[str, str,
         verdict = "consistent" if a <= b + spread else "not observed"
         out.append(("Adaptive methods generalize no better than well-tuned SGD with momentum (Wilson et al. 2017).",
                     f"median val accuracy: best adaptive {adaptive['optimizer']} {a:.4f}, best momentum SGD {momentum['optimizer']} {b:.4f} "
-                    f"(seed range up to {spread:.4f})", verdict))
+                    f"(seed range up to {spread:.4f}; each at its config lr, not tuned on this task)", verdict))
     if "sam" in med and "momentum" in med:
         a, b = med["sam"]["val_acc_median"], med["momentum"]["val_acc_median"]
         out.append(("SAM seeks flat minima and generalizes better than its base optimizer (Foret et al. 2021).",
