@@ -37,7 +37,7 @@ def main(cfg: DictConfig) -> float | None:
     single = HydraConfig.get().mode.name == "RUN"
     try:
         if cfg.study.name != "none":
-            return run_study(cfg, run_dir, single)
+            return study(cfg, run_dir, single)
         record = train(cfg, run_dir)
     except ConfigError as exc:
         raise ConfigExit(str(exc)) from exc
@@ -46,17 +46,17 @@ def main(cfg: DictConfig) -> float | None:
     return record.get("test/acc", record.get("test/mse"))  # the value a Hydra sweeper optimizes
 
 
-def run_study(cfg: DictConfig, run_dir: Path, single: bool) -> dict:
+def study(cfg: DictConfig, run_dir: Path, single: bool) -> dict:
+    """``study=NAME``: the study writes into Hydra's run dir, or an earlier one with study.resume."""
     from experiments.studies import run_study
     from experiments.studies.common import study_dir_for
     from experiments.train import discard_unfinished
 
-    study_dir = study_dir_for(cfg, run_dir)
     try:
+        study_dir = study_dir_for(cfg, run_dir)
         result = run_study(cfg, study_dir)
     except ConfigError:
-        if study_dir == run_dir:
-            discard_unfinished(run_dir)
+        discard_unfinished(run_dir)
         raise
     if single:
         print(f"study_dir: {study_dir}", flush=True)

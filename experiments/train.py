@@ -24,8 +24,8 @@ QUIET = (
 
 
 def discard_unfinished(run_dir: Path) -> None:
-    """Remove a run directory that Hydra created for a run that never started training."""
-    if run_dir.is_dir() and not (run_dir / "metrics.json").exists() and not (run_dir / "checkpoints").exists():
+    """Remove a directory that Hydra created for a run (or study) that never started training."""
+    if run_dir.is_dir() and not any((run_dir / name).exists() for name in ("metrics.json", "checkpoints", "members")):
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
