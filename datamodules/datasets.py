@@ -5,14 +5,14 @@ DataModule's job, so every dataset gets them the same way.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 import numpy as np
 
 from lightning_modules.registry import Registry
 
-DATASETS = Registry("dataset")
+DATASETS = Registry("dataset", key="data.dataset")
 
 TASKS = ("classification", "regression")
 KINDS = ("tabular", "image", "signal", "sequence")
@@ -27,10 +27,12 @@ class ArrayDataset:
     num_classes: Optional[int] = None  # classification only
     x_test: Optional[np.ndarray] = None  # a test split that comes with the dataset, kept as is
     y_test: Optional[np.ndarray] = None
+    extras: dict[str, Any] = field(default_factory=dict)  # e.g. a regression set's ground-truth function
 
     def __post_init__(self):
         assert self.task in TASKS and self.kind in KINDS, (self.task, self.kind)
         assert len(self.x) == len(self.y), f"x has {len(self.x)} samples, y has {len(self.y)}"
+        assert self.x_test is None or self.x_test.shape[1:] == self.x.shape[1:], (self.x.shape, self.x_test.shape)
         if self.task == "classification":
             assert self.y.ndim == 1 and self.num_classes, "classification needs (N,) labels and num_classes"
         else:
@@ -41,11 +43,9 @@ class ArrayDataset:
         return tuple(self.x.shape[1:])
 
 
-@DATASETS.register("digits", task="classification", kind="image")
-def digits() -> ArrayDataset:
-    """scikit-learn's handwritten digits: 1,797 8×8 grey images (0–16), 10 classes; ships with sklearn."""
-    from sklearn.datasets import load_digits
+def load(name: str, **kwargs: Any) -> ArrayDataset:
+    """Load dataset ``name``; its keyword arguments are checked against what the entry accepts."""
+    return DATASETS.partial(name, **kwargs)()
 
-    bunch = load_digits()
-    x = bunch.images.astype(np.float32)[:, None]  # (1797, 1, 8, 8)
-    return ArrayDataset(x=x, y=bunch.target.astype(np.int64), task="classification", kind="image", num_classes=10)
+
+from datamodules import embedded, files  # noqa: E402,F401  (register the embedded, generated and file datasets)

@@ -2,7 +2,9 @@
 
 ``DeviceBatchLoader`` is what the DataModule hands Lightning instead of a ``DataLoader``: one
 ``randperm`` per epoch, then each batch is ``tensor[idx]`` (airbench's approach; ~20× faster than
-a DataLoader over a TensorDataset on digits). Its ``sampler`` has ``set_epoch``, which Lightning
+a DataLoader over a TensorDataset on digits). With a ``transform`` (training augmentation and
+Mixup/CutMix) the whole epoch is gathered in batch order, transformed in one go, and served as
+slices of the result. Its ``sampler`` has ``set_epoch``, which Lightning
 calls at every epoch, so the order depends only on (seed, epoch): reproducible, resumable, and the
 same on every rank before each rank takes its shard.
 """
@@ -57,6 +59,7 @@ class DeviceBatchLoader:
         drop_last: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        transform=None,
     ):
         n = len(tensors[0])
         assert all(len(t) == n for t in tensors), [t.shape for t in tensors]
@@ -64,6 +67,7 @@ class DeviceBatchLoader:
         self.tensors, self.batch_size, self.drop_last = tensors, batch_size, drop_last
         self.sampler = EpochPermutation(n, shuffle, seed, rank, world_size)
         self.batch_sampler = None  # Lightning inspects both attributes, like a DataLoader's
+        self.transform = transform  # (x, y, epoch, batch_size, rank) -> (x, y), on a whole epoch
 
     def __len__(self) -> int:
         m = self.sampler.per_rank
@@ -71,6 +75,12 @@ class DeviceBatchLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         idx = self.sampler.indices().to(self.tensors[0].device)
+        if self.transform is not None:
+            idx = idx[: len(self) * self.batch_size]
+            epoch = self.transform(*(t[idx] for t in self.tensors), self.sampler.epoch, self.batch_size, self.sampler.rank)
+            for b in range(len(self)):
+                yield tuple(t[b * self.batch_size : (b + 1) * self.batch_size] for t in epoch)
+            return
         for b in range(len(self)):
             batch = idx[b * self.batch_size : (b + 1) * self.batch_size]
             yield tuple(t[batch] for t in self.tensors)

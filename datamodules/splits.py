@@ -27,3 +27,21 @@ def holdout_split(
             idx, test_size=val_fraction / (1 - test_fraction), random_state=seed, stratify=None if labels is None else labels[idx]
         )
     return np.sort(idx), np.sort(val), np.sort(test)
+
+
+def kfold_split(pool: np.ndarray, k: int, index: int, seed: int, labels: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val): fold ``index`` of a K-fold split of ``pool`` (stratified with ``labels``)."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    if not (isinstance(k, int) and k >= 2 and 0 <= index < k):
+        raise ValueError(f"data.kfold.k={k}, data.kfold.index={index}: need k >= 2 and 0 <= index < k")
+    splitter = StratifiedKFold(k, shuffle=True, random_state=seed) if labels is not None else KFold(k, shuffle=True, random_state=seed)
+    folds = list(splitter.split(pool, None if labels is None else labels[pool]))
+    train, val = folds[index]
+    return np.sort(pool[train]), np.sort(pool[val])
+
+
+def bootstrap_sample(train: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(resampled, out_of_bag): ``len(train)`` draws with replacement, and the indices never drawn."""
+    drawn = train[np.random.default_rng(seed).integers(0, len(train), len(train))]
+    return drawn, np.setdiff1d(train, drawn)

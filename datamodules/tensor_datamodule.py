@@ -1,9 +1,11 @@
 """A DataModule for datasets small enough to live as tensors on the training device.
 
-Loads a registered dataset once (offline), splits it (stratified, seeded), normalizes with
-training-split statistics, moves every split to the trainer's device in ``setup`` and serves
-batches by indexing (``DeviceBatchLoader``). ``input_shape``, ``num_outputs`` and ``task`` are
-available before training, so the network can size itself to the data.
+Loads a registered dataset once (offline), splits it (stratified holdout or a K-fold fold, then
+an optional bootstrap resample of the training part), normalizes with training-split statistics,
+moves every split to the trainer's device in ``setup`` and serves batches by indexing
+(``DeviceBatchLoader``). The training loader alone augments and mixes, a whole epoch at a time on
+the device (``TrainTransform``). ``input_shape``, ``num_outputs`` and ``task`` are known before training, so
+the network can size itself to the data.
 """
 from __future__ import annotations
 
@@ -13,12 +15,15 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from datamodules.datasets import DATASETS, ArrayDataset
+from datamodules.augment import augment, policy_for
+from datamodules.datasets import DATASETS, ArrayDataset, load
 from datamodules.device_loader import DeviceBatchLoader
+from datamodules.mixing import MixConfig
 from datamodules.normalization import NORMALIZERS, apply_normalizer, fit_normalizer
-from datamodules.splits import holdout_split
+from datamodules.splits import bootstrap_sample, holdout_split, kfold_split
+from datamodules.train_transform import TrainTransform
 
-SPLITS = ("train", "val", "test")
+FLIP_SAFE = ("cifar10", "cifar100", "image_folder")  # datasets whose mirror images keep their labels
 
 
 class TensorDataModule(pl.LightningDataModule):
@@ -32,7 +37,12 @@ class TensorDataModule(pl.LightningDataModule):
         normalize: str = "zscore",
         split_seed: int = 0,
         seed: int = 0,
-        dataset_kwargs: Optional[dict[str, Any]] = None,
+        root: Optional[str] = None,
+        dataset: Optional[dict[str, Any]] = None,
+        kfold: Optional[dict[str, Any]] = None,
+        bootstrap: Optional[int] = None,
+        augment: bool = False,
+        mix: MixConfig = MixConfig(),
     ):
         super().__init__()
         self.entry = DATASETS.get(name)  # fails early, listing the datasets
@@ -41,31 +51,60 @@ class TensorDataModule(pl.LightningDataModule):
         for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"data.{key}={value!r}: must be an integer >= 1")
+        self.kfold = dict(kfold or {})
+        if self.kfold.get("k") is not None:
+            k, index = self.kfold["k"], self.kfold.get("index", 0)
+            if not isinstance(k, int) or k < 2:
+                raise ValueError(f"data.kfold.k={k!r}: must be an integer >= 2 (or null for no K-fold)")
+            if not isinstance(index, int) or not 0 <= index < k:
+                raise ValueError(f"data.kfold.index={index!r}: must be an integer in [0, {k - 1}] for k={k}")
+            if val_fraction:
+                raise ValueError(f"data.val_fraction={val_fraction}: with data.kfold.k={k} the fold is the validation set; set data.val_fraction=0")
+        if self.entry.info["task"] != "classification" and mix.active:
+            raise ValueError(f"regularization.mixup_alpha/cutmix_alpha: Mixup and CutMix need class labels; dataset {name!r} is a {self.entry.info['task']} task")
         self.name, self.batch_size, self.eval_batch_size = self.entry.name, batch_size, eval_batch_size
         self.val_fraction, self.test_fraction, self.normalize = val_fraction, test_fraction, normalize
-        self.split_seed, self.seed = split_seed, seed
-        self.dataset_kwargs = dict(dataset_kwargs or {})
+        self.split_seed, self.seed, self.bootstrap = split_seed, seed, bootstrap
+        self.dataset_kwargs = dict(dataset or {})
+        if root is not None:
+            if "root" not in self.entry.info["accepts"]:
+                raise ValueError(f"data.root={root!r}: dataset {name!r} does not read files; datasets that do: "
+                                 f"{', '.join(e.name for e in DATASETS if 'root' in e.info['accepts'])}")
+            self.dataset_kwargs["root"] = root
+        self.augment, self.mix = augment, mix
+        self.policy = None
+        self.split_indices: dict[str, np.ndarray] = {}  # into the dataset's own training pool
+        self.oob_indices: Optional[np.ndarray] = None  # out-of-bag training-pool indices, with bootstrap
         self._arrays: Optional[dict[str, tuple[np.ndarray, np.ndarray]]] = None
         self._info: Optional[ArrayDataset] = None
         self._tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    # ---------------------------------------------------------------- what the model needs to know
+    # ---------------------------------------------------------------- splits and what the model needs to know
+    def _split(self, ds: ArrayDataset) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+        labels = ds.y if ds.task == "classification" else None
+        if ds.x_test is not None and self.test_fraction:
+            raise ValueError(f"data.test_fraction={self.test_fraction}: dataset {self.name!r} comes with its own test split; set it to 0")
+        k = self.kfold.get("k")
+        test_fraction = 0.0 if ds.x_test is not None else self.test_fraction
+        train, val, test = holdout_split(len(ds.x), 0.0 if k else self.val_fraction, test_fraction, self.split_seed, labels)
+        if k:
+            train, val = kfold_split(train, k, self.kfold.get("index", 0), self.split_seed, labels)
+        if self.bootstrap is not None:
+            train, self.oob_indices = bootstrap_sample(train, self.bootstrap)
+        self.split_indices = {"train": train, "val": val, "test": test}
+        return train, val, None if ds.x_test is not None else test
+
     def _load(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         if self._arrays is None:
-            ds: ArrayDataset = self.entry.factory(**self.dataset_kwargs)
-            labels = ds.y if ds.task == "classification" else None
-            if ds.x_test is not None:
-                if self.test_fraction:
-                    raise ValueError(f"data.test_fraction={self.test_fraction}: dataset {self.name!r} comes with its own test split; set it to 0")
-                train, val, _ = holdout_split(len(ds.x), self.val_fraction, 0.0, self.split_seed, labels)
-                test_xy = (ds.x_test, ds.y_test)
-            else:
-                train, val, test = holdout_split(len(ds.x), self.val_fraction, self.test_fraction, self.split_seed, labels)
-                test_xy = (ds.x[test], ds.y[test])
+            ds = load(self.name, **self.dataset_kwargs)
+            train, val, test = self._split(ds)
             shift, scale = fit_normalizer(ds.x[train], self.normalize)
+            test_xy = (ds.x_test, ds.y_test) if test is None else (ds.x[test], ds.y[test])
             raw = {"train": (ds.x[train], ds.y[train]), "val": (ds.x[val], ds.y[val]), "test": test_xy}
             self._arrays = {k: (apply_normalizer(x, shift, scale), y) for k, (x, y) in raw.items()}
             self._info = ds
+            if self.augment:
+                self.policy = policy_for(ds.kind, ds.input_shape, flip=self.name in FLIP_SAFE)
         return self._arrays
 
     @property
@@ -96,8 +135,10 @@ class TensorDataModule(pl.LightningDataModule):
     def _loader(self, split: str, train: bool) -> DeviceBatchLoader:
         x, y = self._tensors[split]
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+        transform = TrainTransform(self.policy, self.mix, self.info.num_classes, self.seed) if train else None
         return DeviceBatchLoader(
-            (x, y), self.batch_size if train else self.eval_batch_size, shuffle=train, seed=self.seed, rank=rank, world_size=world
+            (x, y), self.batch_size if train else self.eval_batch_size, shuffle=train, seed=self.seed, rank=rank, world_size=world,
+            transform=transform if transform is not None and transform.active else None,
         )
 
     def train_dataloader(self) -> DeviceBatchLoader:

@@ -13,6 +13,7 @@ from pytorch_lightning.loggers import Logger, TensorBoardLogger
 
 from callbacks.history import History
 from callbacks.progress import progress_callbacks
+from datamodules.mixing import MixConfig
 from datamodules.tensor_datamodule import TensorDataModule
 from lightning_modules.base import SupervisedModule
 from lightning_modules.classification import ClassificationModule
@@ -37,7 +38,9 @@ def _without_name(node: DictConfig) -> dict:
 
 
 def build_datamodule(cfg: DictConfig) -> TensorDataModule:
-    return TensorDataModule(seed=cfg.seed, **_plain(cfg.data))
+    reg = cfg.regularization
+    mix = MixConfig(mixup_alpha=reg.mixup_alpha, cutmix_alpha=reg.cutmix_alpha, mix_prob=reg.mix_prob, switch_prob=reg.switch_prob)
+    return TensorDataModule(seed=cfg.seed, augment=reg.augment, mix=mix, **_plain(cfg.data))
 
 
 def build_module(cfg: DictConfig, dm: TensorDataModule) -> SupervisedModule:

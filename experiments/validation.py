@@ -80,6 +80,9 @@ RULES: dict[str, Callable[[Any], Optional[str]]] = {
     "data.test_fraction": fraction,
     "data.normalize": one_of("zscore", "minmax", "none"),
     "data.split_seed": number(0, integer=True),
+    "data.kfold.k": number(2, integer=True, optional=True),
+    "data.kfold.index": number(0, integer=True),
+    "data.bootstrap": number(0, integer=True, optional=True),
     "trainer.max_epochs": number(1, integer=True),
     "trainer.devices": lambda v: None if (_is_int(v) and v >= 1) or v == "auto" or isinstance(v, (list, str)) else "an integer >= 1, a list of ids or auto",
     "trainer.num_nodes": number(1, integer=True),
@@ -91,6 +94,11 @@ RULES: dict[str, Callable[[Any], Optional[str]]] = {
     "regularization.l2": number(0),
     "regularization.input_noise": number(0),
     "regularization.weight_noise": number(0),
+    "regularization.augment": boolean,
+    "regularization.mixup_alpha": number(0),
+    "regularization.cutmix_alpha": number(0),
+    "regularization.mix_prob": number(0, 1),
+    "regularization.switch_prob": number(0, 1),
     "regularization.dropout": fraction,
     "regularization.batch_norm": boolean,
     "regularization.label_smoothing": fraction,
@@ -115,12 +123,15 @@ def check_config(cfg: DictConfig) -> None:
         accepted = rule(value)
         if accepted is not None:
             raise ConfigError(f"{key}={_fmt(value)}: must be {accepted}")
+    k, index = cfg.data.kfold.k, cfg.data.kfold.index
+    if k is not None and index >= k:
+        raise ConfigError(f"data.kfold.index={index}: must be < data.kfold.k={k}")
     vf, tf = cfg.data.get("val_fraction", 0), cfg.data.get("test_fraction", 0)
     if vf + tf >= 1:
         raise ConfigError(f"data.val_fraction + data.test_fraction = {vf} + {tf}: must be < 1 to leave a training split")
-    if vf == 0 and cfg.get("test_ckpt") == "best":
+    if vf == 0 and k is None and cfg.get("test_ckpt") == "best":
         raise ConfigError("test_ckpt='best' needs a validation split: data.val_fraction=0; set test_ckpt=last or data.val_fraction>0")
-    if vf == 0 and cfg.scheduler.name == "plateau":
+    if vf == 0 and k is None and cfg.scheduler.name == "plateau":
         raise ConfigError("scheduler=plateau monitors val/loss, which needs a validation split: data.val_fraction=0")
-    if vf == 0 and cfg.regularization.get("early_stopping") is not None:
+    if vf == 0 and k is None and cfg.regularization.get("early_stopping") is not None:
         raise ConfigError("regularization.early_stopping needs a validation split: data.val_fraction=0")

@@ -53,6 +53,10 @@ class SupervisedModule(pl.LightningModule):
         """What the metrics compare with the targets. Subclasses override."""
         return output
 
+    def metric_targets(self, y: torch.Tensor) -> torch.Tensor:
+        """The targets the metrics see (e.g. hard labels for soft Mixup targets). Subclasses override."""
+        return y
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
@@ -60,7 +64,7 @@ class SupervisedModule(pl.LightningModule):
         n = y.shape[0]
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage == "val", batch_size=n)
         metrics = getattr(self, f"{stage}_metrics")
-        metrics.update(self.predictions(out.detach()), y)
+        metrics.update(self.predictions(out.detach()), self.metric_targets(y))
         for name, metric in metrics.items():
             self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=n)
 

@@ -1,4 +1,5 @@
-"""Classification: logits (B, C) against integer targets (B,); accuracy per stage."""
+"""Classification: logits (B, C) against integer targets (B,) or soft targets (B, C) (Mixup/CutMix);
+accuracy per stage, against the argmax of soft targets."""
 from __future__ import annotations
 
 import torch
@@ -19,3 +20,6 @@ class ClassificationModule(SupervisedModule):
 
     def predictions(self, output: torch.Tensor) -> torch.Tensor:
         return output.argmax(dim=-1)  # (B, C) → (B,)
+
+    def metric_targets(self, y: torch.Tensor) -> torch.Tensor:
+        return y.argmax(dim=-1) if y.ndim == 2 else y  # soft (B, C) → the dominant class (B,)

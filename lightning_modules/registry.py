@@ -26,8 +26,9 @@ class Entry:
 class Registry:
     """``register`` (decorator), ``list``, ``get``, ``create``, ``partial``; e.g. ``OPTIMIZERS.create("adam", params, lr=1e-3)``."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, key: str | None = None):
         self.kind = kind  # what the names are, used in error messages ("optimizer", "model", ...)
+        self.key = key or kind  # the config section of an entry's hyperparameters, for error messages
         self._entries: dict[str, Entry] = {}
 
     def register(self, name: str, **info: Any) -> Callable[[Callable], Callable]:
@@ -63,7 +64,7 @@ class Registry:
             for key in hparams:
                 if key not in accepted:
                     raise ValueError(
-                        f"{self.kind}.{key}: not accepted by {self.kind} {entry.name!r}; accepted: {', '.join(accepted) or 'nothing'}"
+                        f"{self.key}.{key}: not accepted by {self.kind} {entry.name!r}; accepted: {', '.join(accepted) or 'nothing'}"
                     )
         return functools.partial(entry.factory, **hparams)
 

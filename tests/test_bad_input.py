@@ -28,6 +28,13 @@ CASES = {
     "plateau without validation": (["scheduler=plateau", "data.val_fraction=0", "test_ckpt=last"], "error: scheduler=plateau monitors val/loss"),
     "negative l2": (["regularization.l2=-1e-4"], "error: regularization.l2=-0.0001: must be a number >= 0"),
     "sam rho zero": (["optimizer=sam", "optimizer.rho=0"], "error: optimizer.rho=0: must be a number > 0"),
+    "k-fold k below 2": (["data.kfold.k=1", "data.val_fraction=0"], "error: data.kfold.k=1: must be an integer >= 2 or null"),
+    "k-fold index beyond k": (["data.kfold.k=3", "data.kfold.index=3", "data.val_fraction=0"], "error: data.kfold.index=3: must be < data.kfold.k=3"),
+    "file dataset without root": (["data=mnist"], "error: data.root: missing; dataset 'mnist' reads local files laid out as"),
+    "missing root folder": (["data=cifar10", "data.root=/no/such/folder"], "error: data.root='/no/such/folder': not a directory"),
+    "augment on tabular data": (["data=moons", "regularization.augment=true"], "error: regularization.augment=true: no label-preserving augmentation for tabular data"),
+    "dataset key it lacks": (["data=moons", "+data.dataset.radius=2"], "error: data.dataset.radius: not accepted by dataset 'moons'; accepted: n_samples, noise, seed"),
+    "mix probability above one": (["regularization.mix_prob=1.5"], "error: regularization.mix_prob=1.5: must be a number in [0, 1]"),
 }
 
 

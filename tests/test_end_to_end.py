@@ -97,12 +97,13 @@ def test_cli_help_and_cfg(tmp_path):
         "model: mlp",
         "optimizer: adadelta, adagrad, adam, adamp, adamw, momentum, nadam, nesterov, radam, rmsprop, sam, sgd",
         "scheduler: cosine, none, onecycle, plateau, step, warmup_cosine",
-        "regularization: dropout, l2, none, strong",
+        "regularization: cutmix, dropout, l2, mixup, none, strong",
+        "data: cifar10, cifar100, circles, digits, fashion_mnist, image_folder, mnist, mnist1d, moons, regression_outliers, sequences",
         "trainer: cpu, gpu",
         "experiment: smoke",
     ):
         assert line in help_text
-    for group in ("data:", "callbacks:", "logger:", "study:"):
+    for group in ("callbacks:", "logger:", "study:"):
         assert group in help_text
     cfg = yaml.safe_load(run_cli("--cfg", "job", "optimizer.lr=0.01", "data.batch_size=32", cwd=tmp_path).stdout)
     assert cfg["optimizer"]["lr"] == 0.01 and cfg["data"]["batch_size"] == 32

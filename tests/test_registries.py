@@ -12,7 +12,7 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import CONFIG_DIR
-from datamodules.datasets import DATASETS, KINDS, TASKS
+from datamodules.datasets import DATASETS
 from lightning_modules.losses import LOSSES, build_loss
 from lightning_modules.nets import MODELS
 from lightning_modules.optimizers import OPTIMIZERS, optimizer_factory
@@ -205,13 +205,3 @@ def test_loss_known_value(name):
 def test_loss_must_fit_the_task():
     with pytest.raises(ValueError, match=r"loss.name='mse' is a regression loss but the data is a classification task; use one of: cross_entropy"):
         build_loss("mse", "classification")
-
-
-@pytest.mark.parametrize("name", DATASETS.list())
-def test_dataset_loads_offline_with_consistent_arrays(name):
-    ds = DATASETS.create(name)
-    entry = DATASETS.get(name)
-    assert ds.task == entry.info["task"] in TASKS and ds.kind == entry.info["kind"] in KINDS
-    assert ds.x.dtype.name == "float32" and len(ds.x) == len(ds.y) > 100
-    if ds.task == "classification":
-        assert set(ds.y.tolist()) == set(range(ds.num_classes))

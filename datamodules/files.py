@@ -1,0 +1,172 @@
+"""Datasets read from local files in their standard formats, under ``data.root`` (never downloaded).
+
+- ``mnist``, ``fashion_mnist``: the four IDX files (``train-images-idx3-ubyte`` …), gzipped or not.
+- ``cifar10``: ``data_batch_1`` … ``data_batch_5`` and ``test_batch`` (python pickles), in
+  ``root`` or ``root/cifar-10-batches-py``; ``cifar100``: ``train`` and ``test`` in ``root`` or
+  ``root/cifar-100-python`` (fine labels). The pickles are the format's own; load only files you trust.
+- ``image_folder``: ``root/<class>/<image>`` (PNG/JPEG/BMP…), classes in sorted order; with
+  ``root/train/<class>/…`` and ``root/test/<class>/…`` the test split is kept.
+
+A missing or malformed file raises an error that names the file expected and the layout.
+"""
+from __future__ import annotations
+
+import gzip
+import pickle
+import struct
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from datamodules.datasets import DATASETS, ArrayDataset
+
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+IDX_LAYOUT = "data.root/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]"
+
+
+class DataFileError(ValueError):
+    """A dataset file that is missing or not in its format."""
+
+
+def _root(root: Optional[str], name: str, layout: str) -> Path:
+    if not root:
+        raise DataFileError(f"data.root: missing; dataset {name!r} reads local files laid out as {layout}")
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise DataFileError(f"data.root={str(root)!r}: not a directory; dataset {name!r} expects {layout}")
+    return path
+
+
+def _find(root: Path, candidates: list[str], layout: str) -> Path:
+    for c in candidates:
+        if (root / c).is_file():
+            return root / c
+    raise DataFileError(f"{root / candidates[0]}: missing (expected layout: {layout})")
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX array (the MNIST format): magic 0x0000 dtype ndim, big-endian int32 dims, data."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+        zero, dtype, ndim = struct.unpack(">HBB", raw[:4])
+        if zero != 0 or dtype != 0x08:  # 0x08: unsigned byte, the only type MNIST uses
+            raise DataFileError(f"{path}: not an IDX file of unsigned bytes (magic {raw[:4].hex()})")
+        dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
+        data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
+        if data.size != int(np.prod(dims)):
+            raise DataFileError(f"{path}: header says {dims} = {int(np.prod(dims))} bytes, file has {data.size}")
+        return data.reshape(dims)
+    except (OSError, struct.error, EOFError) as exc:
+        raise DataFileError(f"{path}: unreadable as IDX ({exc})") from exc
+
+
+def _idx_dataset(name: str, root: Optional[str]) -> ArrayDataset:
+    base = _root(root, name, IDX_LAYOUT)
+    parts = {}
+    for split, (images, labels) in IDX_FILES.items():
+        x = read_idx(_find(base, [images, images + ".gz"], IDX_LAYOUT))
+        y = read_idx(_find(base, [labels, labels + ".gz"], IDX_LAYOUT))
+        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+            raise DataFileError(f"{base}: {split} images {x.shape} and labels {y.shape} do not match (expected (N, H, W) and (N,))")
+        parts[split] = (x[:, None].astype(np.float32), y.astype(np.int64))  # (N, 1, 28, 28)
+    (x, y), (xt, yt) = parts["train"], parts["test"]
+    return ArrayDataset(x=x, y=y, task="classification", kind="image", num_classes=10, x_test=xt, y_test=yt)
+
+
+@DATASETS.register("mnist", task="classification", kind="image", accepts=("root",))
+def mnist(root: Optional[str] = None) -> ArrayDataset:
+    return _idx_dataset("mnist", root)
+
+
+@DATASETS.register("fashion_mnist", task="classification", kind="image", accepts=("root",))
+def fashion_mnist(root: Optional[str] = None) -> ArrayDataset:
+    return _idx_dataset("fashion_mnist", root)
+
+
+def _unpickle(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with open(path, "rb") as f:
+            d = pickle.load(f, encoding="bytes")
+        x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)  # rows are R, G, B planes of 32×32
+        y = np.asarray(d[label_key], dtype=np.int64)
+    except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError, TypeError) as exc:
+        raise DataFileError(f"{path}: not a CIFAR python batch with b'data' (N×3072 bytes) and {label_key!r} ({exc})") from exc
+    if len(x) != len(y):
+        raise DataFileError(f"{path}: {len(x)} images but {len(y)} labels")
+    return x.astype(np.float32), y
+
+
+def _cifar(name: str, root: Optional[str], folder: str, train: list[str], test: str, label_key: bytes, classes: int) -> ArrayDataset:
+    layout = f"data.root[/{folder}]/{{{','.join(train)},{test}}}"
+    base = _root(root, name, layout)
+    if (base / folder).is_dir():
+        base = base / folder
+    xs, ys = zip(*(_unpickle(_find(base, [b], layout), label_key) for b in train))
+    xt, yt = _unpickle(_find(base, [test], layout), label_key)
+    return ArrayDataset(x=np.concatenate(xs), y=np.concatenate(ys), task="classification", kind="image", num_classes=classes, x_test=xt, y_test=yt)
+
+
+@DATASETS.register("cifar10", task="classification", kind="image", accepts=("root",))
+def cifar10(root: Optional[str] = None) -> ArrayDataset:
+    return _cifar("cifar10", root, "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch", b"labels", 10)
+
+
+@DATASETS.register("cifar100", task="classification", kind="image", accepts=("root",))
+def cifar100(root: Optional[str] = None) -> ArrayDataset:
+    return _cifar("cifar100", root, "cifar-100-python", ["train"], "test", b"fine_labels", 100)
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def _read_folder(base: Path, size: Optional[tuple[int, int]], channels: int, classes: Optional[list[str]] = None):
+    from PIL import Image
+
+    found = sorted(d.name for d in base.iterdir() if d.is_dir())
+    classes = classes or found
+    if len(classes) < 2:
+        raise DataFileError(f"{base}: found {len(found)} class folders; image_folder expects data.root/<class>/<image> with >= 2 classes")
+    mode = {1: "L", 3: "RGB"}[channels]
+    xs, ys = [], []
+    for label, cls in enumerate(classes):
+        for f in sorted((base / cls).iterdir()) if (base / cls).is_dir() else []:
+            if f.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            try:
+                with Image.open(f) as im:
+                    im = im.convert(mode)
+                    if size is None:
+                        size = im.size
+                    if im.size != tuple(size):
+                        im = im.resize(tuple(size))
+                    a = np.asarray(im, dtype=np.float32)
+            except OSError as exc:
+                raise DataFileError(f"{f}: not a readable image ({exc})") from exc
+            xs.append(a.reshape(size[1], size[0], channels).transpose(2, 0, 1))  # (C, H, W)
+            ys.append(label)
+    if not xs:
+        raise DataFileError(f"{base}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under its class folders")
+    return np.stack(xs), np.array(ys, np.int64), classes, size
+
+
+@DATASETS.register("image_folder", task="classification", kind="image", accepts=("root", "image_size", "channels"))
+def image_folder(root: Optional[str] = None, image_size: Optional[list[int]] = None, channels: int = 3) -> ArrayDataset:
+    """Images in class folders. ``image_size`` [width, height] (default: the first image's size;
+    others are resized to it); ``channels`` 1 (grey) or 3 (RGB)."""
+    layout = "data.root/<class>/<image> or data.root/{train,test}/<class>/<image>"
+    if channels not in (1, 3):
+        raise DataFileError(f"data.channels={channels}: must be 1 or 3")
+    base = _root(root, "image_folder", layout)
+    size = tuple(image_size) if image_size else None
+    if (base / "train").is_dir() and (base / "test").is_dir():
+        x, y, classes, size = _read_folder(base / "train", size, channels)
+        xt, yt, _, _ = _read_folder(base / "test", size, channels, classes)
+        return ArrayDataset(x=x, y=y, task="classification", kind="image", num_classes=len(classes), x_test=xt, y_test=yt, extras={"classes": classes})
+    x, y, classes, _ = _read_folder(base, size, channels)
+    return ArrayDataset(x=x, y=y, task="classification", kind="image", num_classes=len(classes), extras={"classes": classes})
