@@ -1,10 +1,17 @@
-"""A DataModule for datasets small enough to live as tensors on the training device.
+"""A DataModule for array datasets: as tensors on the training device, or through a DataLoader.
+
+``loader="device"`` (and ``"auto"`` while the training split is at most ``device_limit_mb``):
 
 Loads a registered dataset once (offline), splits it (stratified holdout or a K-fold fold, then
 an optional bootstrap resample of the training part), normalizes with training-split statistics,
 moves every split to the trainer's device in ``setup`` and serves batches by indexing
 (``DeviceBatchLoader``). The training loader alone augments and mixes, a whole epoch at a time on
-the device (``TrainTransform``). ``input_shape``, ``num_outputs`` and ``task`` are known before training, so
+the device (``TrainTransform``).
+
+``loader="dataloader"`` (and ``"auto"`` above the limit, or when ``num_workers > 0`` asks for
+workers): the splits stay in host memory and a ``torch.utils.data.DataLoader`` with workers and
+pinned memory (on a GPU) serves them; Lightning shards it under DDP with a DistributedSampler;
+augmentation and mixing then run per batch on the device, in ``on_after_batch_transfer``. ``input_shape``, ``num_outputs`` and ``task`` are known before training, so
 the network can size itself to the data.
 """
 from __future__ import annotations
@@ -14,6 +21,7 @@ from typing import Any, Optional
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 from datamodules.augment import augment, policy_for
 from datamodules.datasets import DATASETS, ArrayDataset, load
@@ -24,6 +32,7 @@ from datamodules.splits import bootstrap_sample, holdout_split, kfold_split
 from datamodules.train_transform import TrainTransform
 
 FLIP_SAFE = ("cifar10", "cifar100", "image_folder")  # datasets whose mirror images keep their labels
+LOADERS = ("auto", "device", "dataloader")
 
 
 class TensorDataModule(pl.LightningDataModule):
@@ -43,6 +52,9 @@ class TensorDataModule(pl.LightningDataModule):
         bootstrap: Optional[int] = None,
         augment: bool = False,
         mix: MixConfig = MixConfig(),
+        loader: str = "auto",
+        num_workers: int = 0,
+        device_limit_mb: float = 2048,
     ):
         super().__init__()
         self.entry = DATASETS.get(name)  # fails early, listing the datasets
@@ -72,6 +84,13 @@ class TensorDataModule(pl.LightningDataModule):
                                  f"{', '.join(e.name for e in DATASETS if 'root' in e.info['accepts'])}")
             self.dataset_kwargs["root"] = root
         self.augment, self.mix = augment, mix
+        if loader not in LOADERS:
+            raise ValueError(f"data.loader={loader!r}: unknown; valid: {', '.join(LOADERS)}")
+        if not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(f"data.num_workers={num_workers!r}: must be an integer >= 0")
+        if loader == "device" and num_workers:
+            raise ValueError(f"data.num_workers={num_workers}: workers serve data.loader=dataloader; the device loader has none (set data.loader=dataloader or auto)")
+        self.loader, self.num_workers, self.device_limit_mb = loader, num_workers, device_limit_mb
         self.policy = None
         self.split_indices: dict[str, np.ndarray] = {}  # into the dataset's own training pool
         self.oob_indices: Optional[np.ndarray] = None  # out-of-bag training-pool indices, with bootstrap
@@ -128,24 +147,46 @@ class TensorDataModule(pl.LightningDataModule):
         return {k: len(y) for k, (_, y) in self._load().items()}
 
     # ---------------------------------------------------------------- Lightning hooks
-    def setup(self, stage: Optional[str] = None) -> None:
-        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
-        self._tensors = {k: (torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)) for k, (x, y) in self._load().items()}
+    @property
+    def on_device(self) -> bool:
+        """Whether the splits live on the training device (else: a DataLoader from host memory)."""
+        if self.loader != "auto":
+            return self.loader == "device"
+        return self.num_workers == 0 and self._load()["train"][0].nbytes <= self.device_limit_mb * 2**20
 
-    def _loader(self, split: str, train: bool) -> DeviceBatchLoader:
+    def setup(self, stage: Optional[str] = None) -> None:
+        on_gpu = self.trainer is not None and self.trainer.strategy.root_device.type != "cpu"
+        device = self.trainer.strategy.root_device if self.trainer is not None and self.on_device else torch.device("cpu")
+        self._pin = on_gpu and not self.on_device
+        self._tensors = {k: (torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)) for k, (x, y) in self._load().items()}
+        num_classes = self.info.num_classes
+        self.transform = TrainTransform(self.policy, self.mix, num_classes, self.seed)
+
+    def _loader(self, split: str, train: bool):
         x, y = self._tensors[split]
+        batch_size = self.batch_size if train else self.eval_batch_size
+        if not self.on_device:
+            return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=train, num_workers=self.num_workers,
+                              pin_memory=self._pin, persistent_workers=self.num_workers > 0)
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
-        transform = TrainTransform(self.policy, self.mix, self.info.num_classes, self.seed) if train else None
         return DeviceBatchLoader(
-            (x, y), self.batch_size if train else self.eval_batch_size, shuffle=train, seed=self.seed, rank=rank, world_size=world,
-            transform=transform if transform is not None and transform.active else None,
+            (x, y), batch_size, shuffle=train, seed=self.seed, rank=rank, world_size=world,
+            transform=self.transform if train and self.transform.active else None,
         )
 
-    def train_dataloader(self) -> DeviceBatchLoader:
+    def train_dataloader(self):
         return self._loader("train", train=True)
 
     def val_dataloader(self):
         return self._loader("val", train=False) if len(self._tensors["val"][1]) else []
 
-    def test_dataloader(self) -> DeviceBatchLoader:
+    def test_dataloader(self):
         return self._loader("test", train=False)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """DataLoader path, training batches only: augment and mix this batch on the device (the
+        device path has done it for the whole epoch already)."""
+        if self.on_device or self.trainer is None or not self.trainer.training or not self.transform.active:
+            return batch
+        x, y = batch
+        return self.transform(x, y, self.trainer.global_step, len(y), self.trainer.global_rank)

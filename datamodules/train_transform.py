@@ -20,7 +20,8 @@ class TrainTransform:
         return self.policy is not None or self.mix.active
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, epoch: int, batch_size: int, rank: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (N, *input_shape), y (N,) in this epoch's batch order → transformed x, targets."""
+        """x (N, *input_shape), y (N,) in this epoch's batch order → transformed x, targets. For a
+        single batch (the DataLoader path) pass ``batch_size=len(y)`` and the step as ``epoch``."""
         if self.policy is not None:
             x = augment(x, self.policy)
         if self.mix.active:

@@ -8,9 +8,12 @@ import struct
 
 import numpy as np
 import pytest
+import torch
+from torch.utils.data import DataLoader
 
 from datamodules.datasets import DATASETS, load
 from datamodules.files import DataFileError
+from datamodules.mixing import MixConfig
 from datamodules.tensor_datamodule import TensorDataModule
 
 EXPECTED = {  # name: (input shape, task, classes or targets, has its own test split)
@@ -148,3 +151,30 @@ def test_bootstrap_is_seeded_same_size_with_out_of_bag():
 def test_datamodule_rejects_bad_resampling(kwargs, message):
     with pytest.raises(ValueError, match=message):
         TensorDataModule("digits", **kwargs)
+
+
+def test_dataloader_path_trains_and_mixes_per_batch(train_run):
+    run_dir, record = train_run("data.loader=dataloader", "regularization.mixup_alpha=0.2", "trainer.max_epochs=3")
+    assert record["test/acc"] > 0.85
+    dm = TensorDataModule("digits", loader="dataloader", mix=MixConfig(mixup_alpha=1.0))
+    dm.setup()
+    assert isinstance(dm.train_dataloader(), DataLoader) and not dm.on_device
+    x, y = next(iter(dm.train_dataloader()))
+    dm.trainer = type("T", (), {"training": True, "global_step": 3, "global_rank": 0})()
+    xm, t = dm.on_after_batch_transfer((x.clone(), y), 0)
+    assert t.shape == (64, 10) and not torch.equal(xm, x)
+    dm.trainer.training = False
+    assert dm.on_after_batch_transfer((x, y), 0)[1] is y  # never at evaluation
+
+
+def test_auto_loader_picks_by_size_and_workers():
+    assert TensorDataModule("digits").on_device
+    assert not TensorDataModule("digits", device_limit_mb=0.1).on_device  # 1257 × 64 floats = 0.31 MB
+    assert not TensorDataModule("digits", num_workers=2).on_device
+    with pytest.raises(ValueError, match=r"data.num_workers=2: workers serve data.loader=dataloader"):
+        TensorDataModule("digits", loader="device", num_workers=2)
+
+
+def test_file_dataset_trains_from_the_config(fixtures, train_run):
+    _, record = train_run("data=cifar10", f"data.root={fixtures['cifar10']}", "regularization=cutmix", "regularization.augment=true", "trainer.max_epochs=2")
+    assert 0.0 <= record["test/acc"] <= 1.0 and record["epochs"] == 2
