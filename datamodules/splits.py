@@ -1,6 +1,7 @@
 """Index splits: seeded train/val/test holdout, stratified for classification."""
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import numpy as np
@@ -18,6 +19,11 @@ def holdout_split(
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
         raise ValueError(f"val_fraction={val_fraction}, test_fraction={test_fraction}: each in [0, 1) and their sum < 1")
     idx = np.arange(n)
+    if labels is not None:  # a stratified part needs at least one sample of every class
+        classes = len(np.unique(labels))
+        for key, frac in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):  # both are fractions of n
+            if 0 < frac and math.ceil(frac * n) < classes:
+                raise ValueError(f"data.{key}={frac}: {math.ceil(frac * n)} of {n} samples cannot hold all {classes} classes in a stratified split; raise it to >= {classes / n:.3g}")
     test = np.array([], dtype=np.int64)
     if test_fraction > 0:
         idx, test = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=None if labels is None else labels[idx])

@@ -50,6 +50,12 @@ def test_holdout_split_is_disjoint_stratified_and_seeded():
     assert not np.array_equal(test, holdout_split(len(y), 0.1, 0.2, 1, y)[2])
 
 
+def test_stratified_split_too_small_for_the_classes_names_the_key():
+    y = np.repeat(np.arange(100), 4)
+    with pytest.raises(ValueError, match=r"data.val_fraction=0.1: 40 of 400 samples cannot hold all 100 classes in a stratified split; raise it to >= 0.25"):
+        holdout_split(len(y), 0.1, 0.0, seed=0, labels=y)
+
+
 def test_zscore_uses_training_statistics_and_leaves_constant_features():
     x = np.stack([np.array([1.0, 2.0, 3.0, 4.0]), np.full(4, 5.0)], axis=1).astype(np.float32)
     shift, scale = fit_normalizer(x, "zscore")

@@ -92,8 +92,26 @@ def test_translation_moves_each_image_within_the_pad():
     assert len({(r, c) for _, r, c in pos.tolist()}) > 4  # per-image offsets
 
 
+def test_small_affine_keeps_the_image_near_itself_and_identity_is_exact():
+    from datamodules.augment import affine_grid, random_affine
+
+    theta = torch.randn(5, 2, 3)
+    assert torch.allclose(affine_grid(theta, 6, 9), torch.nn.functional.affine_grid(theta, [5, 1, 6, 9], align_corners=False), atol=1e-5)
+
+    x = torch.rand(32, 1, 28, 28)
+    assert torch.allclose(random_affine(x, 0.0, 0.0), x, atol=1e-5)
+    moved = random_affine(x, 10.0, 0.1)
+    assert moved.shape == x.shape and not torch.allclose(moved, x)
+    square = torch.zeros(1, 1, 28, 28)
+    square[..., 10:18, 10:18] = 1.0
+    out = random_affine(square.expand(16, 1, 28, 28).contiguous(), 10.0, 0.1)
+    assert ((out.sum(dim=(1, 2, 3)) / 64) - 1).abs().max() < 0.25  # mass kept within the zoom range
+
+
 def test_policies_by_kind():
-    assert policy_for("image", (1, 8, 8), flip=False).flip is False
+    small, large = policy_for("image", (1, 8, 8), flip=False), policy_for("image", (3, 32, 32), flip=True)
+    assert (small.flip, small.rotate, small.pad) == (False, 0.0, 1) and (large.flip, large.rotate, large.zoom, large.pad) == (True, 10.0, 0.1, 4)
+    assert not torch.equal(augment(torch.rand(4, 3, 32, 32), large), torch.zeros(4, 3, 32, 32))
     x = torch.randn(8, 1, 40)
     out = augment(x, policy_for("signal", (1, 40), flip=False))
     assert out.shape == x.shape and not torch.equal(out, x)
