@@ -27,7 +27,7 @@ from datamodules.augment import augment, policy_for
 from datamodules.datasets import DATASETS, ArrayDataset, load
 from datamodules.device_loader import DeviceBatchLoader
 from datamodules.mixing import MixConfig
-from datamodules.normalization import NORMALIZERS, apply_normalizer, fit_normalizer
+from datamodules.normalization import NORMALIZERS, STATISTICS, apply_normalizer, fit_normalizer, reduce_axes
 from datamodules.splits import bootstrap_sample, holdout_split, kfold_split
 from datamodules.train_transform import TrainTransform
 
@@ -44,6 +44,7 @@ class TensorDataModule(pl.LightningDataModule):
         val_fraction: float = 0.1,
         test_fraction: float = 0.2,
         normalize: str = "zscore",
+        normalize_per: str = "auto",
         split_seed: int = 0,
         seed: int = 0,
         root: Optional[str] = None,
@@ -75,7 +76,9 @@ class TensorDataModule(pl.LightningDataModule):
         if self.entry.info["task"] != "classification" and mix.active:
             raise ValueError(f"regularization.mixup_alpha/cutmix_alpha: Mixup and CutMix need class labels; dataset {name!r} is a {self.entry.info['task']} task")
         self.name, self.batch_size, self.eval_batch_size = self.entry.name, batch_size, eval_batch_size
-        self.val_fraction, self.test_fraction, self.normalize = val_fraction, test_fraction, normalize
+        if normalize_per not in STATISTICS:
+            raise ValueError(f"data.normalize_per={normalize_per!r}: unknown; valid: {', '.join(STATISTICS)}")
+        self.val_fraction, self.test_fraction, self.normalize, self.normalize_per = val_fraction, test_fraction, normalize, normalize_per
         self.split_seed, self.seed, self.bootstrap = split_seed, seed, bootstrap
         self.dataset_kwargs = dict(dataset or {})
         if root is not None:
@@ -117,7 +120,7 @@ class TensorDataModule(pl.LightningDataModule):
         if self._arrays is None:
             ds = load(self.name, **self.dataset_kwargs)
             train, val, test = self._split(ds)
-            shift, scale = fit_normalizer(ds.x[train], self.normalize)
+            shift, scale = fit_normalizer(ds.x[train], self.normalize, reduce_axes(ds.kind, self.normalize_per, ds.x.ndim))
             test_xy = (ds.x_test, ds.y_test) if test is None else (ds.x[test], ds.y[test])
             raw = {"train": (ds.x[train], ds.y[train]), "val": (ds.x[val], ds.y[val]), "test": test_xy}
             self._arrays = {k: (apply_normalizer(x, shift, scale), y) for k, (x, y) in raw.items()}

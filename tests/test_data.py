@@ -72,10 +72,28 @@ def test_digits_datamodule_splits_and_normalizes_from_train_only():
     assert (dm.task, dm.input_shape, dm.num_outputs) == ("classification", (1, 8, 8), 10)
     dm.setup("fit")
     x_train = dm._tensors["train"][0]
-    assert x_train.mean(0).abs().max() < 1e-5  # per-feature z-score on the training split
-    assert dm._tensors["test"][0].mean(0).abs().max() > 1e-3  # test is normalized with train stats
+    assert abs(x_train.mean()) < 1e-5 and abs(x_train.std() - 1) < 1e-3  # per-channel z-score (images: one channel)
+    assert x_train.mean(0).abs().max() > 0.5  # not per pixel
+    raw, idx = dm.info.x, dm.split_indices
+    expected = (raw[idx["test"]] - raw[idx["train"]].mean()) / raw[idx["train"]].std()  # the training split's statistics
+    assert np.allclose(dm._tensors["test"][0].numpy(), expected, atol=1e-4)
     batch = next(iter(dm.train_dataloader()))
     assert batch[0].shape == (64, 1, 8, 8) and batch[1].dtype == torch.int64
+    per_pixel = TensorDataModule("digits", normalize_per="feature")
+    per_pixel.setup("fit")
+    assert per_pixel._tensors["train"][0].mean(0).abs().max() < 1e-5
+
+
+def test_normalization_axes_by_kind():
+    from datamodules.normalization import reduce_axes
+
+    assert reduce_axes("image", "auto", 4) == (0, 2, 3) and reduce_axes("signal", "auto", 3) == (0, 2)
+    assert reduce_axes("tabular", "auto", 2) == (0,) and reduce_axes("sequence", "auto", 3) == (0, 1)
+    x = np.random.default_rng(0).normal(3.0, 2.0, size=(100, 2, 40)).astype(np.float32)
+    shift, scale = fit_normalizer(x, "zscore", reduce_axes("signal", "auto", 3))
+    assert shift.shape == (2, 1) and np.allclose(apply_normalizer(x, shift, scale).std(axis=(0, 2)), 1, atol=1e-4)
+    with pytest.raises(ValueError, match="data.normalize_per=channel: tabular data has no channels; use feature or auto"):
+        reduce_axes("tabular", "channel", 2)
 
 
 def test_datamodule_rejects_bad_values_by_key():
