@@ -18,7 +18,7 @@ from datamodules.tensor_datamodule import TensorDataModule
 from lightning_modules.base import SupervisedModule
 from lightning_modules.classification import ClassificationModule
 from lightning_modules.losses import build_loss
-from lightning_modules.nets import MODELS
+from lightning_modules.nets import build_net
 from lightning_modules.optimizers import optimizer_factory
 from lightning_modules.regression import RegressionModule
 from lightning_modules.regularizers import Regularization
@@ -45,7 +45,7 @@ def build_datamodule(cfg: DictConfig) -> TensorDataModule:
 
 def build_module(cfg: DictConfig, dm: TensorDataModule) -> SupervisedModule:
     reg = cfg.regularization
-    net = MODELS.create(cfg.model.name, dm.input_shape, dm.num_outputs, dropout=reg.dropout, batch_norm=reg.batch_norm, **_without_name(cfg.model))
+    net = build_net(cfg.model.name, dm.input_shape, dm.info.kind, dm.num_outputs, dropout=reg.dropout, batch_norm=reg.batch_norm, **_without_name(cfg.model))
     loss = build_loss(cfg.loss.name, dm.task, label_smoothing=reg.label_smoothing, delta=cfg.loss.delta)
     opt_hparams = _without_name(cfg.optimizer)
     if "weight_decay" in opt_hparams:

@@ -78,6 +78,8 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True) -> dict[str, Any]
     tested = ckpt.best_model_path if cfg.test_ckpt == "best" else ckpt.last_model_path
     record = {
         **final,
+        "model": cfg.model.name,
+        "data": cfg.data.name,
         "seed": int(cfg.seed),
         "epochs": int(trainer.current_epoch),
         "steps": int(trainer.global_step),

@@ -56,6 +56,10 @@ def boolean(v: Any) -> Optional[str]:
     return None if isinstance(v, bool) else "true or false"
 
 
+def optional_boolean(v: Any) -> Optional[str]:
+    return None if v is None or isinstance(v, bool) else "true, false or null"
+
+
 fraction = number(0, 1, hi_open=True)
 
 RULES: dict[str, Callable[[Any], Optional[str]]] = {
@@ -79,6 +83,7 @@ RULES: dict[str, Callable[[Any], Optional[str]]] = {
     "data.val_fraction": fraction,
     "data.test_fraction": fraction,
     "data.normalize": one_of("zscore", "minmax", "none"),
+    "data.normalize_per": one_of("auto", "feature", "channel"),
     "data.split_seed": number(0, integer=True),
     "data.kfold.k": number(2, integer=True, optional=True),
     "data.kfold.index": number(0, integer=True),
@@ -103,7 +108,7 @@ RULES: dict[str, Callable[[Any], Optional[str]]] = {
     "regularization.mix_prob": number(0, 1),
     "regularization.switch_prob": number(0, 1),
     "regularization.dropout": fraction,
-    "regularization.batch_norm": boolean,
+    "regularization.batch_norm": optional_boolean,
     "regularization.label_smoothing": fraction,
     "regularization.grad_clip": number(0, lo_open=True, optional=True),
     "regularization.early_stopping": number(1, integer=True, optional=True),

@@ -35,6 +35,10 @@ CASES = {
     "augment on tabular data": (["data=moons", "regularization.augment=true"], "error: regularization.augment=true: no label-preserving augmentation for tabular data"),
     "dataset key it lacks": (["data=moons", "+data.dataset.radius=2"], "error: data.dataset.radius: not accepted by dataset 'moons'; accepted: n_samples, noise, seed"),
     "mix probability above one": (["regularization.mix_prob=1.5"], "error: regularization.mix_prob=1.5: must be a number in [0, 1]"),
+    "family and data shape": (["model=lenet", "data=sequences"], "error: model=lenet: cannot take sequence data of shape (50, 2); it takes image, signal data"),
+    "key the family lacks": (["model=gru", "+model.depth=3"], "error: model.depth: not a hyperparameter of model 'gru'; it has: hidden, layers, bidirectional, readout"),
+    "batch norm not a boolean": (["regularization.batch_norm=maybe"], "error: regularization.batch_norm='maybe': must be true, false or null"),
+    "normalization axes": (["data=moons", "data.normalize_per=channel"], "error: data.normalize_per=channel: tabular data has no channels; use feature or auto"),
 }
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-STUDIES = ("optimizers",)
+STUDIES = ("optimizers", "mnist1d_table")
 
 
 def run_study(cfg: DictConfig, study_dir: Path) -> dict:

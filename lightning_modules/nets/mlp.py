@@ -5,13 +5,13 @@ With ``hidden=[]`` it is multinomial logistic (or linear) regression.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
 
 from lightning_modules.nets import MODELS
-from lightning_modules.nets.common import activation as make_activation
+from lightning_modules.nets.common import activation as make_activation, check_dropout
 
 
 @MODELS.register("mlp", inputs=("tabular", "image", "signal", "sequence"))
@@ -23,15 +23,14 @@ class MLP(nn.Module):
         hidden: Sequence[int] = (256, 256),
         activation: str = "relu",
         dropout: float = 0.0,
-        batch_norm: bool = False,
+        batch_norm: Optional[bool] = None,  # None: off
     ):
         super().__init__()
         if not input_shape or any(int(d) < 1 for d in input_shape):
             raise ValueError(f"model 'mlp' cannot take input shape {tuple(input_shape)}")
         if any(not isinstance(h, int) or isinstance(h, bool) or h < 1 for h in hidden):
             raise ValueError(f"model.hidden={list(hidden)}: must be a list of positive integers")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout={dropout}: must be in [0, 1)")
+        check_dropout(dropout)
         width = math.prod(int(d) for d in input_shape)
         layers: list[nn.Module] = [nn.Flatten()]  # (B, *input_shape) → (B, width)
         for h in hidden:
