@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -19,25 +17,12 @@ from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.common import interleaved_medians, write_markdown  # noqa: E402
 from datamodules.augment import policy_for  # noqa: E402
 from datamodules.device_loader import DeviceBatchLoader  # noqa: E402
 from datamodules.mixing import MixConfig  # noqa: E402
 from datamodules.tensor_datamodule import TensorDataModule  # noqa: E402
 from datamodules.train_transform import TrainTransform  # noqa: E402
-
-
-def interleaved_medians(fns, repeats: int) -> list[float]:
-    """Median time of each function, timed in turn within every repeat, so that drift of the
-    machine (other load, clock changes) hits all of them alike."""
-    for fn in fns:
-        fn()  # warm-up
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, acc in zip(fns, times):
-            t0 = time.perf_counter()
-            fn()
-            acc.append(time.perf_counter() - t0)
-    return [statistics.median(t) for t in times]
 
 
 def epoch_of_batches(loader) -> None:
@@ -135,9 +120,7 @@ def main() -> None:
         *[f"| {r['model']} | {r['step_us']:.0f} | {r['with_us']:.0f} | {100 * r['overhead']:+.1f}% | {r['transforms_us']:.0f} | {100 * r['share']:.1f}% |" for r in step_rows],
         "",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_markdown(args.out, lines)
 
 
 if __name__ == "__main__":

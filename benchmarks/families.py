@@ -24,6 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import write_markdown  # noqa: E402
 from lightning_modules.nets import MODELS, build_net  # noqa: E402
 from lightning_modules.nets.common import count_parameters  # noqa: E402
 
@@ -196,9 +197,7 @@ def main() -> None:
         f"trainer.max_epochs={need} seed={args.seeds[0]}`: {wall:.1f} s, test accuracy {acc}.",
         "",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_markdown(args.out, lines)
 
 
 if __name__ == "__main__":
