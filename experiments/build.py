@@ -12,6 +12,7 @@ from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
 
 from callbacks.history import History
+from callbacks.plots import RunFigures
 from callbacks.progress import progress_callbacks
 from datamodules.mixing import MixConfig
 from datamodules.tensor_datamodule import TensorDataModule
@@ -60,6 +61,7 @@ def build_module(cfg: DictConfig, dm: TensorDataModule) -> SupervisedModule:
 
 def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[list[Callback], bool]:
     ck = cfg.callbacks.checkpoint
+    history = History(run_dir / "history.csv")
     callbacks: list[Callback] = [
         ModelCheckpoint(
             dirpath=run_dir / "checkpoints",
@@ -70,8 +72,10 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[list
             save_last=True,
             save_top_k=1,
         ),
-        History(run_dir / "history.csv"),
+        history,
     ]
+    if cfg.callbacks.figures:
+        callbacks.append(RunFigures(run_dir / "figures", history, cfg.callbacks.histograms_every))
     patience = cfg.regularization.early_stopping
     if patience is not None:
         callbacks.append(EarlyStopping(monitor="val/loss", mode="min", patience=patience))

@@ -113,6 +113,8 @@ RULES: dict[str, Callable[[Any], Optional[str]]] = {
     "regularization.grad_clip": number(0, lo_open=True, optional=True),
     "regularization.early_stopping": number(1, integer=True, optional=True),
     "callbacks.checkpoint.mode": one_of("min", "max"),
+    "callbacks.figures": boolean,
+    "callbacks.histograms_every": number(1, integer=True, optional=True),
     "loss.delta": number(0, lo_open=True),
 }
 
