@@ -13,6 +13,7 @@ from pytorch_lightning.loggers import Logger, TensorBoardLogger
 
 from callbacks.history import History
 from callbacks.plots import RunFigures
+from callbacks.sharpness import SharpnessProbe
 from callbacks.progress import progress_callbacks
 from datamodules.mixing import MixConfig
 from datamodules.tensor_datamodule import TensorDataModule
@@ -74,6 +75,12 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[list
         ),
         history,
     ]
+    if cfg.callbacks.stop_at_train_acc is not None:  # "trained to the same training accuracy"
+        callbacks.append(EarlyStopping(monitor="train/acc", mode="max", stopping_threshold=cfg.callbacks.stop_at_train_acc,
+                                       patience=10**9, check_on_train_epoch_end=True))
+    sharp = cfg.callbacks.sharpness
+    if sharp.enabled:
+        callbacks.append(SharpnessProbe(sharp.eps, sharp.lbfgs_iters, sharp.ascent_steps, sharp.hessian_iters, sharp.max_samples))
     if cfg.callbacks.figures:
         callbacks.append(RunFigures(run_dir / "figures", history, cfg.callbacks.histograms_every))
     patience = cfg.regularization.early_stopping

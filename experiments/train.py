@@ -64,8 +64,11 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True) -> dict[str, Any]
     trainer.fit(module, datamodule=dm)
     best_name = f"val/{module.headline[0]}_best"
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k == best_name}
-    trainer.test(module, datamodule=dm, ckpt_path=cfg.test_ckpt, verbose=False)
-    test_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+    fit_metrics.update(getattr(module, "probe_results", {}))  # e.g. callbacks/sharpness.py
+    test_metrics: dict[str, float] = {}
+    if cfg.run_test:  # false: model selection (e.g. K-fold) that must not see the test split
+        trainer.test(module, datamodule=dm, ckpt_path=cfg.test_ckpt, verbose=False)
+        test_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
 
     if not trainer.is_global_zero:
         return test_metrics

@@ -65,6 +65,7 @@ fraction = number(0, 1, hi_open=True)
 RULES: dict[str, Callable[[Any], Optional[str]]] = {
     "seed": number(0, integer=True),
     "test_ckpt": one_of("best", "last"),
+    "run_test": boolean,
     "optimizer.lr": number(0, lo_open=True),
     "optimizer.momentum": number(0, 1, hi_open=True),
     "optimizer.eps": number(0, lo_open=True),
@@ -114,6 +115,13 @@ RULES: dict[str, Callable[[Any], Optional[str]]] = {
     "regularization.early_stopping": number(1, integer=True, optional=True),
     "callbacks.checkpoint.mode": one_of("min", "max"),
     "callbacks.figures": boolean,
+    "callbacks.stop_at_train_acc": number(0, 1, lo_open=True, optional=True),
+    "callbacks.sharpness.enabled": boolean,
+    "callbacks.sharpness.eps": number(0, lo_open=True),
+    "callbacks.sharpness.lbfgs_iters": number(1, integer=True),
+    "callbacks.sharpness.ascent_steps": number(1, integer=True),
+    "callbacks.sharpness.hessian_iters": number(1, integer=True),
+    "callbacks.sharpness.max_samples": number(1, integer=True),
     "callbacks.histograms_every": number(1, integer=True, optional=True),
     "loss.delta": number(0, lo_open=True),
 }

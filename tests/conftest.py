@@ -14,7 +14,7 @@ CONFIG_DIR = ROOT / "experiments" / "configs"
 RUN = ROOT / "experiments" / "run.py"
 
 # Keeps a run to seconds without changing what it exercises.
-SHRINK = ("trainer.max_epochs=3", "callbacks.progress=none")
+SHRINK = ("trainer.max_epochs=3", "callbacks.progress=none", "callbacks.figures=false")  # figures: tests/test_plots.py
 
 
 def compose_config(*overrides: str) -> DictConfig:

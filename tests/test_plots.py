@@ -26,7 +26,7 @@ def test_predict_restores_the_mode_it_found():
 
 
 def test_run_draws_its_figures_and_histograms(train_run):
-    run_dir, _ = train_run("data=moons", "model.hidden=[16]", "callbacks.histograms_every=1")
+    run_dir, _ = train_run("data=moons", "model.hidden=[16]", "callbacks.figures=true", "callbacks.histograms_every=1")
     stems = {p.stem for p in (run_dir / "figures").glob("*.pdf")}
     assert stems == {"learning_curves", "confusion_matrix", "decision_boundary"}
     assert all((run_dir / "figures" / f"{s}.png").stat().st_size > 10_000 for s in stems)

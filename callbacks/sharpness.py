@@ -1,0 +1,43 @@
+"""At the end of fitting, the sharpness of the minimizer reached (lightning_modules/sharpness.py) on
+the clean training split: Keskar's ε-box metric (L-BFGS-B), the sign-ascent search of the same box,
+and the top Hessian eigenvalue. Results go to TensorBoard and to ``metrics.json`` (``sharpness/*``).
+Switched on with ``callbacks.sharpness.enabled=true``; usable on any classification or regression run."""
+from __future__ import annotations
+
+import time
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+
+from lightning_modules.sharpness import FlatLoss, keskar_sharpness, sign_ascent_sharpness, top_hessian_eigenvalue
+
+
+class SharpnessProbe(Callback):
+    def __init__(self, eps: float = 1e-3, lbfgs_iters: int = 10, ascent_steps: int = 20, hessian_iters: int = 20, max_samples: int = 4096):
+        self.eps, self.lbfgs_iters, self.ascent_steps, self.hessian_iters, self.max_samples = eps, lbfgs_iters, ascent_steps, hessian_iters, max_samples
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero or trainer.datamodule is None:
+            return
+        t0 = time.perf_counter()
+        x, y = trainer.datamodule._tensors["train"]
+        x, y = x[: self.max_samples].to(pl_module.device), y[: self.max_samples].to(pl_module.device)
+        was_training = pl_module.training
+        pl_module.eval()  # batch norm and dropout as at test time
+        try:
+            f = FlatLoss(pl_module.net, pl_module.loss_fn, x, y)
+            results = {
+                "sharpness/train_loss": float(f(f.w0).detach()),
+                "sharpness/keskar": keskar_sharpness(f, self.eps, self.lbfgs_iters),
+                "sharpness/sign_ascent": sign_ascent_sharpness(f, self.eps, self.ascent_steps),
+                "sharpness/hessian_top": top_hessian_eigenvalue(f, self.hessian_iters),
+            }
+        finally:
+            pl_module.train(was_training)
+        results["sharpness/probe_s"] = time.perf_counter() - t0
+        pl_module.probe_results = {**getattr(pl_module, "probe_results", {}), **results}
+        logger = trainer.logger
+        if isinstance(logger, pl.loggers.TensorBoardLogger):
+            for k, v in results.items():
+                logger.experiment.add_scalar(k, v, trainer.global_step)
