@@ -73,22 +73,3 @@ def test_study_rejects_unknown_optimizer(tmp_path):
     assert proc.returncode == 2 and proc.stderr.strip().startswith("error: study.optimizers=['sgd', 'adamm']: unknown ['adamm']; valid: adadelta")
     assert not any((tmp_path / "outputs" / "studies" / "optimizers").iterdir())
 
-
-def test_mnist1d_table_study_writes_the_table_next_to_the_published_figures(tmp_path):
-    proc = run_cli("study=mnist1d_table", "study.only=[logistic,cnn]", "study.seeds=[0,1]", "study.epochs=2", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    study = tmp_path / proc.stdout.strip().splitlines()[-1].removeprefix("study_dir: ")
-    rows = list(csv.DictReader(open(study / "results.csv")))
-    assert [(r["member"], r["seed"], r["model"]) for r in rows] == [("logistic", "0", "mlp"), ("logistic", "1", "mlp"), ("cnn", "0", "cnn"), ("cnn", "1", "cnn")]
-    summary = {r["member"]: r for r in csv.DictReader(open(study / "summary.csv"))}
-    assert summary["logistic"]["params"] == "410" and summary["cnn"]["params"] == "8710"  # 40·10 + 10; the reference CNN
-    assert float(summary["cnn"]["test_acc_mean"]) > float(summary["logistic"]["test_acc_mean"])  # after 2 epochs already
-    report = (study / "report.md").read_text()
-    assert "| cnn | cnn | 8,710 | 2 |" in report and "| 0.94 |" in report and "| 0.32 |" in report
-    assert (study / "figures" / "test_accuracy.pdf").stat().st_size > 1000
-
-
-def test_mnist1d_table_rejects_an_unknown_member(tmp_path):
-    proc = run_cli("study=mnist1d_table", "study.only=[cnn,lenet5]", cwd=tmp_path)
-    assert proc.returncode == 2 and proc.stderr.strip() == (
-        "error: study.only=['cnn', 'lenet5']: unknown or empty ['lenet5']; members: logistic, mlp, cnn, gru, lstm, resnet, transformer, vit")

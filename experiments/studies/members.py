@@ -1,0 +1,122 @@
+"""Studies made of named members (a name → the overrides that make it) trained over seeds with a
+shared recipe: running them (resumably), scoring a finished member on its clean training split,
+summarizing over seeds, and the sorted bar chart every such study draws."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Iterable, Optional
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.studies.common import log, member_overrides, run_member
+from experiments.validation import ConfigError
+
+
+def check_seeds(seeds) -> None:
+    if not seeds or any(not isinstance(x, int) or x < 0 for x in seeds):
+        raise ConfigError(f"study.seeds={list(seeds)}: must be a non-empty list of integers >= 0")
+
+
+def chosen(s: DictConfig) -> list[str]:
+    """``study.only`` (checked against ``study.members``) or every member."""
+    unknown = [n for n in (s.only or []) if n not in s.members]
+    if unknown or (s.only is not None and not s.only):
+        raise ConfigError(f"study.only={list(s.only)}: unknown or empty {unknown}; members: {', '.join(s.members)}")
+    return list(s.only) if s.only else list(s.members)
+
+
+def run_members(s: DictConfig, study_dir: Path, names: list[str], overrides_of, epochs_of, score_train: bool = False) -> list[dict]:
+    """Train every (member, seed) in ``study_dir/members/<name>/seed<k>`` (finished ones are kept):
+    ``s.recipe`` + the member's overrides + the command line's + epochs (unless None) and seed. One row each."""
+    rows, total = [], len(names) * len(s.seeds)
+    for i, (name, seed) in enumerate(((n, k) for n in names for k in s.seeds), 1):
+        member_dir = study_dir / "members" / name / f"seed{seed}"
+        epochs = epochs_of(name)  # None: the config's own trainer.max_epochs
+        overrides = [*s.recipe, *overrides_of(name), *member_overrides(*([f"trainer.max_epochs={epochs}"] if epochs else []), f"seed={seed}")]
+        record, ran = run_member(member_dir, overrides)
+        tests = {k.replace("/", "_"): v for k, v in record.items() if k.startswith("test/")}  # test_acc, test_loss, test_mse, ...
+        row = {"member": name, "model": record["model"], "seed": seed, **tests, "params": record["params"], "epochs": record["epochs"], "wall_s": record["wall_s"]}
+        if score_train:
+            row["train_acc"] = clean_train_accuracy(member_dir)
+        rows.append(row)
+        shown = " ".join(f"{k.replace('_', '/', 1)} {v:.4f}" for k, v in tests.items() if k != "test_loss")
+        log.info(f"[{i}/{total}] {name} seed {seed}: {shown}" + (f" train acc {row['train_acc']:.4f}" if score_train else "")
+                 + f" ({record['wall_s']:.1f} s){'' if ran else ' (finished earlier, kept)'}")
+    return rows
+
+
+def load_member(member_dir: Path):
+    """(record, module with the tested checkpoint's weights in eval mode, its DataModule set up)."""
+    from experiments.build import build_datamodule, build_module
+
+    record = json.loads((member_dir / "metrics.json").read_text())
+    cfg = OmegaConf.load(member_dir / ".hydra" / "config.yaml")
+    dm = build_datamodule(cfg)
+    module = build_module(cfg, dm)
+    state = torch.load(member_dir / record["test_checkpoint"], map_location="cpu", weights_only=True)["state_dict"]
+    module.load_state_dict(state)
+    module.eval()
+    dm.setup()
+    return record, module, dm
+
+
+@torch.no_grad()
+def clean_train_accuracy(member_dir: Path) -> float:
+    """Accuracy of the member's tested checkpoint on its own training split, without augmentation,
+    noise or mixing (what the generalization gap is measured from)."""
+    record = json.loads((member_dir / "metrics.json").read_text())
+    if "train_acc_clean" in record:
+        return record["train_acc_clean"]
+    record, module, dm = load_member(member_dir)
+    x, y = dm._tensors["train"]
+    acc = float((torch.cat([module(x[i:i + 4096]) for i in range(0, len(x), 4096)]).argmax(1) == y).float().mean())
+    record["train_acc_clean"] = acc  # cached beside the run's metrics, so a resumed study does not redo it
+    tmp = member_dir / "metrics.json.tmp"
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.replace(member_dir / "metrics.json")
+    return acc
+
+
+def interval(values: Iterable[float]) -> tuple[float, float, float]:
+    """Mean, sample std and the half-width of the 95% t-interval of the mean."""
+    from scipy import stats
+
+    v = np.asarray(list(values), dtype=float)
+    if len(v) < 2:
+        return float(v.mean()), 0.0, 0.0
+    std = float(v.std(ddof=1))
+    return float(v.mean()), std, float(stats.t.ppf(0.975, len(v) - 1) * std / math.sqrt(len(v)))
+
+
+def sorted_bars(table: list[dict], label: str, value: str, err: str, xlabel: str, folder: Path, stem: str, writer,
+                reference: Optional[str] = None, reference_label: str = "published", percent: bool = True, suffix: str = "%") -> None:
+    """Horizontal bars of ``value`` per row, sorted, ± ``err`` whiskers, the value (× 100 with
+    ``percent``, then ``suffix``) annotated right of the whisker and of the ``reference`` marker."""
+    from callbacks.plot_style import new_figure, palette, save_figure
+
+    rows = sorted(table, key=lambda r: r[value])
+    scale = 100 if percent else 1
+    fig, axes = new_figure(1, 1, width=6.0, height=0.38 * len(rows) + 1.3)
+    ax = axes[0, 0]
+    ours, ref = palette(2)
+    y = np.arange(len(rows))
+    vals = np.array([r[value] * scale for r in rows])
+    errs = np.array([r[err] * scale for r in rows])
+    ax.barh(y, vals, xerr=errs, color=ours, capsize=3, height=0.6, label="measured")
+    marks = [(i, r[reference] * scale) for i, r in enumerate(rows) if reference and r.get(reference) not in (None, "")]
+    if marks:
+        ax.scatter([m for _, m in marks], [i for i, _ in marks], marker="D", color=ref, zorder=3, label=reference_label)
+        ax.legend(loc="lower right", fontsize=8)
+    refs = {i: m for i, m in marks}
+    span = float(max(vals + errs)) if len(vals) else 1.0
+    for i, (v, e) in enumerate(zip(vals, errs)):
+        ax.text(max(v + e, refs.get(i, 0)) + 0.02 * span, i, f"{v:.1f}{suffix if percent else ''}", va="center", fontsize=8)
+    ax.set_yticks(y, [r[label] for r in rows])
+    ax.set_xlim(min(0.0, float((vals - errs).min()) * 1.1) if len(vals) else 0.0, span * 1.12)
+    ax.set_xlabel(xlabel)
+    fig.tight_layout()
+    save_figure(fig, folder, stem, writer)

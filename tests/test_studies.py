@@ -1,0 +1,111 @@
+"""The studies made of named members (mnist1d_table, regularizers), each shrunk and run end to end
+through the command line."""
+from __future__ import annotations
+
+import csv
+import json
+
+from conftest import run_cli
+
+
+def test_mnist1d_table_study_writes_the_table_next_to_the_published_figures(tmp_path):
+    proc = run_cli("study=mnist1d_table", "study.only=[logistic,cnn]", "study.seeds=[0,1]", "study.epochs=2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    study = tmp_path / proc.stdout.strip().splitlines()[-1].removeprefix("study_dir: ")
+    rows = list(csv.DictReader(open(study / "results.csv")))
+    assert [(r["member"], r["seed"], r["model"]) for r in rows] == [("logistic", "0", "mlp"), ("logistic", "1", "mlp"), ("cnn", "0", "cnn"), ("cnn", "1", "cnn")]
+    summary = {r["member"]: r for r in csv.DictReader(open(study / "summary.csv"))}
+    assert summary["logistic"]["params"] == "410" and summary["cnn"]["params"] == "8710"  # 40·10 + 10; the reference CNN
+    assert float(summary["cnn"]["test_acc_mean"]) > float(summary["logistic"]["test_acc_mean"])  # after 2 epochs already
+    report = (study / "report.md").read_text()
+    assert "| cnn | cnn | 8,710 | 2 |" in report and "| 0.94 |" in report and "| 0.32 |" in report
+    assert (study / "figures" / "test_accuracy.pdf").stat().st_size > 1000
+
+
+def test_mnist1d_table_rejects_an_unknown_member(tmp_path):
+    proc = run_cli("study=mnist1d_table", "study.only=[cnn,lenet5]", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        "error: study.only=['cnn', 'lenet5']: unknown or empty ['lenet5']; members: logistic, mlp, cnn, gru, lstm, resnet, transformer, vit")
+
+
+def test_regularizer_ablation_reports_accuracy_gap_and_verdicts(tmp_path):
+    proc = run_cli("study=regularizers", "study.only=[none,dropout,weight_noise]", "study.seeds=[0,1]", "study.epochs=2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    study = tmp_path / proc.stdout.strip().splitlines()[-1].removeprefix("study_dir: ")
+    rows = list(csv.DictReader(open(study / "results.csv")))
+    assert len(rows) == 6 and all(0.0 < float(r["train_acc"]) <= 1.0 for r in rows)
+    member = json.loads((study / "members" / "dropout" / "seed0" / "metrics.json").read_text())
+    assert member["train_acc_clean"] == float(rows[2]["train_acc"])  # cached with the member's metrics
+    summary = {r["member"]: r for r in csv.DictReader(open(study / "summary.csv"))}
+    assert summary["none"]["verdict"] == "baseline" and float(summary["none"]["delta_vs_none"]) == 0.0
+    gap = float(summary["dropout"]["train_acc_mean"]) - float(summary["dropout"]["test_acc_mean"])
+    assert abs(gap - float(summary["dropout"]["gap_mean"])) < 1e-9
+    for stem in ("test_accuracy", "generalization_gap"):
+        assert (study / "figures" / f"{stem}.png").stat().st_size > 10_000
+    assert "| weight_noise | `weight_noise=0.01` |" in (study / "report.md").read_text()
+
+
+def test_regularizer_ablation_needs_its_baseline(tmp_path):
+    proc = run_cli("study=regularizers", "study.only=[dropout]", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.strip() == "error: study.only=['dropout']: must include 'none', the baseline every member is compared with"
+
+
+def test_loss_robustness_grid_and_figures(tmp_path):
+    proc = run_cli("study=loss_robustness", "study.seeds=[0,1]", "study.losses=[mse,mae]", "study.outlier_fractions=[0.0,0.3]",
+                   "study.epochs=3", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    study = tmp_path / proc.stdout.strip().splitlines()[-1].removeprefix("study_dir: ")
+    rows = list(csv.DictReader(open(study / "results.csv")))
+    assert sorted({(r["loss"], r["outlier_fraction"]) for r in rows}) == [("mae", "0.0"), ("mae", "0.3"), ("mse", "0.0"), ("mse", "0.3")]
+    assert all(float(r["test_mse"]) > 0 for r in rows) and len(rows) == 8
+    config = (study / "members" / "mae_outliers0.3" / "seed1" / ".hydra" / "config.yaml").read_text()
+    assert "outlier_fraction: 0.3" in config and "name: mae" in config
+    for stem in ("test_error_vs_outliers", "fitted_functions"):
+        assert (study / "figures" / f"{stem}.png").stat().st_size > 10_000
+    assert "| mse | 30% |" in (study / "report.md").read_text()
+
+
+def test_kfold_selects_on_folds_then_refits_and_tests_once(tmp_path):
+    proc = run_cli("study=kfold", "study.candidates=[0.001,0.1]", "study.k=3", "study.seeds=[0]", "trainer.max_epochs=2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    study = tmp_path / proc.stdout.strip().splitlines()[-1].removeprefix("study_dir: ")
+    rows = {r["member"]: r for r in csv.DictReader(open(study / "results.csv"))}
+    folds = [n for n in rows if n.startswith("cv_")]
+    assert len(folds) == 6 and all(rows[n]["test_acc"] == "" for n in folds)  # selection never scored the test split
+    for n in folds:
+        metrics = json.loads((study / "members" / n / "seed0" / "metrics.json").read_text())
+        assert not any(k.startswith("test/") for k in metrics)
+    summary = list(csv.DictReader(open(study / "summary.csv")))
+    winner = next(r for r in summary if r["selected"] == "True")
+    means = {r["value"]: float(r["fold_acc_mean"]) for r in summary}
+    assert means[winner["value"]] == max(means.values())
+    assert float(rows[f"refit_{winner['value']}"]["test_acc"]) > 0.5
+    assert "**Selected: `optimizer.lr=" in (study / "report.md").read_text()
+
+
+def test_run_test_false_never_touches_the_test_split(train_run, monkeypatch):
+    from datamodules.tensor_datamodule import TensorDataModule
+
+    def forbidden(self):
+        raise AssertionError("the test split was read")
+
+    monkeypatch.setattr(TensorDataModule, "test_dataloader", forbidden)
+    _, record = train_run("run_test=false", "data.kfold.k=3", "data.kfold.index=1", "data.val_fraction=0")
+    assert "val/acc_best" in record and not any(k.startswith("test/") for k in record)
+
+
+def test_batch_size_study_two_protocols_sharpness_and_line(tmp_path):
+    proc = run_cli("study=batch_size", "study.sizes=[256,1024]", "study.seeds=[0]", "study.epochs=2", "study.max_epochs=3",
+                   "study.lr_grid=[0.001,0.01]", "study.target_train_acc=0.5", "callbacks.sharpness.lbfgs_iters=2",
+                   "callbacks.sharpness.ascent_steps=3", "callbacks.sharpness.hessian_iters=3", "callbacks.sharpness.max_samples=512", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    study = tmp_path / proc.stdout.strip().splitlines()[-1].removeprefix("study_dir: ")
+    rows = list(csv.DictReader(open(study / "results.csv")))
+    assert sorted((r["protocol"], r["batch"]) for r in rows) == [("a", "1024"), ("a", "256"), ("b", "1024"), ("b", "256")]
+    assert all(float(r["sign_ascent"]) > 0 and float(r["hessian_top"]) != 0 for r in rows)
+    assert len(list(csv.DictReader(open(study / "tuning.csv")))) == 4  # 2 sizes × 2 lrs, first seed
+    line = list(csv.DictReader(open(study / "interpolation.csv")))
+    assert len(line) == 41 and float(line[10]["alpha"]) == 0.0
+    for stem in ("batch_size", "interpolation"):
+        assert (study / "figures" / f"{stem}.png").stat().st_size > 10_000
+    assert "| Large batches generalize worse (Keskar et al. 2017) | a |" in (study / "report.md").read_text()
