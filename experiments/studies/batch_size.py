@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from callbacks.plot_style import new_figure, palette, save_figure, writer_for
-from experiments.studies.common import FINISHED, Clock, log, write_csv
+from callbacks.plot_style import new_figure, palette, save_figure
+from experiments.studies.common import Clock, finish, log, write_csv
 from experiments.studies.members import check_seeds, interval, load_member, run_members
 from experiments.validation import ConfigError
 
@@ -169,17 +169,15 @@ def run(cfg: DictConfig, study_dir: Path) -> dict:
     for r in b_rows:
         r["protocol"], r["batch"] = "b", b_members[r["member"]]
     rows = [member_row({**r, "gap": r["train_acc"] - r["test_acc"]}, study_dir) for r in rows + b_rows]
-    write_csv(study_dir / "results.csv", rows)
     write_csv(study_dir / "tuning.csv", [{**r, "batch": tune[r["member"]][0], "lr": tune[r["member"]][1]} for r in tuned])
     a_lr = float(OmegaConf.load(study_dir / "members" / name("a", s.sizes[0]) / f"seed{s.seeds[0]}" / ".hydra" / "config.yaml").optimizer.lr)
     table = summarize(rows, "a", s.sizes, {b: a_lr for b in s.sizes}) + summarize(rows, "b", s.sizes, chosen)
-    write_csv(study_dir / "summary.csv", table)
-    writer = writer_for(study_dir / "tensorboard")
-    figure(table, study_dir / "figures", writer)
-    line = interpolation(study_dir, name("a", min(s.sizes)), name("a", max(s.sizes)), s.seeds[0], study_dir / "figures", writer)
-    write_csv(study_dir / "interpolation.csv", line)
-    if writer is not None:
-        writer.close()
-    write_report(study_dir, s, table, line, clock())
-    (study_dir / FINISHED).write_text(json.dumps({"wall_s": clock(), "members": len(rows) + len(tuned)}, indent=2) + "\n")
+    line: list[dict] = []
+
+    def draw(writer) -> None:
+        figure(table, study_dir / "figures", writer)
+        line.extend(interpolation(study_dir, name("a", min(s.sizes)), name("a", max(s.sizes)), s.seeds[0], study_dir / "figures", writer))
+        write_csv(study_dir / "interpolation.csv", line)
+
+    finish(study_dir, clock, rows, table, draw, lambda wall_s: write_report(study_dir, s, table, line, wall_s))
     return {"sizes": list(s.sizes)}

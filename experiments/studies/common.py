@@ -82,3 +82,26 @@ class Clock:
 
     def __call__(self) -> float:
         return round(time.perf_counter() - self.t0, 1)
+
+
+def finish(study_dir: Path, clock: Clock, rows: list[dict], table: list[dict], draw, report) -> None:
+    """The end every study shares: ``results.csv`` (one row per run), ``summary.csv``, the figures
+    (``draw(writer)``, logged to the study's TensorBoard), ``report(wall_s)``, then the marker of a
+    finished study, written last. ``wall_s`` adds the time of an earlier completed invocation of the
+    same study (a resume that only redraws must not report its own second)."""
+    from callbacks.plot_style import writer_for
+
+    marker = study_dir / FINISHED
+    earlier = json.loads(marker.read_text()).get("wall_s", 0.0) if marker.exists() else 0.0
+
+    write_csv(study_dir / "results.csv", rows)
+    write_csv(study_dir / "summary.csv", table)
+    writer = writer_for(study_dir / "tensorboard")
+    try:
+        draw(writer)
+    finally:
+        if writer is not None:
+            writer.close()
+    wall_s = round(earlier + clock(), 1)
+    report(wall_s)
+    marker.write_text(json.dumps({"wall_s": wall_s, "runs": len(rows)}, indent=2) + "\n")

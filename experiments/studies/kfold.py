@@ -5,14 +5,13 @@ whole pool and scored once on the test split. Every other candidate is refitted 
 so the report can show how close the selection came to the best test score — for reference only."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from callbacks.plot_style import new_figure, palette, save_figure, writer_for
-from experiments.studies.common import FINISHED, Clock, read_csv, write_csv
+from callbacks.plot_style import new_figure, palette, save_figure
+from experiments.studies.common import Clock, finish, read_csv
 from experiments.studies.members import check_seeds, interval, run_members
 from experiments.validation import ConfigError
 
@@ -111,14 +110,8 @@ def run(cfg: DictConfig, study_dir: Path) -> dict:
         mean, _, half = interval(r["test_acc"] for r in rows if r["member"] == n)
         refits.append({"value": v, "test_acc_mean": mean, "test_acc_ci95": half})
     refits.sort(key=lambda r: values.index(r["value"]))
-    write_csv(study_dir / "results.csv", rows)
-    write_csv(study_dir / "summary.csv", [{**{k: v for k, v in c.items() if k != "folds"}, **{f"fold{i}": a for i, a in enumerate(c["folds"])},
-                                           **{k: v for k, v in r.items() if k != "value"}, "selected": c["value"] == winner}
-                                          for c, r in zip(cv, refits)])
-    writer = writer_for(study_dir / "tensorboard")
-    figure(s, cv, refits, winner, study_dir / "figures", writer)
-    if writer is not None:
-        writer.close()
-    write_report(study_dir, s, cv, refits, winner, clock())
-    (study_dir / FINISHED).write_text(json.dumps({"wall_s": clock(), "members": len(rows)}, indent=2) + "\n")
+    table = [{**{k: v for k, v in c.items() if k != "folds"}, **{f"fold{i}": a for i, a in enumerate(c["folds"])},
+              **{k: v for k, v in r.items() if k != "value"}, "selected": c["value"] == winner} for c, r in zip(cv, refits)]
+    finish(study_dir, clock, rows, table, lambda writer: figure(s, cv, refits, winner, study_dir / "figures", writer),
+           lambda wall_s: write_report(study_dir, s, cv, refits, winner, wall_s))
     return {"selected": f"{s.param}={winner}", "test_acc_mean": next(r for r in refits if r["value"] == winner)["test_acc_mean"]}

@@ -3,15 +3,14 @@ targets carry 0–30% gross outliers; test error on clean data against the outli
 the fitted functions beside the truth."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from callbacks.plot_style import new_figure, palette, save_figure, writer_for
-from experiments.studies.common import FINISHED, Clock, write_csv
+from callbacks.plot_style import new_figure, palette, save_figure
+from experiments.studies.common import Clock, finish
 from experiments.studies.members import check_seeds, interval, load_member, run_members
 from experiments.validation import ConfigError
 from lightning_modules.losses import LOSSES
@@ -131,16 +130,13 @@ def run(cfg: DictConfig, study_dir: Path) -> dict:
     rows = run_members(s, study_dir, list(grid), overrides, lambda n: s.epochs)
     for r in rows:
         r["loss"], r["outlier_fraction"] = grid[r["member"]]
-    write_csv(study_dir / "results.csv", rows)
     table = summarize(rows, s)
-    write_csv(study_dir / "summary.csv", table)
-    writer = writer_for(study_dir / "tensorboard")
     first = study_dir / "members" / rows[0]["member"] / f"seed{rows[0]['seed']}" / ".hydra" / "config.yaml"
     noise = float(OmegaConf.load(first).data.dataset.noise)
-    error_figure(table, s, noise, study_dir / "figures", writer)
-    fits_figure(study_dir, s, sorted(s.outlier_fractions)[len(s.outlier_fractions) // 2], study_dir / "figures", writer)
-    if writer is not None:
-        writer.close()
-    write_report(study_dir, s, table, clock())
-    (study_dir / FINISHED).write_text(json.dumps({"wall_s": clock(), "members": len(rows)}, indent=2) + "\n")
+
+    def draw(writer) -> None:
+        error_figure(table, s, noise, study_dir / "figures", writer)
+        fits_figure(study_dir, s, sorted(s.outlier_fractions)[len(s.outlier_fractions) // 2], study_dir / "figures", writer)
+
+    finish(study_dir, clock, rows, table, draw, lambda wall_s: write_report(study_dir, s, table, wall_s))
     return {"worst_mse": max(r["test_mse_mean"] for r in table)}

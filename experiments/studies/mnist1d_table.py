@@ -7,14 +7,12 @@ the user gives on the command line comes after both, then the member's epochs an
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig
 
-from callbacks.plot_style import writer_for
-from experiments.studies.common import FINISHED, Clock, write_csv
+from experiments.studies.common import Clock, finish
 from experiments.studies.members import check_seeds, chosen, run_members, sorted_bars
 from experiments.validation import ConfigError
 
@@ -81,16 +79,10 @@ def run(cfg: DictConfig, study_dir: Path) -> dict:
     s, clock = cfg.study, Clock()
     check(s)
     rows = run_members(s, study_dir, chosen(s), lambda n: s.members[n].overrides, lambda n: s.epochs or s.members[n].epochs)
-    write_csv(study_dir / "results.csv", rows)
     table = summarize(rows, s)
-    write_csv(study_dir / "summary.csv", table)
-    writer = writer_for(study_dir / "tensorboard")
-    sorted_bars(table, "member", "test_acc_mean", "test_acc_std", f"test accuracy (%), mean ± std of {len(s.seeds)} seeds",
-                study_dir / "figures", "test_accuracy", writer, reference="published")
-    if writer is not None:
-        writer.close()
-    write_report(study_dir, s, table, clock())
-    (study_dir / FINISHED).write_text(json.dumps({"wall_s": clock(), "members": len(rows)}, indent=2) + "\n")
+    draw = lambda writer: sorted_bars(table, "member", "test_acc_mean", "test_acc_std", f"test accuracy (%), mean ± std of {len(s.seeds)} seeds",  # noqa: E731
+                                      study_dir / "figures", "test_accuracy", writer, reference="published")
+    finish(study_dir, clock, rows, table, draw, lambda wall_s: write_report(study_dir, s, table, wall_s))
     best = table[0]
     return {"best": best["member"], "test_acc_mean": best["test_acc_mean"],
             "off_target": ", ".join(r["member"] for r in table if r["published"] != "" and abs(r["difference"]) > WITHIN) or "none"}

@@ -3,13 +3,11 @@ alone and all together, over seeds; test accuracy with 95% intervals and the gen
 (accuracy on the clean training split minus test accuracy) per member."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from omegaconf import DictConfig
 
-from callbacks.plot_style import writer_for
-from experiments.studies.common import FINISHED, Clock, write_csv
+from experiments.studies.common import Clock, finish
 from experiments.studies.members import check_seeds, chosen, interval, run_members, sorted_bars
 from experiments.validation import ConfigError
 
@@ -88,17 +86,14 @@ def run(cfg: DictConfig, study_dir: Path) -> dict:
     check(s)
     names = chosen(s)
     rows = run_members(s, study_dir, names, lambda n: s.members[n], lambda n: s.epochs, score_train=True)
-    write_csv(study_dir / "results.csv", rows)
     table = summarize(rows, names)
-    write_csv(study_dir / "summary.csv", table)
-    writer = writer_for(study_dir / "tensorboard")
-    sorted_bars(table, "member", "test_acc_mean", "test_acc_ci95", f"test accuracy (%), mean and 95% interval over {len(s.seeds)} seeds",
-                study_dir / "figures", "test_accuracy", writer)
-    sorted_bars(table, "member", "gap_mean", "gap_ci95", "generalization gap (points): clean train accuracy − test accuracy",
-                study_dir / "figures", "generalization_gap", writer, suffix=" pt")
-    if writer is not None:
-        writer.close()
-    write_report(study_dir, s, table, clock())
-    (study_dir / FINISHED).write_text(json.dumps({"wall_s": clock(), "members": len(rows)}, indent=2) + "\n")
+
+    def draw(writer) -> None:
+        sorted_bars(table, "member", "test_acc_mean", "test_acc_ci95", f"test accuracy (%), mean and 95% interval over {len(s.seeds)} seeds",
+                    study_dir / "figures", "test_accuracy", writer)
+        sorted_bars(table, "member", "gap_mean", "gap_ci95", "generalization gap (points): clean train accuracy − test accuracy",
+                    study_dir / "figures", "generalization_gap", writer, suffix=" pt")
+
+    finish(study_dir, clock, rows, table, draw, lambda wall_s: write_report(study_dir, s, table, wall_s))
     best = table[0]
     return {"best": best["member"], "test_acc_mean": best["test_acc_mean"]}
