@@ -102,7 +102,7 @@ def test_cli_help_and_cfg(tmp_path):
         "data: cifar10, cifar100, circles, digits, fashion_mnist, image_folder, mnist, mnist1d, moons, regression_outliers, sequences",
         "trainer: cpu, gpu",
         "experiment: smoke",
-        "study: batch_size, kfold, loss_robustness, mnist1d_table, none, optimizers, regularizers",
+        "study: bagging, batch_size, bias_variance, kfold, loss_robustness, mnist1d_table, none, optimizers, regularizers",
     ):
         assert line in help_text
     for group in ("callbacks:", "logger:", "study:"):

@@ -109,3 +109,43 @@ def test_batch_size_study_two_protocols_sharpness_and_line(tmp_path):
     for stem in ("batch_size", "interpolation"):
         assert (study / "figures" / f"{stem}.png").stat().st_size > 10_000
     assert "| Large batches generalize worse (Keskar et al. 2017) | a |" in (study / "report.md").read_text()
+
+
+def test_bias_variance_decomposes_both_parts_and_marks_the_threshold(tmp_path):
+    proc = run_cli("study=bias_variance", "study.seeds=[0,1]", "study.widths=[2,64]", "study.regression.members=3", "study.regression.epochs=20",
+                   "study.classification.members=2", "study.classification.part_size=200", "study.classification.epochs=200", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    study = tmp_path / proc.stdout.strip().splitlines()[-1].removeprefix("study_dir: ")
+    rows = list(csv.DictReader(open(study / "results.csv")))
+    assert len(rows) == 8  # 2 parts × 2 seeds × 2 widths
+    for r in rows:
+        if r["part"] == "regression":
+            assert abs(float(r["risk"]) - float(r["bias2"]) - float(r["variance"]) - 0.09) < 1e-6
+        else:
+            assert abs(float(r["mse_risk"]) - float(r["mse_bias2"]) - float(r["mse_variance"])) < 1e-5
+            assert abs(float(r["ce_risk"]) - float(r["ce_bias"]) - float(r["ce_variance"])) < 1e-4
+    wide = [r for r in rows if r["part"] == "classification" and r["width"] == "64"]
+    assert all(float(r["train_acc"]) > 0.9 for r in wide)  # 200 signals memorized by 64 units
+    assert "interpolation threshold width 64" in (study / "report.md").read_text()
+    assert (study / "figures" / "bias_variance.png").stat().st_size > 10_000
+
+
+def test_bagging_and_boosting_curves_and_out_of_bag(tmp_path):
+    proc = run_cli("study=bagging", "study.seeds=[0]", "study.bagging.members=4", "study.bagging.epochs=2", "study.boosting.rounds=3",
+                   "study.boosting.epochs=2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    study = tmp_path / proc.stdout.strip().splitlines()[-1].removeprefix("study_dir: ")
+    rows = list(csv.DictReader(open(study / "results.csv")))
+    assert [int(r["size"]) for r in rows if r["part"] == "bagging"] == [1, 2, 3, 4]
+    boost = [r for r in rows if r["part"] == "boosting"]
+    assert 1 <= len(boost) <= 3 and all(float(r["alpha"]) > 0 for r in boost)
+    summary = next(csv.DictReader(open(study / "summary.csv")))
+    assert 0.3 < float(summary["oob_fraction_per_member"]) < 0.45 and float(summary["oob_coverage"]) > 0.8  # ≈ 1/e each; 1 − (1 − 1/e)^4 overall
+    assert (study / "figures" / "bagging_boosting.png").stat().st_size > 10_000
+    kept = (study / "parts" / "bagging_seed0.json").read_text()
+    (study / "parts" / "boosting_seed0.json").unlink()  # as if killed during boosting
+    again = run_cli("study=bagging", "study.seeds=[0]", "study.bagging.members=4", "study.bagging.epochs=2", "study.boosting.rounds=3",
+                    "study.boosting.epochs=2", "study.resume=true", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert (study / "parts" / "bagging_seed0.json").read_text() == kept and (study / "parts" / "boosting_seed0.json").exists()
+    assert len(list(study.parent.iterdir())) == 1

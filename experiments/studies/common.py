@@ -25,9 +25,10 @@ def study_dir_for(cfg: DictConfig, fresh_dir: Path) -> Path:
     directory of the same study, in which finished members are kept."""
     if not cfg.study.resume:
         return fresh_dir
-    earlier = sorted(p for p in fresh_dir.parent.iterdir() if p.is_dir() and p != fresh_dir.resolve() and (p / "members").is_dir())
+    earlier = sorted(p for p in fresh_dir.parent.iterdir()
+                     if p.is_dir() and p != fresh_dir.resolve() and ((p / "members").is_dir() or (p / "parts").is_dir()))
     if not earlier:
-        raise ConfigError(f"study.resume=true: no earlier '{cfg.study.name}' study with members under {fresh_dir.parent} to resume")
+        raise ConfigError(f"study.resume=true: no earlier '{cfg.study.name}' study with finished work under {fresh_dir.parent} to resume")
     shutil.rmtree(fresh_dir, ignore_errors=True)  # holds only Hydra's record of this invocation
     log.info(f"resuming {earlier[-1]}")
     return earlier[-1]
@@ -105,3 +106,17 @@ def finish(study_dir: Path, clock: Clock, rows: list[dict], table: list[dict], d
     wall_s = round(earlier + clock(), 1)
     report(wall_s)
     marker.write_text(json.dumps({"wall_s": wall_s, "runs": len(rows)}, indent=2) + "\n")
+
+
+def cached(study_dir: Path, name: str, compute):
+    """``compute()``'s JSON-able result, kept in ``study_dir/parts/<name>.json``: a resumed study reads
+    what an interrupted one finished instead of redoing it (for studies whose units are not member runs)."""
+    path = study_dir / "parts" / f"{name}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    result = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result))
+    tmp.replace(path)
+    return result
