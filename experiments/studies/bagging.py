@@ -109,7 +109,7 @@ def figure(curves: list[dict], boost: list[dict], summaries: list[dict], folder:
         ax.plot(rounds, [np.mean([b[key] for b in boost if b["round"] == r]) for r in rounds], color=color, marker="o", markersize=2.5, label=label)
     ax.set_xlabel("boosting rounds")
     ax.set_ylabel("accuracy")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, fontsize=7)  # below the axes: the weak learners' curve runs low
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=3, fontsize=7)  # below the axes: the weak learners' curve runs low
     ax.set_title("SAMME boosting", fontsize=10)
     fig.tight_layout()
     save_figure(fig, folder, "bagging_boosting", writer)
