@@ -20,6 +20,16 @@ from omegaconf import DictConfig  # noqa: E402
 from experiments.validation import ConfigError  # noqa: E402
 
 
+SWEEP_DIR_ENV = "DLF_SWEEP_DIR"  # read by hydra.sweep.dir in configs/train.yaml
+
+
+def is_rank_zero() -> bool:
+    """False in the extra processes of a distributed run (they print nothing of their own)."""
+    from lightning_fabric.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
 class ConfigExit(SystemExit):
     """Ends the process with status 2 from inside a Hydra job. A SystemExit passes through Hydra's
     job runner untouched (it catches Exception only), so no traceback or job banner is printed."""
@@ -35,13 +45,15 @@ def main(cfg: DictConfig) -> float | None:
 
     run_dir = Path(HydraConfig.get().runtime.output_dir).resolve()
     single = HydraConfig.get().mode.name == "RUN"
+    if not single:  # DDP children re-run this command: they must sweep into the same folder, not a new timestamp
+        os.environ.setdefault(SWEEP_DIR_ENV, str(Path(HydraConfig.get().sweep.dir).resolve()))
     try:
         if cfg.study.name != "none":
             return study(cfg, run_dir, single)
         record = train(cfg, run_dir)
     except ConfigError as exc:
         raise ConfigExit(str(exc)) from exc
-    if single:
+    if single and is_rank_zero():
         print(f"run_dir: {run_dir}", flush=True)
     return record.get("test/acc", record.get("test/mse"))  # the value a Hydra sweeper optimizes
 
@@ -58,7 +70,7 @@ def study(cfg: DictConfig, run_dir: Path, single: bool) -> dict:
     except ConfigError:
         discard_unfinished(run_dir)
         raise
-    if single:
+    if single and is_rank_zero():
         print(f"study_dir: {study_dir}", flush=True)
     return result
 

@@ -100,7 +100,7 @@ def test_cli_help_and_cfg(tmp_path):
         "scheduler: cosine, none, onecycle, plateau, step, warmup_cosine",
         "regularization: cutmix, dropout, l2, mixup, none, strong",
         "data: cifar10, cifar100, circles, digits, fashion_mnist, image_folder, mnist, mnist1d, moons, regression_outliers, sequences",
-        "trainer: cpu, gpu",
+        "trainer: cpu, ddp, ddp_cpu, fsdp, gpu",
         "experiment: smoke",
         "study: bagging, batch_size, bias_variance, kfold, loss_robustness, mnist1d_table, none, optimizers, regularizers",
     ):
