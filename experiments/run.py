@@ -31,17 +31,18 @@ def is_rank_zero() -> bool:
 
 
 class ConfigExit(SystemExit):
-    """Ends the process with status 2 from inside a Hydra job. A SystemExit passes through Hydra's
-    job runner untouched (it catches Exception only), so no traceback or job banner is printed."""
+    """Ends the process with ``code`` (2: bad configuration, 3: training failed) from inside a Hydra
+    job. A SystemExit passes through Hydra's job runner untouched (it catches Exception only), so no
+    traceback or job banner is printed."""
 
-    def __init__(self, message: str):
-        super().__init__(2)
-        self.message = message
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(code)
+        self.message, self.code = message, code
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from experiments.train import train  # Lightning is imported only when a job runs (--help stays fast)
+    from experiments.train import TrainingFailed, train  # Lightning is imported only when a job runs (--help stays fast)
 
     run_dir = Path(HydraConfig.get().runtime.output_dir).resolve()
     single = HydraConfig.get().mode.name == "RUN"
@@ -53,6 +54,8 @@ def main(cfg: DictConfig) -> float | None:
         record = train(cfg, run_dir)
     except ConfigError as exc:
         raise ConfigExit(str(exc)) from exc
+    except TrainingFailed as exc:  # e.g. a NaN loss: one line, exit 3, the run directory and its checkpoints stay
+        raise ConfigExit(str(exc), code=3) from exc
     if single and is_rank_zero():
         print(f"run_dir: {run_dir}", flush=True)
     return record.get("test/acc", record.get("test/mse"))  # the value a Hydra sweeper optimizes
@@ -82,7 +85,7 @@ def cli() -> int:
         main()
     except ConfigExit as exc:
         print(f"error: {exc.message}", file=sys.stderr)
-        return 2
+        return exc.code
     except Exception as exc:  # noqa: BLE001 — configuration errors become one line; anything else re-raises
         message = config_error_message(exc)
         if message is None:

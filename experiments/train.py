@@ -23,6 +23,10 @@ QUIET = (
 )
 
 
+class TrainingFailed(RuntimeError):
+    """Training could not go on (e.g. a NaN loss); the message is one line, the run directory is kept."""
+
+
 def discard_unfinished(run_dir: Path) -> None:
     """Remove a directory that Hydra created for a run (or study) that never started training."""
     if run_dir.is_dir() and not any((run_dir / name).exists() for name in ("metrics.json", "checkpoints", "members")):
@@ -42,6 +46,7 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True) -> dict[str, Any]
         import pytorch_lightning as pl
 
         from experiments import build
+        from lightning_modules.base import NonFiniteLoss
         from lightning_modules.nets.common import count_parameters
 
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -61,7 +66,12 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True) -> dict[str, Any]
             f"{cfg.model.name}: {count_parameters(module.net):,} parameters | {dm.name}: "
             f"train {sizes['train']} / val {sizes['val']} / test {sizes['test']}, input {dm.input_shape} → {outputs}"
         )
-    trainer.fit(module, datamodule=dm)
+    try:
+        trainer.fit(module, datamodule=dm)
+    except NonFiniteLoss as exc:
+        last = run_dir / "checkpoints" / "last.ckpt"
+        kept = f"the last good checkpoint is kept: {last}" if last.exists() else "no checkpoint was written before it"
+        raise TrainingFailed(f"{exc}; the run stopped before updating the weights with it, {kept}") from exc
     best_name = f"val/{module.headline[0]}_best"
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k == best_name}
     fit_metrics.update(getattr(module, "probe_results", {}))  # e.g. callbacks/sharpness.py

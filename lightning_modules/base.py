@@ -21,6 +21,14 @@ from lightning_modules.schedulers import SchedulerFactory
 STAGES = ("train", "val", "test")
 
 
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or infinite; training stops at that step."""
+
+    def __init__(self, step: int, epoch: int, value: float):
+        super().__init__(f"train/loss is {value} at step {step} (epoch {epoch + 1})")
+        self.step, self.epoch, self.value = step, epoch, value
+
+
 class SupervisedModule(pl.LightningModule):
     #: the metric (a key of ``make_metrics``) whose best validation value is tracked, and its mode
     headline: tuple[str, str]
@@ -77,6 +85,8 @@ class SupervisedModule(pl.LightningModule):
         if self.reg.l1 or self.reg.l2:
             penalty = norm_penalty(self.net, self.reg.l1, self.reg.l2, self.reg.decay_all)
             total = loss + penalty
+        if not torch.isfinite(total):  # one host sync per step: cheap next to losing the run to NaN weights
+            raise NonFiniteLoss(self.global_step, self.current_epoch, float(total.detach()))
         optimizer = self.trainer.optimizers[0]
         if not is_perturbed(optimizer):  # SAM's second pass (at w + e) is not what we report
             self._log_step("train", out, y, loss)

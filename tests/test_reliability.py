@@ -1,0 +1,43 @@
+"""Never lose a run: a NaN loss stops training with one line naming the step, and the last good
+checkpoint stays."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import run_cli
+
+
+def test_nan_loss_stops_at_its_step_and_keeps_the_last_good_checkpoint(train_run, tmp_path, monkeypatch):
+    import experiments.build as build
+    from experiments.train import TrainingFailed
+
+    real = build.build_loss
+
+    def poisoned(*args, **kwargs):
+        loss, calls = real(*args, **kwargs), {"train": 0}
+
+        class Poisoned(torch.nn.Module):
+            def forward(self, out, y):
+                value = loss(out, y)
+                if torch.is_grad_enabled():  # training steps only
+                    calls["train"] += 1
+                    if calls["train"] > 25:
+                        return value * float("nan")
+                return value
+
+        return Poisoned()
+
+    monkeypatch.setattr(build, "build_loss", poisoned)
+    with pytest.raises(TrainingFailed, match=r"^train/loss is nan at step 25 \(epoch 2\); the run stopped .* the last good checkpoint is kept: .*last\.ckpt$"):
+        train_run("trainer.max_epochs=5")  # digits: 20 steps an epoch, so step 25 is in epoch 2
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["epoch"] == 0 and all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
+
+
+def test_a_diverging_run_exits_3_with_one_line(tmp_path):
+    proc = run_cli("optimizer=sgd", "optimizer.lr=1e6", "callbacks.progress=none", cwd=tmp_path)
+    assert proc.returncode == 3
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "train/loss is nan at step" in errors[0] and "no checkpoint was written before it" in errors[0]
+    assert len(list((tmp_path / "outputs" / "runs").iterdir())) == 1  # the run's directory stays, with its log
