@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
 
+from callbacks.checkpoint_io import AtomicCheckpointIO
 from callbacks.history import History
 from callbacks.plots import RunFigures
 from callbacks.sharpness import SharpnessProbe
@@ -110,5 +111,6 @@ def build_trainer(cfg: DictConfig, run_dir: Path, has_val: bool) -> pl.Trainer:
         enable_progress_bar=enable_bar,
         enable_model_summary=False,  # run.py prints the parameter count in one line instead
         gradient_clip_val=cfg.regularization.grad_clip,
+        plugins=[AtomicCheckpointIO()],
         **extra,
     )

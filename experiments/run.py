@@ -51,7 +51,13 @@ def main(cfg: DictConfig) -> float | None:
     try:
         if cfg.study.name != "none":
             return study(cfg, run_dir, single)
-        record = train(cfg, run_dir)
+        if cfg.resume is not None:
+            from experiments.train import resume
+
+            record = resume(Path(cfg.resume), run_dir)
+            run_dir = Path(cfg.resume).resolve()
+        else:
+            record = train(cfg, run_dir)
     except ConfigError as exc:
         raise ConfigExit(str(exc)) from exc
     except TrainingFailed as exc:  # e.g. a NaN loss: one line, exit 3, the run directory and its checkpoints stay

@@ -33,7 +33,24 @@ def discard_unfinished(run_dir: Path) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def train(cfg: DictConfig, run_dir: Path, report: bool = True) -> dict[str, Any]:
+def resume(run_dir: Path, fresh_dir: Path, report: bool = True) -> dict[str, Any]:
+    """``resume=<run_dir>``: continue an interrupted run from its ``last.ckpt`` with its own saved
+    config (epochs, optimizer and scheduler state, batch order and data augmentation per epoch are
+    all restored or seeded by epoch); ``fresh_dir``, Hydra's directory for this invocation, is removed."""
+    run_dir = Path(run_dir).resolve()
+    saved, last = run_dir / ".hydra" / "config.yaml", run_dir / "checkpoints" / "last.ckpt"
+    problem = ("already finished (it has metrics.json)" if (run_dir / "metrics.json").exists() else
+               None if saved.exists() and last.exists() else "is not a run directory with .hydra/config.yaml and checkpoints/last.ckpt")
+    if problem:
+        discard_unfinished(fresh_dir)
+        raise ConfigError(f"resume={run_dir}: {problem}")
+    if fresh_dir.resolve() != run_dir:
+        shutil.rmtree(fresh_dir, ignore_errors=True)
+    cfg = OmegaConf.load(saved)
+    return train(cfg, run_dir, report=report, resume_from=last)
+
+
+def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path | None = None) -> dict[str, Any]:
     """Train and test as ``cfg`` says, with outputs in ``run_dir``; return the final metrics.
     ``report=False`` skips the results table (studies print one line per member instead)."""
     start = time.perf_counter()
@@ -41,7 +58,7 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True) -> dict[str, Any]
         warnings.filterwarnings("ignore", message=pattern)
     try:
         check_config(cfg)
-        if (run_dir / "metrics.json").exists() or (run_dir / "checkpoints").exists():
+        if resume_from is None and ((run_dir / "metrics.json").exists() or (run_dir / "checkpoints").exists()):
             raise ConfigError(f"hydra.run.dir={run_dir}: already holds a run; choose a new directory")
         import pytorch_lightning as pl
 
@@ -67,7 +84,7 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True) -> dict[str, Any]
             f"train {sizes['train']} / val {sizes['val']} / test {sizes['test']}, input {dm.input_shape} → {outputs}"
         )
     try:
-        trainer.fit(module, datamodule=dm)
+        trainer.fit(module, datamodule=dm, ckpt_path=None if resume_from is None else str(resume_from))
     except NonFiniteLoss as exc:
         last = run_dir / "checkpoints" / "last.ckpt"
         kept = f"the last good checkpoint is kept: {last}" if last.exists() else "no checkpoint was written before it"

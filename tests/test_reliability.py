@@ -41,3 +41,37 @@ def test_a_diverging_run_exits_3_with_one_line(tmp_path):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "train/loss is nan at step" in errors[0] and "no checkpoint was written before it" in errors[0]
     assert len(list((tmp_path / "outputs" / "runs").iterdir())) == 1  # the run's directory stays, with its log
+
+
+def test_a_killed_run_resumes_to_the_same_final_metrics(tmp_path):
+    """SIGKILL mid-training, then `resume=<run_dir>`: the same test metrics as an uninterrupted run
+    (CPU, deterministic), the whole history, the resume's own Hydra folder gone."""
+    import csv
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import RUN
+
+    args = ["data.batch_size=16", "trainer.max_epochs=6", "trainer.deterministic=true", "callbacks.progress=plain", "logger=none",
+            "callbacks.figures=false"]
+    assert run_cli(*args, "hydra.run.dir=outputs/full", cwd=tmp_path).returncode == 0
+    proc = subprocess.Popen([sys.executable, str(RUN), *args, "hydra.run.dir=outputs/killed"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:  # one line per finished epoch
+        if line.startswith("epoch 2/"):
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    killed = tmp_path / "outputs" / "killed"
+    assert not (killed / "metrics.json").exists() and (killed / "checkpoints" / "last.ckpt").exists()
+    resumed = run_cli("resume=outputs/killed", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert resumed.stdout.strip().splitlines()[-1] == f"run_dir: {killed.resolve()}"
+    full, again = (json.loads((tmp_path / "outputs" / d / "metrics.json").read_text()) for d in ("full", "killed"))
+    assert (again["test/acc"], again["test/loss"], again["epochs"]) == (full["test/acc"], full["test/loss"], full["epochs"])
+    assert [int(r["epoch"]) for r in csv.DictReader(open(killed / "history.csv"))] == list(range(1, 7))
+    assert not any((tmp_path / "outputs" / "runs").iterdir())  # the resume invocation's own folder was removed
+    finished = run_cli("resume=outputs/killed", cwd=tmp_path)
+    assert finished.returncode == 2 and finished.stderr.strip().endswith("already finished (it has metrics.json)")
