@@ -52,8 +52,12 @@ def main(cfg: DictConfig) -> float | None:
         if cfg.study.name != "none":
             return study(cfg, run_dir, single)
         if cfg.resume is not None:
-            from experiments.train import resume
+            from experiments.train import discard_unfinished, resume
 
+            others = [o for o in HydraConfig.get().overrides.task if not o.startswith(("resume=", "callbacks.progress=", "hydra."))]
+            if others:  # the run continues with its own saved config: anything else would be silently ignored
+                discard_unfinished(run_dir)
+                raise ConfigError(f"resume={cfg.resume}: continues with the run's own saved config; drop the other overrides ({' '.join(others)})")
             record = resume(Path(cfg.resume), run_dir)
             run_dir = Path(cfg.resume).resolve()
         else:
