@@ -192,7 +192,6 @@ def write_report(study_dir: Path, s: DictConfig, table: list[dict], wall_s: floa
 def run(cfg: DictConfig, study_dir: Path) -> dict:
     s, clock = cfg.study, Clock()
     check(s)
-    torch.manual_seed(0)
     rows = []
     for seed in s.seeds:
         rows += cached(study_dir, f"regression_seed{seed}", lambda: regression_rows(s, seed))

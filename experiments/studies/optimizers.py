@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from callbacks.plot_style import writer_for
 from experiments.studies import optimizer_plots as plots
 from experiments.studies.common import FINISHED, Clock, log, member_overrides, read_csv, run_member, write_csv
+from experiments.studies.members import check_seeds
 from experiments.studies.surfaces import SURFACES, effective_lr, optimize, values
 from experiments.validation import ConfigError
 from lightning_modules.optimizers import OPTIMIZERS, optimizer_factory
@@ -34,8 +35,7 @@ def check(s: DictConfig) -> None:
         raise ConfigError(f"study.optimizers={list(s.optimizers)}: unknown {unknown}; valid: {', '.join(OPTIMIZERS.list())}")
     if any(x not in SURFACES for x in s.surfaces):
         raise ConfigError(f"study.surfaces={list(s.surfaces)}: valid: {', '.join(SURFACES)}")
-    if not s.seeds or any(not isinstance(x, int) or x < 0 for x in s.seeds):
-        raise ConfigError(f"study.seeds={list(s.seeds)}: must be a non-empty list of integers >= 0")
+    check_seeds(s.seeds)
     if not s.lr_grid or any(not isinstance(x, (int, float)) or x <= 0 for x in s.lr_grid):
         raise ConfigError(f"study.lr_grid={list(s.lr_grid)}: must be a non-empty list of numbers > 0")
     if not isinstance(s.surface_steps, int) or s.surface_steps < 10:

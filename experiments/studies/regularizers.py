@@ -31,7 +31,7 @@ def summarize(rows: list[dict], names: list[str]) -> list[dict]:
         ms = [r for r in rows if r["member"] == name]
         mean, std, half = interval(r["test_acc"] for r in ms)
         gaps = [r["train_acc"] - r["test_acc"] for r in ms]
-        gap, gap_std, gap_half = interval(gaps)
+        gap, _, gap_half = interval(gaps)
         table.append({"member": name, "seeds": len(ms), "test_acc_mean": mean, "test_acc_std": std, "test_acc_ci95": half,
                       "train_acc_mean": sum(r["train_acc"] for r in ms) / len(ms), "gap_mean": gap, "gap_ci95": gap_half,
                       "epochs_mean": sum(r["epochs"] for r in ms) / len(ms), "wall_s_mean": sum(r["wall_s"] for r in ms) / len(ms)})

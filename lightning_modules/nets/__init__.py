@@ -22,6 +22,7 @@ from lightning_modules.nets import (  # noqa: E402,F401  (each registers its fam
 )
 
 KIND_SHAPES = {"tabular": 1, "image": 3, "signal": 2, "sequence": 2}  # axes of one sample
+SUPPLIED = ("input_shape", "num_outputs", "input_kind")  # given by build_net, never by model.* keys
 
 
 def build_net(name: str, input_shape: Sequence[int], input_kind: str, num_outputs: int, **hparams: Any) -> nn.Module:
@@ -34,8 +35,8 @@ def build_net(name: str, input_shape: Sequence[int], input_kind: str, num_output
         raise ValueError(f"model={name}: cannot take {input_kind} data of shape {shape}; it takes {', '.join(takes)} data")
     params = inspect.signature(entry.factory).parameters
     for key in hparams:
-        if key not in params or key in ("input_shape", "num_outputs", "input_kind"):
-            accepted = [p for p in params if p not in ("input_shape", "num_outputs", "input_kind", "dropout", "batch_norm")]
+        if key not in params or key in SUPPLIED:
+            accepted = [p for p in params if p not in (*SUPPLIED, "dropout", "batch_norm")]
             raise ValueError(f"model.{key}: not a hyperparameter of model {name!r}; it has: {', '.join(accepted)}")
     if "input_kind" in params:
         hparams["input_kind"] = input_kind
