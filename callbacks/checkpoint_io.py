@@ -1,5 +1,7 @@
 """Checkpoints written atomically: to ``<path>.tmp`` first, then renamed over ``<path>`` (a rename
-within a folder is atomic on POSIX), so a kill mid-write never leaves a truncated ``last.ckpt``."""
+within a folder is atomic on POSIX), so a kill mid-write never leaves a truncated ``last.ckpt``.
+They are read with ``torch.load(weights_only=True)``: the template's checkpoints hold only tensors
+and plain containers, so loading one (resume, test, a file someone sent) never runs pickled code."""
 from __future__ import annotations
 
 import os
@@ -13,3 +15,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         tmp = f"{path}.tmp"
         super().save_checkpoint(checkpoint, tmp, storage_options)
         os.replace(tmp, path)
+
+    def load_checkpoint(self, path, map_location: Optional[Any] = lambda storage, loc: storage, weights_only: Optional[bool] = None) -> dict[str, Any]:
+        return super().load_checkpoint(path, map_location=map_location, weights_only=True if weights_only is None else weights_only)

@@ -14,6 +14,7 @@ from pytorch_lightning.loggers import Logger, TensorBoardLogger
 from callbacks.checkpoint_io import AtomicCheckpointIO
 from callbacks.history import History
 from callbacks.plots import RunFigures
+from callbacks.preemption import Preemption
 from callbacks.sharpness import SharpnessProbe
 from callbacks.progress import progress_callbacks
 from datamodules.mixing import MixConfig
@@ -75,6 +76,7 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[list
             save_top_k=1,
         ),
         history,
+        Preemption(run_dir / "checkpoints" / "last.ckpt"),
     ]
     if cfg.callbacks.stop_at_train_acc is not None:  # "trained to the same training accuracy"
         callbacks.append(EarlyStopping(monitor="train/acc", mode="max", stopping_threshold=cfg.callbacks.stop_at_train_acc,

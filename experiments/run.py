@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # works from any checkout, installed or not
 os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let errors reach the handler below instead of Hydra's printer
+# configs/hydra/launcher/submitit_*.yaml are complete configs that extend the plugin's options of the
+# same name (so `hydra/launcher=submitit_slurm` gets the project's preset); Hydra warns about the match.
+warnings.filterwarnings("ignore", message=r"(?s).*hydra/launcher/submitit_\w+' is validated against ConfigStore schema")
 
 import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+from experiments import cluster  # noqa: E402
 from experiments.validation import ConfigError  # noqa: E402
 
 
@@ -31,7 +36,8 @@ def is_rank_zero() -> bool:
 
 
 class ConfigExit(SystemExit):
-    """Ends the process with ``code`` (2: bad configuration, 3: training failed) from inside a Hydra
+    """Ends the process with ``code`` (2: bad configuration, 3: training failed, 4: stopped by
+    SIGTERM/SIGUSR1 with its state saved) from inside a Hydra
     job. A SystemExit passes through Hydra's job runner untouched (it catches Exception only), so no
     traceback or job banner is printed."""
 
@@ -42,7 +48,7 @@ class ConfigExit(SystemExit):
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from experiments.train import TrainingFailed, train  # Lightning is imported only when a job runs (--help stays fast)
+    from experiments.train import Interrupted, TrainingFailed, latest_checkpoint, resume, train  # Lightning is imported only when a job runs (--help stays fast)
 
     run_dir = Path(HydraConfig.get().runtime.output_dir).resolve()
     single = HydraConfig.get().mode.name == "RUN"
@@ -51,8 +57,10 @@ def main(cfg: DictConfig) -> float | None:
     try:
         if cfg.study.name != "none":
             return study(cfg, run_dir, single)
-        if cfg.resume is not None:
-            from experiments.train import discard_unfinished, resume
+        if cfg.resume is None and cluster.is_restart() and latest_checkpoint(run_dir) and not (run_dir / "metrics.json").exists():
+            record = resume(run_dir, run_dir)  # SLURM requeued the job (or torchrun restarted it): continue in place
+        elif cfg.resume is not None:
+            from experiments.train import discard_unfinished
 
             others = [o for o in HydraConfig.get().overrides.task if not o.startswith(("resume=", "callbacks.progress=", "hydra."))]
             if others:  # the run continues with its own saved config: anything else would be silently ignored
@@ -66,6 +74,8 @@ def main(cfg: DictConfig) -> float | None:
         raise ConfigExit(str(exc)) from exc
     except TrainingFailed as exc:  # e.g. a NaN loss: one line, exit 3, the run directory and its checkpoints stay
         raise ConfigExit(str(exc), code=3) from exc
+    except Interrupted as exc:  # SIGTERM/SIGUSR1: the state is saved, exit 4, resume= continues
+        raise ConfigExit(str(exc), code=4) from exc
     if single and is_rank_zero():
         print(f"run_dir: {run_dir}", flush=True)
     return record.get("test/acc", record.get("test/mse"))  # the value a Hydra sweeper optimizes
@@ -91,6 +101,11 @@ def study(cfg: DictConfig, run_dir: Path, single: bool) -> dict:
 def cli() -> int:
     from experiments.errors import config_error_message
 
+    stamp = cluster.run_stamp()  # torchrun / srun: every process (every node) names the same run directory
+    if stamp:
+        os.environ[cluster.STAMP_ENV] = stamp
+        if cluster.launched_rank() != 0 and not any(a.startswith("hydra.output_subdir") for a in sys.argv):
+            sys.argv.append("hydra.output_subdir=null")  # rank 0 alone writes .hydra/
     try:
         main()
     except ConfigExit as exc:

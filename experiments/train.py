@@ -10,6 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from experiments.cluster import launch_problem
 from experiments.validation import ConfigError, check_config
 
 log = logging.getLogger("dl_foundations")
@@ -27,10 +28,21 @@ class TrainingFailed(RuntimeError):
     """Training could not go on (e.g. a NaN loss); the message is one line, the run directory is kept."""
 
 
+class Interrupted(RuntimeError):
+    """SIGTERM or SIGUSR1 stopped training after its state was saved; ``resume=<run_dir>`` continues."""
+
+
 def discard_unfinished(run_dir: Path) -> None:
     """Remove a directory that Hydra created for a run (or study) that never started training."""
     if run_dir.is_dir() and not any((run_dir / name).exists() for name in ("metrics.json", "checkpoints", "members")):
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest state to continue from: ``checkpoints/last.ckpt`` (every epoch, and on SIGTERM or
+    SIGUSR1) or an ``hpc_ckpt_N.ckpt`` that Lightning writes when SLURM signals a requeue."""
+    found = [p for p in [run_dir / "checkpoints" / "last.ckpt", *run_dir.glob("hpc_ckpt_*.ckpt")] if p.is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
 
 
 def resume(run_dir: Path, fresh_dir: Path, report: bool = True) -> dict[str, Any]:
@@ -38,9 +50,9 @@ def resume(run_dir: Path, fresh_dir: Path, report: bool = True) -> dict[str, Any
     config (epochs, optimizer and scheduler state, batch order and data augmentation per epoch are
     all restored or seeded by epoch); ``fresh_dir``, Hydra's directory for this invocation, is removed."""
     run_dir = Path(run_dir).resolve()
-    saved, last = run_dir / ".hydra" / "config.yaml", run_dir / "checkpoints" / "last.ckpt"
+    saved, last = run_dir / ".hydra" / "config.yaml", latest_checkpoint(run_dir)
     problem = ("already finished (it has metrics.json)" if (run_dir / "metrics.json").exists() else
-               None if saved.exists() and last.exists() else "is not a run directory with .hydra/config.yaml and checkpoints/last.ckpt")
+               None if saved.exists() and last else "is not a run directory with .hydra/config.yaml and checkpoints/last.ckpt")
     if problem:
         discard_unfinished(fresh_dir)
         raise ConfigError(f"resume={run_dir}: {problem}")
@@ -58,11 +70,16 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
         warnings.filterwarnings("ignore", message=pattern)
     try:
         check_config(cfg)
+        problem = launch_problem(cfg.trainer)
+        if problem:
+            raise ConfigError(problem)
         if resume_from is None and ((run_dir / "metrics.json").exists() or (run_dir / "checkpoints").exists()):
             raise ConfigError(f"hydra.run.dir={run_dir}: already holds a run; choose a new directory")
         import pytorch_lightning as pl
 
         from experiments import build
+        from pytorch_lightning.utilities.exceptions import SIGTERMException
+
         from lightning_modules.base import NonFiniteLoss
         from lightning_modules.nets.common import count_parameters
 
@@ -75,9 +92,9 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
         discard_unfinished(run_dir)
         raise ConfigError(str(exc)) from exc
 
-    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml", resolve=True)  # Hydra saves it unresolved
     if trainer.is_global_zero:
+        (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml", resolve=True)  # Hydra saves it unresolved
         outputs = f"{dm.num_outputs} classes" if dm.task == "classification" else f"{dm.num_outputs} targets"
         log.info(
             f"{cfg.model.name}: {count_parameters(module.net):,} parameters | {dm.name}: "
@@ -85,6 +102,10 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
         )
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=None if resume_from is None else str(resume_from))
+    except SIGTERMException as exc:
+        last = run_dir / "checkpoints" / "last.ckpt"
+        raise Interrupted(f"stopped by a signal at epoch {trainer.current_epoch}, step {trainer.global_step}; "
+                          f"saved {last}; continue with: python experiments/run.py resume={run_dir}") from exc
     except NonFiniteLoss as exc:
         last = run_dir / "checkpoints" / "last.ckpt"
         kept = f"the last good checkpoint is kept: {last}" if last.exists() else "no checkpoint was written before it"

@@ -14,7 +14,7 @@ CONFIG_DIR = ROOT / "experiments" / "configs"
 RUN = ROOT / "experiments" / "run.py"
 
 # Keeps a run to seconds without changing what it exercises.
-SHRINK = ("trainer.max_epochs=3", "callbacks.progress=none", "callbacks.figures=false")  # figures: tests/test_plots.py
+SHRINK = ("trainer.max_epochs=3", "trainer.deterministic=true", "callbacks.progress=none", "callbacks.figures=false")  # figures: tests/test_plots.py
 
 
 def compose_config(*overrides: str) -> DictConfig:
@@ -23,8 +23,8 @@ def compose_config(*overrides: str) -> DictConfig:
         return compose(config_name="train", overrides=list(overrides))
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(RUN), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+def run_cli(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(RUN), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 @pytest.fixture

@@ -1,0 +1,36 @@
+"""SIGTERM and SIGUSR1 (what schedulers send before they pre-empt a job) save the run before it ends.
+
+Lightning already turns SIGTERM into a flag that all ranks agree on at the next step, then raises
+``SIGTERMException``; this callback routes SIGUSR1 to the same handler and, when the exception
+arrives, writes ``checkpoints/last.ckpt`` (atomically) so that ``resume=<run_dir>`` continues.
+Under SLURM with auto-requeue Lightning keeps SIGUSR1 for itself: it writes ``hpc_ckpt_N.ckpt``
+and requeues the job, and the requeued job continues from the newest checkpoint (run.py).
+"""
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+
+import pytorch_lightning as pl
+from lightning_fabric.plugins.environments import SLURMEnvironment
+from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+
+class Preemption(Callback):
+    def __init__(self, last_path: Path):
+        self.last_path = Path(last_path)
+        self.saved: Path | None = None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Lightning registers its handlers just before this hook and restores the old ones at teardown
+        env = trainer._accelerator_connector.cluster_environment
+        slurm_requeue = isinstance(env, SLURMEnvironment) and env.auto_requeue
+        if not slurm_requeue and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGUSR1, signal.getsignal(signal.SIGTERM))
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException):
+            trainer.save_checkpoint(self.last_path, weights_only=False)  # the full state; every rank takes part; rank 0 writes
+            self.saved = self.last_path
