@@ -70,7 +70,8 @@ class SupervisedModule(pl.LightningModule):
 
     def _log_step(self, stage: str, out: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> None:
         n = y.shape[0]
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage == "val", batch_size=n)
+        # sync_dist: averaged over every DDP rank's shard, once per epoch (a no-op in one process)
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage == "val", batch_size=n, sync_dist=True)
         metrics = getattr(self, f"{stage}_metrics")
         metrics.update(self.predictions(out.detach()), self.metric_targets(y))
         for name, metric in metrics.items():
@@ -92,7 +93,7 @@ class SupervisedModule(pl.LightningModule):
             self._log_step("train", out, y, loss)
             self.log("train/lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)
             if total is not loss:
-                self.log("train/penalty", penalty, on_step=False, on_epoch=True, batch_size=y.shape[0])
+                self.log("train/penalty", penalty, on_step=False, on_epoch=True, batch_size=y.shape[0], sync_dist=True)
         return total
 
     def _eval_step(self, batch, stage: str) -> None:
@@ -114,13 +115,13 @@ class SupervisedModule(pl.LightningModule):
             return
         name, _ = self.headline
         self.best_val.update(self.val_metrics[name].compute())
-        self.log(f"val/{name}_best", self.best_val.compute(), prog_bar=True)
+        self.log(f"val/{name}_best", self.best_val.compute(), prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.net)
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer, int(self.trainer.estimated_stepping_batches))
-        if scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+        return with_scheduler(self.optimizer_factory(self.net), self.scheduler_factory, self.trainer)
+
+
+def with_scheduler(optimizer: torch.optim.Optimizer, scheduler_factory: Optional[SchedulerFactory], trainer: pl.Trainer):
+    """What ``configure_optimizers`` returns: the optimizer, with its scheduler when there is one."""
+    scheduler = None if scheduler_factory is None else scheduler_factory(optimizer, int(trainer.estimated_stepping_batches))
+    return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
