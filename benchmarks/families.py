@@ -156,7 +156,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "families.md")
     args = parser.parse_args()
 
-    rows = [(name, *throughput(name, shipped(name), args.repeats).values()) for name in MODELS.list()]
+    classifiers = [e.name for e in MODELS if not e.info.get("generative")]
+    rows = [(name, *throughput(name, shipped(name), args.repeats).values()) for name in classifiers]
     rows += [(label, *throughput(name, {**shipped(name), **hp}, args.repeats).values()) for label, (name, hp) in VARIANTS.items()]
     rows.sort(key=lambda r: -r[3])
 

@@ -33,15 +33,15 @@ def palette(n: int) -> list:
     return sns.color_palette("colorblind", n)
 
 
-def save_figure(fig: plt.Figure, folder: Path, stem: str, writer=None) -> list[Path]:
+def save_figure(fig: plt.Figure, folder: Path, stem: str, writer=None, tag: Optional[str] = None, step: Optional[int] = None) -> list[Path]:
     """Write ``folder/stem.pdf`` and ``folder/stem.png`` (300 dpi); log to ``writer`` (a
-    TensorBoard SummaryWriter) as ``figures/stem``; close the figure."""
+    TensorBoard SummaryWriter) as ``tag`` (default ``figures/stem``) at ``step``; close the figure."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{stem}.pdf", folder / f"{stem}.png"]
     fig.savefig(paths[0])
     fig.savefig(paths[1], dpi=DPI)
     if writer is not None:
-        writer.add_figure(f"figures/{stem}", fig, close=False)
+        writer.add_figure(tag or f"figures/{stem}", fig, global_step=step, close=False)
     plt.close(fig)
     return paths
 

@@ -124,10 +124,16 @@ class TensorDataModule(pl.LightningDataModule):
             test_xy = (ds.x_test, ds.y_test) if test is None else (ds.x[test], ds.y[test])
             raw = {"train": (ds.x[train], ds.y[train]), "val": (ds.x[val], ds.y[val]), "test": test_xy}
             self._arrays = {k: (apply_normalizer(x, shift, scale), y) for k, (x, y) in raw.items()}
+            self._normalizer = (shift, scale)
             self._info = ds
             if self.augment:
                 self.policy = policy_for(ds.kind, ds.input_shape, flip=self.name in FLIP_SAFE)
         return self._arrays
+
+    def normalize_like_training(self, x: np.ndarray) -> np.ndarray:
+        """Raw inputs (e.g. a generative model's samples) normalized with the training split's statistics."""
+        self._load()
+        return apply_normalizer(x, *self._normalizer)
 
     @property
     def info(self) -> ArrayDataset:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pytorch_lightning as pl
+import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
@@ -15,6 +16,7 @@ from callbacks.checkpoint_io import AtomicCheckpointIO
 from callbacks.history import History
 from callbacks.plots import RunFigures
 from callbacks.preemption import Preemption
+from callbacks.samples import SampleGrids
 from callbacks.sharpness import SharpnessProbe
 from callbacks.progress import progress_callbacks
 from datamodules.mixing import MixConfig
@@ -22,7 +24,9 @@ from datamodules.tensor_datamodule import TensorDataModule
 from lightning_modules.base import SupervisedModule
 from lightning_modules.classification import ClassificationModule
 from lightning_modules.losses import build_loss
-from lightning_modules.nets import build_net
+from lightning_modules.generative import MODULES as GENERATIVE_MODULES, GenerativeModule
+from lightning_modules.generative.levels import Levels
+from lightning_modules.nets import MODELS, build_net
 from lightning_modules.optimizers import optimizer_factory
 from lightning_modules.regression import RegressionModule
 from lightning_modules.regularizers import Regularization
@@ -41,13 +45,55 @@ def _without_name(node: DictConfig) -> dict:
     return d
 
 
+def is_generative(name: str) -> bool:
+    return name in MODELS and MODELS.get(name).info.get("generative", False)
+
+
 def build_datamodule(cfg: DictConfig) -> TensorDataModule:
     reg = cfg.regularization
     mix = MixConfig(mixup_alpha=reg.mixup_alpha, cutmix_alpha=reg.cutmix_alpha, mix_prob=reg.mix_prob, switch_prob=reg.switch_prob)
-    return TensorDataModule(seed=cfg.seed, augment=reg.augment, mix=mix, **_plain(cfg.data))
+    data = _plain(cfg.data)
+    if is_generative(cfg.model.name):  # generative families model the raw values as levels (generative/levels.py)
+        data["normalize"] = "none"
+    return TensorDataModule(seed=cfg.seed, augment=reg.augment, mix=mix, **data)
 
 
-def build_module(cfg: DictConfig, dm: TensorDataModule) -> SupervisedModule:
+def build_generative(cfg: DictConfig, dm: TensorDataModule) -> GenerativeModule:
+    """A generative family: the network from ``MODELS``, its LightningModule from ``generative.MODULES``;
+    the data's levels from the training split; regularizers that need labels or change the
+    network are errors here, not silently dropped."""
+    reg, name = cfg.regularization, cfg.model.name
+    for key in ("dropout", "label_smoothing", "mixup_alpha", "cutmix_alpha", "input_noise", "weight_noise", "l1", "l2"):
+        if reg[key]:
+            raise ValueError(f"regularization.{key}={reg[key]}: not applied by the generative model {name!r}; set it to 0")
+    if reg.batch_norm:
+        raise ValueError(f"regularization.batch_norm=true: not applied by the generative model {name!r}; leave it null")
+    module_class, module_keys = GENERATIVE_MODULES[name]
+    if not module_class.takes_scheduler and cfg.scheduler.name != "none":
+        raise ValueError(f"scheduler={cfg.scheduler.name}: model={name} steps its optimizers by hand; use scheduler=none")
+    hparams = _without_name(cfg.model)
+    levels = Levels.fit(torch.from_numpy(dm._load()["train"][0]), hparams.pop("levels", None))
+    module_kwargs = {k: hparams.pop(k) for k in module_keys if k in hparams}
+    for key in ("generator_optimizer", "discriminator_optimizer"):
+        if module_kwargs.get(key) is not None:  # {name: ..., lr: ..., ...} → a factory like the optimizer group's
+            spec = dict(module_kwargs[key])
+            if "name" not in spec:
+                raise ValueError(f"model.{key}={spec}: needs a name (e.g. {{name: adam, lr: 2e-4}})")
+            module_kwargs[key] = optimizer_factory(spec.pop("name"), weight_decay=reg.weight_decay, decay_all=reg.decay_all, **spec)
+    net = build_net(name, dm.input_shape, dm.info.kind, levels.count, **hparams)
+    optimizer = optimizer_factory(cfg.optimizer.name, weight_decay=reg.weight_decay, decay_all=reg.decay_all, **_without_name(cfg.optimizer))
+    scheduler = scheduler_factory(cfg.scheduler.name, **_without_name(cfg.scheduler))
+    return module_class(net, levels, optimizer, scheduler, **module_kwargs)
+
+
+def build_module(cfg: DictConfig, dm: TensorDataModule) -> SupervisedModule | GenerativeModule:
+    module = build_generative(cfg, dm) if is_generative(cfg.model.name) else build_supervised(cfg, dm)
+    if cfg.trainer.get("compile", False):
+        module.net.compile()  # in place: the same parameter names, so checkpoints load either way
+    return module
+
+
+def build_supervised(cfg: DictConfig, dm: TensorDataModule) -> SupervisedModule:
     reg = cfg.regularization
     net = build_net(cfg.model.name, dm.input_shape, dm.info.kind, dm.num_outputs, dropout=reg.dropout, batch_norm=reg.batch_norm, **_without_name(cfg.model))
     loss = build_loss(cfg.loss.name, dm.task, label_smoothing=reg.label_smoothing, delta=cfg.loss.delta)
@@ -86,6 +132,8 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[list
         callbacks.append(SharpnessProbe(sharp.eps, sharp.lbfgs_iters, sharp.ascent_steps, sharp.hessian_iters, sharp.max_samples))
     if cfg.callbacks.figures:
         callbacks.append(RunFigures(run_dir / "figures", history, cfg.callbacks.histograms_every))
+        if is_generative(cfg.model.name):
+            callbacks.append(SampleGrids(run_dir / "figures", cfg.callbacks.samples_every))
     patience = cfg.regularization.early_stopping
     if patience is not None:
         callbacks.append(EarlyStopping(monitor="val/loss", mode="min", patience=patience))
@@ -106,7 +154,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, has_val: bool) -> pl.Trainer:
     logger = build_logger(cfg, run_dir)
     extra: dict[str, Any] = {} if has_val else {"limit_val_batches": 0, "num_sanity_val_steps": 0}
     return pl.Trainer(
-        **_plain(cfg.trainer),
+        **{k: v for k, v in _plain(cfg.trainer).items() if k != "compile"},  # compile: applied to the network (build_module)
         default_root_dir=str(run_dir),
         logger=logger if logger is not None else False,
         callbacks=callbacks,

@@ -78,7 +78,7 @@ def main(cfg: DictConfig) -> float | None:
         raise ConfigExit(str(exc), code=4) from exc
     if single and is_rank_zero():
         print(f"run_dir: {run_dir}", flush=True)
-    return record.get("test/acc", record.get("test/mse"))  # the value a Hydra sweeper optimizes
+    return record.get("test/acc", record.get("test/mse", record.get("test/loss")))  # the value a Hydra sweeper optimizes
 
 
 def study(cfg: DictConfig, run_dir: Path, single: bool) -> dict:

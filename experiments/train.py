@@ -95,7 +95,8 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
     if trainer.is_global_zero:
         (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml", resolve=True)  # Hydra saves it unresolved
-        outputs = f"{dm.num_outputs} classes" if dm.task == "classification" else f"{dm.num_outputs} targets"
+        outputs = (f"{module.levels.count} levels a value (generative)" if getattr(module, "generative", False)
+                   else f"{dm.num_outputs} classes" if dm.task == "classification" else f"{dm.num_outputs} targets")
         log.info(
             f"{cfg.model.name}: {count_parameters(module.net):,} parameters | {dm.name}: "
             f"train {sizes['train']} / val {sizes['val']} / test {sizes['test']}, input {dm.input_shape} → {outputs}"

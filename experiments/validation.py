@@ -96,6 +96,7 @@ RULES: dict[str, Callable[[Any], Optional[str]]] = {
     "trainer.devices": lambda v: None if (_is_int(v) and v >= 1) or v == "auto" or isinstance(v, (list, str)) else "an integer >= 1, a list of ids or auto",
     "trainer.num_nodes": number(1, integer=True),
     "trainer.log_every_n_steps": number(1, integer=True),
+    "trainer.compile": lambda v: None if isinstance(v, bool) else "true or false",
     "trainer.deterministic": lambda v: None if isinstance(v, bool) or v == "warn" else "true, false or warn",
     "regularization.weight_decay": number(0),
     "regularization.decay_all": boolean,
@@ -123,6 +124,7 @@ RULES: dict[str, Callable[[Any], Optional[str]]] = {
     "callbacks.sharpness.hessian_iters": number(1, integer=True),
     "callbacks.sharpness.max_samples": number(1, integer=True),
     "callbacks.histograms_every": number(1, integer=True, optional=True),
+    "callbacks.samples_every": number(1, integer=True, optional=True),
     "loss.delta": number(0, lo_open=True),
 }
 

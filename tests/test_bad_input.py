@@ -22,7 +22,7 @@ CASES = {
     "fractions sum": (["data.val_fraction=0.5", "data.test_fraction=0.5"], "error: data.val_fraction + data.test_fraction = 0.5 + 0.5: must be < 1"),
     "seed not a number": (["seed=abc"], "error: seed='abc': must be an integer >= 0"),
     "dropout one": (["regularization.dropout=1.0"], "error: regularization.dropout=1.0: must be a number in [0, 1)"),
-    "unknown registry name": (["model.activation=swish"], "error: model.activation='swish': unknown; valid: elu, gelu, relu"),
+    "unknown registry name": (["model.activation=swish"], "error: model.activation='swish': unknown; valid: elu, gelu, leaky_relu, relu"),
     "key the optimizer lacks": (["optimizer=sgd", "+optimizer.betas=[0.9,0.99]"], "error: optimizer.betas: not accepted by optimizer 'sgd'"),
     "weight decay on the optimizer": (["+optimizer.weight_decay=0.1"], "error: optimizer.weight_decay: not an optimizer key; set regularization.weight_decay"),
     "plateau without validation": (["scheduler=plateau", "data.val_fraction=0", "test_ckpt=last"], "error: scheduler=plateau monitors val/loss"),

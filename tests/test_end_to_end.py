@@ -95,14 +95,14 @@ def test_cli_multirun_makes_one_directory_per_job(tmp_path):
 def test_cli_help_and_cfg(tmp_path):
     help_text = run_cli("--help", cwd=tmp_path).stdout
     for line in (
-        "model: alexnet, cnn, densenet, googlenet, gru, lenet, lstm, mlp, resnet, rnn, transformer, vgg, vit",
+        "model: alexnet, cnn, ddpm, densenet, gan, googlenet, gru, lenet, lstm, mlp, pixelcnn, resnet, rnn, transformer, vae, vgg, vit",
         "optimizer: adadelta, adagrad, adam, adamp, adamw, momentum, nadam, nesterov, radam, rmsprop, sam, sgd",
         "scheduler: cosine, none, onecycle, plateau, step, warmup_cosine",
         "regularization: cutmix, dropout, l2, mixup, none, strong",
         "data: cifar10, cifar100, circles, digits, fashion_mnist, image_folder, mnist, mnist1d, moons, regression_outliers, sequences",
         "trainer: cpu, ddp, ddp_cpu, fsdp, gpu",
         "experiment: smoke",
-        "study: bagging, batch_size, bias_variance, kfold, loss_robustness, mnist1d_table, none, optimizers, regularizers",
+        "study: bagging, batch_size, bias_variance, generative, kfold, loss_robustness, mnist1d_table, none, optimizers, regularizers",
     ):
         assert line in help_text
     for group in ("callbacks:", "logger:", "study:"):

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+from pathlib import Path
 
 from conftest import run_cli
+from experiments.studies.common import read_csv
 
 
 def test_mnist1d_table_study_writes_the_table_next_to_the_published_figures(tmp_path):
@@ -149,3 +152,23 @@ def test_bagging_and_boosting_curves_and_out_of_bag(tmp_path):
     assert again.returncode == 0, again.stderr[-2000:]
     assert (study / "parts" / "bagging_seed0.json").read_text() == kept and (study / "parts" / "boosting_seed0.json").exists()
     assert len(list(study.parent.iterdir())) == 1
+
+
+def test_generative_study_scores_samples_with_a_trained_classifier(tmp_path):
+    args = ("study=generative", "study.seeds=[0,1]", "study.epochs=1", "study.samples=50",
+            'study.classifier=["model=mlp","model.hidden=[32,16]","trainer.max_epochs=3"]')
+    proc = run_cli(*args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study_dir = Path(proc.stdout.strip().splitlines()[-1].removeprefix("study_dir: "))
+    rows = read_csv(study_dir / "results.csv")
+    assert sorted({(r["member"], r["seed"]) for r in rows}) == [(m, k) for m in ("ddpm", "gan", "pixelcnn", "vae") for k in (0, 1)]
+    for r in rows:
+        assert 0 <= r["class_entropy"] <= math.log2(10) + 1e-9 and 0.1 <= r["confidence"] <= 1 and r["frechet"] >= 0
+    table = {r["member"]: r for r in read_csv(study_dir / "summary.csv")}
+    assert table["real digits (train vs test)"]["class_entropy_mean"] > 3.0  # the real classes are balanced
+    assert 0 < table["pixelcnn"]["test_bits_per_dim_mean"] < math.log2(17) and table["gan"]["test_bits_per_dim_mean"] == ""
+    report = (study_dir / "report.md").read_text()
+    assert "| pixelcnn |" in report and "## Claims and what was measured" in report and "PixelCNN" in report
+    assert {"samples.png", "frechet.png"} <= {p.name for p in (study_dir / "figures").iterdir()}
+    again = run_cli(*args, "study.resume=true", cwd=tmp_path)  # everything kept: only the tables and figures are redone
+    assert again.returncode == 0 and "finished earlier, kept" in again.stderr + again.stdout

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-STUDIES = ("optimizers", "mnist1d_table", "regularizers", "loss_robustness", "kfold", "batch_size", "bias_variance", "bagging")
+STUDIES = ("optimizers", "mnist1d_table", "regularizers", "loss_robustness", "kfold", "batch_size", "bias_variance", "bagging", "generative")
 
 
 def run_study(cfg: DictConfig, study_dir: Path) -> dict:

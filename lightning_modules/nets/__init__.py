@@ -18,7 +18,7 @@ from lightning_modules.registry import Registry
 MODELS = Registry("model")
 
 from lightning_modules.nets import (  # noqa: E402,F401  (each registers its family; rnn, lstm and gru live in recurrent)
-    alexnet, cnn, densenet, googlenet, lenet, mlp, recurrent, resnet, transformer, vgg, vit,
+    alexnet, cnn, densenet, generative, googlenet, lenet, mlp, recurrent, resnet, transformer, vgg, vit,
 )
 
 KIND_SHAPES = {"tabular": 1, "image": 3, "signal": 2, "sequence": 2}  # axes of one sample

@@ -7,7 +7,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "silu": nn.SiLU, "elu": nn.ELU}
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "silu": nn.SiLU, "elu": nn.ELU,
+               "leaky_relu": lambda: nn.LeakyReLU(0.2)}  # the slope of GAN discriminators (Radford et al. 2016)
 
 
 def activation(name: str) -> nn.Module:
