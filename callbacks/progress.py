@@ -14,7 +14,7 @@ PROGRESS = ("auto", "rich", "plain", "none")
 class EpochLines(Callback):
     """Prints ``epoch 3/20  train/loss 0.123  val/loss 0.101  val/acc 0.972  (0.2 s)`` on rank 0."""
 
-    def __init__(self, keys: tuple[str, ...] = ("train/loss", "train/acc", "val/loss", "val/acc", "val/mse")):
+    def __init__(self, keys: tuple[str, ...] = ("train/loss", "train/acc", "train/d_loss", "train/g_loss", "val/loss", "val/acc", "val/mse")):
         self.keys = keys
         self._t0 = 0.0
 
@@ -37,5 +37,5 @@ def progress_callbacks(mode: str) -> tuple[list[Callback], bool]:
     if mode == "auto":
         mode = "rich" if sys.stdout.isatty() else "plain"
     if mode == "rich":
-        return [RichProgressBar(leave=False)], True
+        return [RichProgressBar(refresh_rate=10, leave=False)], True  # a redraw every 10 steps, not every step
     return ([EpochLines()] if mode == "plain" else []), False

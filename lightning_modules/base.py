@@ -47,6 +47,7 @@ class SupervisedModule(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.reg = regularization
+        self._train_sums, self._train_counts = None, (0, 0)
 
     def add_stage_metrics(self, make_metrics: Callable[[], dict]) -> None:
         """Called by subclasses: ``make_metrics()`` gives name → torchmetrics Metric; one set per
@@ -67,6 +68,33 @@ class SupervisedModule(pl.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def train_sums(self, out: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """The training metrics of one batch as sums, in ``train_metric_names`` order, and what
+        they are divided by at the end of the epoch. Subclasses override."""
+        raise NotImplementedError
+
+    def _accumulate_train(self, out: torch.Tensor, y: torch.Tensor, loss: torch.Tensor, penalty, batch_idx: int) -> None:
+        """Training loss and metrics as running sums on the device (a few tensor ops a step, no
+        logging calls and no host syncs), logged once, at the epoch's last batch."""
+        n = y.shape[0]
+        sums, m = self.train_sums(out.detach(), self.metric_targets(y))
+        parts = [loss.detach().reshape(1) * n, sums.float()]
+        if penalty is not None:
+            parts.append(penalty.detach().reshape(1) * n)
+        step = torch.cat(parts)
+        self._train_sums = step if self._train_sums is None else self._train_sums + step
+        self._train_counts = (self._train_counts[0] + n, self._train_counts[1] + m)
+        if batch_idx + 1 == self.trainer.num_training_batches:
+            n_all, m_all = self._train_counts
+            means = self._train_sums / torch.tensor([n_all, *[m_all] * len(self.train_metric_names), *[n_all] * (penalty is not None)],
+                                                    device=step.device, dtype=step.dtype)
+            names = ["loss", *self.train_metric_names, *(["penalty"] if penalty is not None else [])]
+            for name, value in zip(names, means):  # sync_dist: the mean over DDP ranks (equal shards), at the epoch's end
+                self.log(f"train/{name}", value, on_step=False, on_epoch=True, sync_dist=True)
+
+    def on_train_epoch_start(self) -> None:
+        self._train_sums, self._train_counts = None, (0, 0)
 
     def _log_step(self, stage: str, out: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> None:
         n = y.shape[0]
@@ -90,10 +118,9 @@ class SupervisedModule(pl.LightningModule):
             raise NonFiniteLoss(self.global_step, self.current_epoch, float(total.detach()))
         optimizer = self.trainer.optimizers[0]
         if not is_perturbed(optimizer):  # SAM's second pass (at w + e) is not what we report
-            self._log_step("train", out, y, loss)
-            self.log("train/lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)
-            if total is not loss:
-                self.log("train/penalty", penalty, on_step=False, on_epoch=True, batch_size=y.shape[0], sync_dist=True)
+            self._accumulate_train(out, y, loss, penalty if total is not loss else None, batch_idx)
+            if getattr(self.trainer._logger_connector, "should_update_logs", True):  # only the steps the logger writes
+                self.log("train/lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)
         return total
 
     def _eval_step(self, batch, stage: str) -> None:

@@ -18,6 +18,11 @@ class ClassificationModule(SupervisedModule):
         self.num_classes = num_classes
         self.add_stage_metrics(lambda: {"acc": MulticlassAccuracy(num_classes=num_classes, average="micro")})
 
+    train_metric_names = ("acc",)
+
+    def train_sums(self, out: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, int]:
+        return (out.argmax(-1) == target).sum().reshape(1), target.shape[0]  # correct predictions
+
     def predictions(self, output: torch.Tensor) -> torch.Tensor:
         return output.argmax(dim=-1)  # (B, C) → (B,)
 

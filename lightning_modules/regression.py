@@ -1,6 +1,7 @@
 """Regression: outputs (B, k) against float targets (B, k); MSE and MAE per stage."""
 from __future__ import annotations
 
+import torch
 from torchmetrics import MeanAbsoluteError, MeanSquaredError
 
 from lightning_modules.base import SupervisedModule
@@ -8,6 +9,11 @@ from lightning_modules.base import SupervisedModule
 
 class RegressionModule(SupervisedModule):
     headline = ("mse", "min")
+    train_metric_names = ("mse", "mae")
+
+    def train_sums(self, out: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, int]:
+        err = out - target
+        return torch.stack([err.pow(2).sum(), err.abs().sum()]), err.numel()  # over every output, as torchmetrics
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
