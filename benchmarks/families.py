@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -141,6 +142,7 @@ def template_time_to_target(epochs: int, seed: int) -> tuple[float | None, float
 def whole_process(epochs: int, seed: int) -> tuple[float, str]:
     cmd = [sys.executable, str(ROOT / "experiments" / "run.py"), "model=cnn", "data=mnist1d", "optimizer.lr=1e-2", "data.val_fraction=0",
            "test_ckpt=last", f"trainer.max_epochs={epochs}", f"seed={seed}", "callbacks.progress=none", "logger=none", "hydra.run.dir=/tmp/dlf_bench_run"]
+    shutil.rmtree("/tmp/dlf_bench_run", ignore_errors=True)  # a run directory is never overwritten
     t0 = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True).stdout
     wall = time.perf_counter() - t0

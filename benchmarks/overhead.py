@@ -168,9 +168,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="epochs per repetition (default: each case's own)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "overhead.md")
     args = parser.parse_args()
+    import logging
     import warnings
 
     warnings.filterwarnings("ignore")
+    for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
+        logging.getLogger(name).setLevel(logging.ERROR)  # no "GPU available" banner per repetition
     results = {name: compare(overrides, args.epochs or epochs, args.repeats) for name, (overrides, epochs) in CASES.items()}
     start = startup(args.repeats)
     lines = [

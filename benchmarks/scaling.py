@@ -37,7 +37,7 @@ EPOCH = re.compile(r"^epoch (\d+)/\d+ .*\(([\d.]+) s\)$")
 def run(overrides: list[str], devices: int, epochs: int) -> tuple[float, float]:
     """(median seconds per epoch over epochs 2…E, whole-process seconds)."""
     cmd = [sys.executable, str(ROOT / "experiments" / "run.py"), *overrides, "trainer=ddp_cpu", f"trainer.devices={devices}",
-           f"trainer.max_epochs={epochs}", "callbacks.progress=plain", "callbacks.figures=false", "logger=none", "run_test=false",
+           f"trainer.max_epochs={epochs}", "callbacks.progress=plain", "callbacks.figures=false", "logger=none", "run_test=false", "test_ckpt=last",
            "hydra.run.dir=/tmp/dlf_bench_scaling"]
     subprocess.run(["rm", "-rf", "/tmp/dlf_bench_scaling"], check=True)
     t0 = time.perf_counter()
