@@ -134,6 +134,55 @@ def compare(overrides: list[str], epochs: int, repeats: int) -> dict:
             "ratio": statistics.median(ratios), "ratios": ratios, "losses": losses, "steps": steps}
 
 
+def lightning_floor(steps: int = 2000) -> dict[str, float]:
+    """µs per step of an empty step (one scalar parameter, a loss of one multiply) in ``Trainer.fit``,
+    with automatic and with manual optimization, and in a plain loop: what any LightningModule pays."""
+    import pytorch_lightning as pl
+
+    class Empty(pl.LightningModule):
+        def __init__(self, manual: bool):
+            super().__init__()
+            self.w, self.automatic_optimization = torch.nn.Parameter(torch.zeros(1)), not manual
+
+        def training_step(self, batch, batch_idx):
+            loss = (self.w * batch[0].sum()).sum()
+            if self.automatic_optimization:
+                return loss
+            opt = self.optimizers()
+            opt.zero_grad()
+            self.manual_backward(loss)
+            opt.step()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.0)
+
+    class Batches:  # an iterable of `steps` identical batches (a plain list would be read as many loaders)
+        def __len__(self):
+            return steps
+
+        def __iter__(self):
+            return iter([(torch.ones(4),)] * steps)
+
+    batches = Batches()
+    out = {}
+    for manual in (False, True):
+        trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                             accelerator="cpu", limit_val_batches=0)
+        t0 = time.perf_counter()
+        trainer.fit(Empty(manual), batches)
+        out["manual" if manual else "automatic"] = (time.perf_counter() - t0) / steps * 1e6
+    w, x = torch.nn.Parameter(torch.zeros(1)), torch.ones(4)
+    opt = torch.optim.SGD([w], lr=0.0)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        loss = (w * x.sum()).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    out["plain loop"] = (time.perf_counter() - t0) / steps * 1e6
+    return out
+
+
 def timed(cmd: list[str], repeats: int) -> float:
     times = []
     for _ in range(repeats):
@@ -175,6 +224,8 @@ def main() -> None:
     for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
         logging.getLogger(name).setLevel(logging.ERROR)  # no "GPU available" banner per repetition
     results = {name: compare(overrides, args.epochs or epochs, args.repeats) for name, (overrides, epochs) in CASES.items()}
+    floors = [lightning_floor() for _ in range(args.repeats)]
+    floor = {k: statistics.median(f[k] for f in floors) for k in floors[0]}
     start = startup(args.repeats)
     lines = [
         "# Framework overhead",
@@ -189,6 +240,11 @@ def main() -> None:
         same = "equal to 5 decimals" if round(r["losses"][0], 5) == round(r["losses"][1], 5) else "DIFFERENT"
         lines.append(f"| {name} | {r['steps']} | {r['template_ms']:.2f} | {r['loop_ms']:.2f} | {r['template_ms'] - r['loop_ms']:.1f} | {r['ratio']:.3f} "
                      f"[{', '.join(f'{x:.2f}' for x in r['ratios'])}] | ≤ 1.03 | {r['losses'][0]:.6f} / {r['losses'][1]:.6f} ({same}) |")
+    lines += ["", "## The floor: an empty training step (µs per step, median of "
+              f"{args.repeats} × 2,000 steps)", "",
+              "What Lightning's loop costs any LightningModule: the step's own work here is one multiply.", "",
+              "| Trainer.fit, automatic optimization | Trainer.fit, manual optimization | plain loop |", "|---|---|---|",
+              f"| {floor['automatic']:.0f} | {floor['manual']:.0f} | {floor['plain loop']:.0f} |"]
     lines += ["", f"## Start-up (median of {args.repeats} whole processes, seconds)", "", "| command | s |", "|---|---|",
               *[f"| {k} | {v:.2f} |" for k, v in start.items()], ""]
     write_markdown(args.out, lines)
