@@ -5,7 +5,8 @@ markdown report of them all.
     python benchmarks/run_all.py overhead scaling
 
 Each writes its own ``benchmarks/results/<name>.md``; this collects them, in order, under a header
-naming the machine, into ``benchmarks/results/summary.md``.
+naming the machine, into ``benchmarks/results/summary.md`` (each part names the machine and date of
+its own run; a subset run leaves the others' results as they were).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import argparse
 import datetime
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -49,8 +51,8 @@ def main() -> int:
     for name in BENCHMARKS:
         path = RESULTS / f"{name}.md"
         if path.exists():
-            body = path.read_text().replace("\n# ", "\n## ").replace("\n## ", "\n### ").removeprefix("# ")
-            parts.append("## " + body.strip() + "\n")
+            body = re.sub(r"^(#+) ", r"#\1 ", path.read_text(), flags=re.M)  # every heading one level down
+            parts.append(body.strip() + "\n")
     (RESULTS / "summary.md").write_text("\n".join(parts))
     print(f"benchmarks/results/summary.md ({sum(spent.values()):.0f} s)")
     return 0

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from lightning_fabric.plugins.environments import SLURMEnvironment
 from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 
@@ -31,6 +32,7 @@ class Preemption(Callback):
             signal.signal(signal.SIGUSR1, signal.getsignal(signal.SIGTERM))
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, SIGTERMException):
+        # while fitting only: during testing the module holds the tested (e.g. best) weights, not the run's state
+        if isinstance(exception, SIGTERMException) and trainer.state.fn == TrainerFn.FITTING:
             trainer.save_checkpoint(self.last_path, weights_only=False)  # the full state; every rank takes part; rank 0 writes
             self.saved = self.last_path

@@ -68,9 +68,24 @@ def build_generative(cfg: DictConfig, dm: TensorDataModule) -> GenerativeModule:
             raise ValueError(f"regularization.{key}={reg[key]}: not applied by the generative model {name!r}; set it to 0")
     if reg.batch_norm:
         raise ValueError(f"regularization.batch_norm=true: not applied by the generative model {name!r}; leave it null")
+    if cfg.callbacks.stop_at_train_acc is not None:
+        raise ValueError(f"callbacks.stop_at_train_acc={cfg.callbacks.stop_at_train_acc}: generative models have no accuracy; leave it null")
+    if cfg.callbacks.sharpness.enabled:
+        raise ValueError("callbacks.sharpness.enabled=true: the sharpness probes need a classifier or regressor, not the generative "
+                         f"model {name!r}; set it to false")
+    if cfg.optimizer.name == "sam":
+        raise ValueError(f"optimizer=sam: not supported by the generative model {name!r}; choose another optimizer")
     module_class, module_keys = GENERATIVE_MODULES[name]
-    if not module_class.takes_scheduler and cfg.scheduler.name != "none":
-        raise ValueError(f"scheduler={cfg.scheduler.name}: model={name} steps its optimizers by hand; use scheduler=none")
+    if not module_class.takes_scheduler:  # two optimizers stepped by hand (GAN): what Lightning would do per step is not done
+        strategy = str(cfg.trainer.get("strategy", "auto"))
+        for key, value, fine in (("scheduler", cfg.scheduler.name, cfg.scheduler.name == "none"),
+                                 ("regularization.grad_clip", reg.grad_clip, reg.grad_clip is None),
+                                 ("trainer.accumulate_grad_batches", cfg.trainer.get("accumulate_grad_batches", 1),
+                                  cfg.trainer.get("accumulate_grad_batches", 1) == 1),
+                                 ("trainer.strategy", strategy, not strategy.startswith(("ddp", "fsdp")))):
+            if not fine:
+                raise ValueError(f"{key}={value}: model={name} steps its optimizers by hand and does not support it; "
+                                 f"use {'scheduler=none' if key == 'scheduler' else 'null' if key.endswith('clip') else '1' if key.endswith('batches') else 'trainer=cpu or trainer=gpu'}")
     hparams = _without_name(cfg.model)
     levels = Levels.fit(torch.from_numpy(dm._load()["train"][0]), hparams.pop("levels", None))
     module_kwargs = {k: hparams.pop(k) for k in module_keys if k in hparams}
@@ -79,7 +94,12 @@ def build_generative(cfg: DictConfig, dm: TensorDataModule) -> GenerativeModule:
             spec = dict(module_kwargs[key])
             if "name" not in spec:
                 raise ValueError(f"model.{key}={spec}: needs a name (e.g. {{name: adam, lr: 2e-4}})")
-            module_kwargs[key] = optimizer_factory(spec.pop("name"), weight_decay=reg.weight_decay, decay_all=reg.decay_all, **spec)
+            try:
+                if not (isinstance(spec.get("lr"), (int, float)) and spec["lr"] > 0):
+                    raise ValueError(f"optimizer.lr={spec.get('lr')}: must be a number > 0")
+                module_kwargs[key] = optimizer_factory(spec.pop("name"), weight_decay=reg.weight_decay, decay_all=reg.decay_all, **spec)
+            except ValueError as exc:  # the factory names the optimizer group's keys; these live under model.<key>
+                raise ValueError(str(exc).replace("optimizer.", f"model.{key}.", 1)) from exc
     net = build_net(name, dm.input_shape, dm.info.kind, levels.count, **hparams)
     optimizer = optimizer_factory(cfg.optimizer.name, weight_decay=reg.weight_decay, decay_all=reg.decay_all, **_without_name(cfg.optimizer))
     scheduler = scheduler_factory(cfg.scheduler.name, **_without_name(cfg.scheduler))

@@ -6,13 +6,14 @@ DDP launcher hands its children the parent's directory, but processes started by
 two directories. ``run_stamp()`` replaces the time with a name all of them share:
 
 * ``DLF_RUN_STAMP`` when the user (or a launcher) sets it;
-* under SLURM (``srun`` or ``sbatch``): ``slurm<job id>[_<array task>]_<step>``, which is also
-  the same after SLURM requeues the job, so a requeued run finds its checkpoints and continues;
-* under ``torchrun`` with several processes: rank 0's start time, passed to the others through
-  torchrun's own rendezvous store (the one ``init_process_group`` connects to).
+* in a SLURM ``srun`` step: ``slurm<job id>[_<array task>]_<step>_<hash of the arguments>``, which
+  is also the same after SLURM requeues the job, so a requeued run finds its checkpoints and continues;
+* under ``torchrun`` with several processes: the first process's start time, passed to the others
+  through torchrun's own rendezvous store (the one ``init_process_group`` connects to).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from datetime import timedelta
@@ -25,14 +26,17 @@ def _now() -> str:
     return time.strftime("%Y-%m-%d_%H-%M-%S")
 
 
-def slurm_stamp(env: os._Environ | dict) -> str | None:
-    """A name for a SLURM job step that all its tasks share and a requeue keeps; None outside a
-    SLURM job step (an interactive ``salloc`` shell runs ordinary, time-stamped runs)."""
-    if "SLURM_JOB_ID" not in env or env.get("SLURM_JOB_NAME") in ("bash", "interactive"):
+def slurm_stamp(env: os._Environ | dict, argv: list[str] | None = None) -> str | None:
+    """A name for one command of an ``srun`` step that all its tasks share and a requeue keeps:
+    the job, the step and a hash of the command's arguments (two commands in one step never share
+    a directory). None outside an srun step: a plain ``python`` line in a batch script or an
+    interactive ``salloc`` shell runs ordinary, time-stamped runs."""
+    if "SLURM_JOB_ID" not in env or "SLURM_STEP_ID" not in env or env.get("SLURM_JOB_NAME") in ("bash", "interactive"):
         return None
     job = (f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}" if "SLURM_ARRAY_JOB_ID" in env
            else env["SLURM_JOB_ID"])
-    return f"slurm{job}_{env.get('SLURM_STEP_ID', 'batch')}"
+    digest = hashlib.sha1("\0".join(argv or []).encode()).hexdigest()[:8]
+    return f"slurm{job}_{env['SLURM_STEP_ID']}_{digest}"
 
 
 def torchrun_stamp(env: os._Environ | dict) -> str | None:
@@ -43,13 +47,13 @@ def torchrun_stamp(env: os._Environ | dict) -> str | None:
     from torch.distributed import TCPStore
 
     store = TCPStore(env["MASTER_ADDR"], int(env["MASTER_PORT"]), is_master=False, timeout=timedelta(seconds=120))
-    if int(env["RANK"]) == 0:
-        store.set(_STORE_KEY, _now())
-    return store.get(_STORE_KEY).decode()  # waits for rank 0
+    # the first process to ask sets it, every later one (and every process after a torchrun
+    # restart: the store outlives the workers) reads the same value
+    return store.compare_set(_STORE_KEY, "", _now()).decode()
 
 
-def run_stamp(env: os._Environ | dict = os.environ) -> str | None:
-    return env.get(STAMP_ENV) or slurm_stamp(env) or torchrun_stamp(env)
+def run_stamp(env: os._Environ | dict = os.environ, argv: list[str] | None = None) -> str | None:
+    return env.get(STAMP_ENV) or slurm_stamp(env, argv) or torchrun_stamp(env)
 
 
 def is_restart(env: os._Environ | dict = os.environ) -> bool:

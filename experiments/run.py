@@ -6,6 +6,7 @@ line on stderr (``error: optimizer.lr=-1: must be a number > 0``) and exit statu
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import warnings
@@ -57,7 +58,9 @@ def main(cfg: DictConfig) -> float | None:
     try:
         if cfg.study.name != "none":
             return study(cfg, run_dir, single)
-        if cfg.resume is None and cluster.is_restart() and latest_checkpoint(run_dir) and not (run_dir / "metrics.json").exists():
+        if cfg.resume is None and cluster.is_restart() and (run_dir / "metrics.json").exists():
+            record = json.loads((run_dir / "metrics.json").read_text())  # a requeued job whose run had finished: nothing to redo
+        elif cfg.resume is None and cluster.is_restart() and latest_checkpoint(run_dir):
             record = resume(run_dir, run_dir)  # SLURM requeued the job (or torchrun restarted it): continue in place
         elif cfg.resume is not None:
             from experiments.train import discard_unfinished
@@ -101,7 +104,7 @@ def study(cfg: DictConfig, run_dir: Path, single: bool) -> dict:
 def cli() -> int:
     from experiments.errors import config_error_message
 
-    stamp = cluster.run_stamp()  # torchrun / srun: every process (every node) names the same run directory
+    stamp = cluster.run_stamp(argv=sys.argv[1:])  # torchrun / srun: every process (every node) names the same run directory
     if stamp:
         os.environ[cluster.STAMP_ENV] = stamp
         if cluster.launched_rank() != 0 and not any(a.startswith("hydra.output_subdir") for a in sys.argv):

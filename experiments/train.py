@@ -116,7 +116,11 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
     fit_metrics.update(getattr(module, "probe_results", {}))  # e.g. callbacks/sharpness.py
     test_metrics: dict[str, float] = {}
     if cfg.run_test:  # false: model selection (e.g. K-fold) that must not see the test split
-        trainer.test(module, datamodule=dm, ckpt_path=cfg.test_ckpt, verbose=False)
+        try:
+            trainer.test(module, datamodule=dm, ckpt_path=cfg.test_ckpt, verbose=False)
+        except SIGTERMException as exc:  # training had finished and its checkpoints are written: resume= only tests
+            raise Interrupted(f"stopped by a signal while testing; the trained run is saved; continue with: "
+                              f"python experiments/run.py resume={run_dir}") from exc
         test_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
 
     if not trainer.is_global_zero:

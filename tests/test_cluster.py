@@ -25,10 +25,13 @@ QUICK = ("trainer.max_epochs=2", "callbacks.progress=none", "callbacks.figures=f
 
 def test_slurm_stamp_is_shared_by_the_steps_tasks_and_kept_by_a_requeue():
     job = {"SLURM_JOB_ID": "4711", "SLURM_JOB_NAME": "train", "SLURM_STEP_ID": "0", "SLURM_PROCID": "3"}
-    assert cluster.slurm_stamp(job) == "slurm4711_0"
-    assert cluster.slurm_stamp({**job, "SLURM_RESTART_COUNT": "1"}) == "slurm4711_0"  # requeued: same directory
-    assert cluster.slurm_stamp({**job, "SLURM_ARRAY_JOB_ID": "9", "SLURM_ARRAY_TASK_ID": "2"}) == "slurm9_2_0"
+    stamp = cluster.slurm_stamp(job, ["seed=0"])
+    assert stamp.startswith("slurm4711_0_") and len(stamp) == len("slurm4711_0_") + 8
+    assert cluster.slurm_stamp({**job, "SLURM_RESTART_COUNT": "1"}, ["seed=0"]) == stamp  # requeued: same directory
+    assert cluster.slurm_stamp(job, ["seed=1"]) != stamp  # another command in the same step: another directory
+    assert cluster.slurm_stamp({**job, "SLURM_ARRAY_JOB_ID": "9", "SLURM_ARRAY_TASK_ID": "2"}, ["seed=0"]).startswith("slurm9_2_0_")
     assert cluster.slurm_stamp({**job, "SLURM_JOB_NAME": "bash"}) is None  # an interactive salloc shell
+    assert cluster.slurm_stamp({k: v for k, v in job.items() if k != "SLURM_STEP_ID"}) is None  # python in a batch script, no srun
     assert cluster.slurm_stamp({}) is None
     assert cluster.run_stamp({"DLF_RUN_STAMP": "mine", **job}) == "mine"
     assert cluster.is_restart({"SLURM_RESTART_COUNT": "2"}) and not cluster.is_restart({"SLURM_RESTART_COUNT": "0"})
@@ -143,4 +146,7 @@ def test_a_requeued_job_continues_in_its_own_directory(tmp_path):
     assert requeued.returncode == 0, requeued.stderr[-2000:]
     run = tmp_path / "outputs" / "runs" / "job42_mlp_digits"
     assert requeued.stdout.strip().splitlines()[-1] == f"run_dir: {run.resolve()}"
-    assert json.loads((run / "metrics.json").read_text())["epochs"] == 3
+    finished = json.loads((run / "metrics.json").read_text())
+    assert finished["epochs"] == 3
+    again = run_cli(*args, cwd=tmp_path, env={**env, "SLURM_RESTART_COUNT": "2"})  # requeued once more after it finished
+    assert again.returncode == 0 and json.loads((run / "metrics.json").read_text()) == finished  # left as it was

@@ -163,11 +163,21 @@ def test_each_family_trains_from_the_config(train_run, name, data):
 
 
 @pytest.mark.parametrize("overrides,message", [
-    (["model=gan", "scheduler=cosine"], "scheduler=cosine: model=gan steps its optimizers by hand; use scheduler=none"),
+    (["model=gan", "scheduler=cosine"], "scheduler=cosine: model=gan steps its optimizers by hand and does not support it; use scheduler=none"),
     (["model=vae", "regularization.dropout=0.1"], "regularization.dropout=0.1: not applied by the generative model 'vae'; set it to 0"),
     (["model=pixelcnn", "model.levels=1"], "model.levels=1: must be an integer >= 2 or null"),
     (["model=pixelcnn", "model.kernel=4"], "model.kernel=4: must be an odd integer >= 3"),
     (["model=vae", "data=moons"], "model=vae: cannot take tabular data of shape (2,); it takes image, signal data"),
+    (["model=gan", "trainer=ddp_cpu"], "trainer.strategy=ddp: model=gan steps its optimizers by hand and does not support it; "
+                                       "use trainer=cpu or trainer=gpu"),
+    (["model=gan", "regularization.grad_clip=1.0"], "regularization.grad_clip=1.0: model=gan steps its optimizers by hand and does "
+                                                    "not support it; use null"),
+    (["model=gan", "~model.generator_optimizer.lr"], "model.generator_optimizer.lr=None: must be a number > 0"),
+    (["model=gan", "+model.generator_optimizer.moment=1"],
+     "model.generator_optimizer.moment: not accepted by optimizer 'adam'; accepted: lr, betas, eps, amsgrad"),
+    (["model=ddpm", "model.time_dim=63"], "model.time_dim=63: must be an even integer (sines and cosines in pairs)"),
+    (["model=vae", "optimizer=sam"], "optimizer=sam: not supported by the generative model 'vae'; choose another optimizer"),
+    (["model=vae", "callbacks.stop_at_train_acc=0.9"], "callbacks.stop_at_train_acc=0.9: generative models have no accuracy; leave it null"),
 ])
 def test_bad_generative_settings_are_one_line_errors(train_run, overrides, message):
     from experiments.validation import ConfigError

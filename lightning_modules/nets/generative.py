@@ -103,6 +103,8 @@ class Denoiser(nn.Module):
                  activation: str = "silu"):
         super().__init__()
         self.shape, self.time_dim = tuple(input_shape), _check_positive("time_dim", time_dim)
+        if time_dim % 2:
+            raise ValueError(f"model.time_dim={time_dim}: must be an even integer (sines and cosines in pairs)")
         d, hidden = math.prod(self.shape), _check_widths("hidden", hidden)
         self.time = nn.Sequential(nn.Linear(time_dim, time_dim), make_activation(activation))
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip([d, *hidden[:-1]], hidden))
