@@ -78,14 +78,13 @@ def build_generative(cfg: DictConfig, dm: TensorDataModule) -> GenerativeModule:
     module_class, module_keys = GENERATIVE_MODULES[name]
     if not module_class.takes_scheduler:  # two optimizers stepped by hand (GAN): what Lightning would do per step is not done
         strategy = str(cfg.trainer.get("strategy", "auto"))
-        for key, value, fine in (("scheduler", cfg.scheduler.name, cfg.scheduler.name == "none"),
-                                 ("regularization.grad_clip", reg.grad_clip, reg.grad_clip is None),
-                                 ("trainer.accumulate_grad_batches", cfg.trainer.get("accumulate_grad_batches", 1),
-                                  cfg.trainer.get("accumulate_grad_batches", 1) == 1),
-                                 ("trainer.strategy", strategy, not strategy.startswith(("ddp", "fsdp")))):
+        accumulate = cfg.trainer.get("accumulate_grad_batches", 1)
+        for key, value, fine, use in (("scheduler", cfg.scheduler.name, cfg.scheduler.name == "none", "scheduler=none"),
+                                      ("regularization.grad_clip", reg.grad_clip, reg.grad_clip is None, "null"),
+                                      ("trainer.accumulate_grad_batches", accumulate, accumulate == 1, "1"),
+                                      ("trainer.strategy", strategy, not strategy.startswith(("ddp", "fsdp")), "trainer=cpu or trainer=gpu")):
             if not fine:
-                raise ValueError(f"{key}={value}: model={name} steps its optimizers by hand and does not support it; "
-                                 f"use {'scheduler=none' if key == 'scheduler' else 'null' if key.endswith('clip') else '1' if key.endswith('batches') else 'trainer=cpu or trainer=gpu'}")
+                raise ValueError(f"{key}={value}: model={name} steps its optimizers by hand and does not support it; use {use}")
     hparams = _without_name(cfg.model)
     levels = Levels.fit(torch.from_numpy(dm._load()["train"][0]), hparams.pop("levels", None))
     module_kwargs = {k: hparams.pop(k) for k in module_keys if k in hparams}

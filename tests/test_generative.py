@@ -151,7 +151,7 @@ def test_each_family_trains_from_the_config(train_run, name, data):
     figures = ["callbacks.figures=true", "callbacks.histograms_every=null", "model.latent=2"] if (name, data) == ("vae", "digits") else []
     run_dir, record = train_run(f"model={name}", f"data={data}", "trainer.max_epochs=2", *small, *figures)
     assert record["model"] == name and math.isfinite(record["test/loss"]) and math.isfinite(record["test/mmd"])
-    assert record["val/loss_best"] <= 1e9
+    assert math.isfinite(record["val/loss_best"])
     if name in ("vae", "pixelcnn"):
         assert 0 < record["test/bits_per_dim"] < math.log2(17 if data == "digits" else 32)  # better than uniform over the levels
     if figures:

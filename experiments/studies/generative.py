@@ -64,22 +64,20 @@ class Judge:
         return self.features(x_normalized.float()).numpy()
 
     @torch.no_grad()
+    def _scores(self, x_normalized: torch.Tensor, features: np.ndarray) -> dict[str, float]:
+        probs = self.module(x_normalized).softmax(1)
+        shares = np.bincount(probs.argmax(1).numpy(), minlength=probs.shape[1]) / len(probs)
+        shares = shares[shares > 0]
+        return {"class_entropy": float(-(shares * np.log2(shares)).sum()), "confidence": float(probs.max(1).values.mean()),
+                "frechet": frechet_distance(features, self.test_features)}
+
     def score(self, raw: torch.Tensor) -> dict[str, float]:
         x = torch.from_numpy(self.dm.normalize_like_training(raw.numpy()))
-        probs = self.module(x).softmax(1)
-        counts = np.bincount(probs.argmax(1).numpy(), minlength=probs.shape[1]) / len(probs)
-        entropy = float(-(counts[counts > 0] * np.log2(counts[counts > 0])).sum())
-        return {"class_entropy": entropy, "confidence": float(probs.max(1).values.mean()),
-                "frechet": frechet_distance(self.embed(x), self.test_features)}
+        return self._scores(x, self.embed(x))
 
-    @torch.no_grad()
     def reference(self) -> dict[str, float]:
         """The same scores for real digits: the training split against the test split."""
-        x = torch.from_numpy(self.dm._load()["train"][0])
-        probs = self.module(x).softmax(1)
-        counts = np.bincount(probs.argmax(1).numpy(), minlength=probs.shape[1]) / len(probs)
-        return {"class_entropy": float(-(counts[counts > 0] * np.log2(counts[counts > 0])).sum()),
-                "confidence": float(probs.max(1).values.mean()), "frechet": frechet_distance(self.train_features, self.test_features)}
+        return self._scores(torch.from_numpy(self.dm._load()["train"][0]), self.train_features)
 
 
 def summarize(rows: list[dict], names: list[str], real: dict) -> list[dict]:

@@ -53,7 +53,8 @@ class GANModule(GenerativeModule):
 
     def terms(self, u, index):
         samples = self.net.generate(randn((len(u), self.net.latent), torch.Generator().manual_seed(0), self.device))
-        return {"loss": mmd(samples.flatten(1), u.flatten(1))}
+        distance = mmd(samples.flatten(1), u.flatten(1))
+        return {"loss": distance, "mmd": distance}
 
     def sample(self, n, generator):
         return self.net.generate(randn((n, self.net.latent), generator, self.device))
