@@ -13,8 +13,12 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Optional[Any] = None) -> None:
         tmp = f"{path}.tmp"
-        super().save_checkpoint(checkpoint, tmp, storage_options)
-        os.replace(tmp, path)
+        try:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
+            os.replace(tmp, path)
+        finally:  # a failed write (disk full) leaves the previous checkpoint as it was and no partial file
+            if os.path.exists(tmp):
+                os.remove(tmp)
 
     def load_checkpoint(self, path, map_location: Optional[Any] = lambda storage, loc: storage, weights_only: Optional[bool] = None) -> dict[str, Any]:
         return super().load_checkpoint(path, map_location=map_location, weights_only=True if weights_only is None else weights_only)

@@ -36,8 +36,11 @@ class History(Callback):
             return
         keys = list(dict.fromkeys(k for row in self.rows for k in row))
         tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(self.rows)
-        tmp.replace(self.path)
+        try:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=keys)
+                writer.writeheader()
+                writer.writerows(self.rows)
+            tmp.replace(self.path)
+        finally:  # a failed write (disk full) keeps the previous table
+            tmp.unlink(missing_ok=True)

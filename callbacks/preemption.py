@@ -1,13 +1,17 @@
-"""SIGTERM and SIGUSR1 (what schedulers send before they pre-empt a job) save the run before it ends.
+"""SIGTERM, SIGINT (Ctrl-C) and SIGUSR1 (what schedulers send before they pre-empt a job) save the
+run before it ends.
 
 Lightning already turns SIGTERM into a flag that all ranks agree on at the next step, then raises
-``SIGTERMException``; this callback routes SIGUSR1 to the same handler and, when the exception
-arrives, writes ``checkpoints/last.ckpt`` (atomically) so that ``resume=<run_dir>`` continues.
+``SIGTERMException``; this callback routes SIGINT and SIGUSR1 to the same handler (Lightning's own
+SIGINT handling exits 1 without saving) and, when the exception arrives, writes
+``checkpoints/last.ckpt`` (atomically) so that ``resume=<run_dir>`` continues. A signal that came
+in the instant before Lightning installed its handler is handed on to it here.
 Under SLURM with auto-requeue Lightning keeps SIGUSR1 for itself: it writes ``hpc_ckpt_N.ckpt``
 and requeues the job, and the requeued job continues from the newest checkpoint (run.py).
 """
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from pathlib import Path
@@ -17,6 +21,8 @@ from lightning_fabric.plugins.environments import SLURMEnvironment
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from experiments.signals import take_pending
 
 
 class Preemption(Callback):
@@ -28,8 +34,20 @@ class Preemption(Callback):
         # Lightning registers its handlers just before this hook and restores the old ones at teardown
         env = trainer._accelerator_connector.cluster_environment
         slurm_requeue = isinstance(env, SLURMEnvironment) and env.auto_requeue
-        if not slurm_requeue and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGUSR1, signal.getsignal(signal.SIGTERM))
+        self._route(signal.SIGINT, *([] if slurm_requeue else [signal.SIGUSR1]))
+
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._route(signal.SIGINT)
+
+    @staticmethod
+    def _route(*signums: int) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in signums:
+            signal.signal(signum, signal.getsignal(signal.SIGTERM))
+        pending = take_pending()
+        if pending is not None:
+            os.kill(os.getpid(), pending)  # now Lightning's handler takes it: a clean stop at the next step
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         # while fitting only: during testing the module holds the tested (e.g. best) weights, not the run's state

@@ -3,7 +3,9 @@
 - ``mnist``, ``fashion_mnist``: the four IDX files (``train-images-idx3-ubyte`` …), gzipped or not.
 - ``cifar10``: ``data_batch_1`` … ``data_batch_5`` and ``test_batch`` (python pickles), in
   ``root`` or ``root/cifar-10-batches-py``; ``cifar100``: ``train`` and ``test`` in ``root`` or
-  ``root/cifar-100-python`` (fine labels). The pickles are the format's own; load only files you trust.
+  ``root/cifar-100-python`` (fine labels). These files are Python pickles: they are read by an
+  unpickler that admits only what the format holds (dicts, lists, bytes, numbers, numpy arrays),
+  so a crafted file is refused with one line and its payload never runs.
 - ``image_folder``: ``root/<class>/<image>`` (PNG/JPEG/BMP…), classes in sorted order; with
   ``root/train/<class>/…`` and ``root/test/<class>/…`` the test split is kept.
 
@@ -11,6 +13,7 @@ A missing or malformed file raises an error that names the file expected and the
 """
 from __future__ import annotations
 
+import codecs
 import gzip
 import pickle
 import struct
@@ -89,12 +92,38 @@ def fashion_mnist(root: Optional[str] = None) -> ArrayDataset:
     return _idx_dataset("fashion_mnist", root)
 
 
+_RECONSTRUCT = np.zeros(1).__reduce__()[0]  # numpy's array reconstructor, wherever this numpy keeps it
+_SCALAR = np.float64(0).__reduce__()[0]
+# Every global a CIFAR python batch refers to (numpy 1.x files name numpy.core, numpy 2.x numpy._core;
+# _codecs.encode is how protocol 2 writes bytes). Anything else is refused before it is looked up.
+CIFAR_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT, ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy.core.multiarray", "scalar"): _SCALAR, ("numpy._core.multiarray", "scalar"): _SCALAR,
+    ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype, ("_codecs", "encode"): codecs.encode,
+}
+
+
+class RefusedPickle(pickle.UnpicklingError):
+    """A pickle that names a global outside what its format holds."""
+
+
+class _DataUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        try:
+            return CIFAR_GLOBALS[(module, name)]
+        except KeyError:
+            raise RefusedPickle(f"{module}.{name}") from None
+
+
 def _unpickle(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(path, "rb") as f:
-            d = pickle.load(f, encoding="bytes")
+            d = _DataUnpickler(f, encoding="bytes").load()
         x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)  # rows are R, G, B planes of 32×32
         y = np.asarray(d[label_key], dtype=np.int64)
+    except RefusedPickle as exc:
+        raise DataFileError(f"{path}: refused: it asks to load {exc}, which a CIFAR python batch never holds (only dicts, lists, "
+                            "bytes, numbers and numpy arrays are read; nothing in the file was run)") from exc
     except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError, TypeError) as exc:
         raise DataFileError(f"{path}: not a CIFAR python batch with b'data' (N×3072 bytes) and {label_key!r} ({exc})") from exc
     if len(x) != len(y):

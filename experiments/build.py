@@ -19,6 +19,7 @@ from callbacks.preemption import Preemption
 from callbacks.samples import SampleGrids
 from callbacks.sharpness import SharpnessProbe
 from callbacks.progress import progress_callbacks
+from datamodules.datasets import DATASETS
 from datamodules.mixing import MixConfig
 from datamodules.tensor_datamodule import TensorDataModule
 from lightning_modules.base import SupervisedModule
@@ -31,8 +32,9 @@ from lightning_modules.optimizers import optimizer_factory
 from lightning_modules.regression import RegressionModule
 from lightning_modules.regularizers import Regularization
 from lightning_modules.schedulers import scheduler_factory
+from experiments.preflight import LOGGERS
 
-LOGGERS = ("tensorboard", "none")
+LAST = "last"  # checkpoints/last.ckpt
 
 
 def _plain(node: Any) -> Any:
@@ -100,8 +102,7 @@ def build_generative(cfg: DictConfig, dm: TensorDataModule) -> GenerativeModule:
             except ValueError as exc:  # the factory names the optimizer group's keys; these live under model.<key>
                 raise ValueError(str(exc).replace("optimizer.", f"model.{key}.", 1)) from exc
     net = build_net(name, dm.input_shape, dm.info.kind, levels.count, **hparams)
-    optimizer = optimizer_factory(cfg.optimizer.name, weight_decay=reg.weight_decay, decay_all=reg.decay_all, **_without_name(cfg.optimizer))
-    scheduler = scheduler_factory(cfg.scheduler.name, **_without_name(cfg.scheduler))
+    optimizer, scheduler = build_optimization(cfg)
     return module_class(net, levels, optimizer, scheduler, **module_kwargs)
 
 
@@ -112,15 +113,32 @@ def build_module(cfg: DictConfig, dm: TensorDataModule) -> SupervisedModule | Ge
     return module
 
 
-def build_supervised(cfg: DictConfig, dm: TensorDataModule) -> SupervisedModule:
-    reg = cfg.regularization
-    net = build_net(cfg.model.name, dm.input_shape, dm.info.kind, dm.num_outputs, dropout=reg.dropout, batch_norm=reg.batch_norm, **_without_name(cfg.model))
-    loss = build_loss(cfg.loss.name, dm.task, label_smoothing=reg.label_smoothing, delta=cfg.loss.delta)
-    opt_hparams = _without_name(cfg.optimizer)
+def build_optimization(cfg: DictConfig):
+    """The optimizer and scheduler factories (checked against their registries; no network needed)."""
+    reg, opt_hparams = cfg.regularization, _without_name(cfg.optimizer)
     if "weight_decay" in opt_hparams:
         raise ValueError("optimizer.weight_decay: not an optimizer key; set regularization.weight_decay (and regularization.decay_all)")
     optimizer = optimizer_factory(cfg.optimizer.name, weight_decay=reg.weight_decay, decay_all=reg.decay_all, **opt_hparams)
-    scheduler = scheduler_factory(cfg.scheduler.name, **_without_name(cfg.scheduler))
+    return optimizer, scheduler_factory(cfg.scheduler.name, **_without_name(cfg.scheduler))
+
+
+def build_supervised_loss(cfg: DictConfig, task: str):
+    return build_loss(cfg.loss.name, task, label_smoothing=cfg.regularization.label_smoothing, delta=cfg.loss.delta)
+
+
+def check_components(cfg: DictConfig) -> None:
+    """What can be refused without reading data: the optimizer, scheduler and loss settings (a sweep
+    checks every job with it before the first starts)."""
+    build_optimization(cfg)
+    if not is_generative(cfg.model.name):
+        build_supervised_loss(cfg, DATASETS.get(cfg.data.name, key="data").info["task"])
+
+
+def build_supervised(cfg: DictConfig, dm: TensorDataModule) -> SupervisedModule:
+    reg = cfg.regularization
+    net = build_net(cfg.model.name, dm.input_shape, dm.info.kind, dm.num_outputs, dropout=reg.dropout, batch_norm=reg.batch_norm, **_without_name(cfg.model))
+    loss = build_supervised_loss(cfg, dm.task)
+    optimizer, scheduler = build_optimization(cfg)
     in_step = Regularization(l1=reg.l1, l2=reg.l2, decay_all=reg.decay_all, input_noise=reg.input_noise, weight_noise=reg.weight_noise)
     if dm.task == "classification":
         return ClassificationModule(net, loss, optimizer, scheduler, in_step, num_classes=dm.num_outputs)
@@ -130,19 +148,13 @@ def build_supervised(cfg: DictConfig, dm: TensorDataModule) -> SupervisedModule:
 def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[list[Callback], bool]:
     ck = cfg.callbacks.checkpoint
     history = History(run_dir / "history.csv")
-    callbacks: list[Callback] = [
-        ModelCheckpoint(
-            dirpath=run_dir / "checkpoints",
-            filename="best-epoch{epoch:03d}",
-            auto_insert_metric_name=False,
-            monitor=ck.monitor if has_val else None,
-            mode=ck.mode,
-            save_last=True,
-            save_top_k=1,
-        ),
-        history,
-        Preemption(run_dir / "checkpoints" / "last.ckpt"),
-    ]
+    # last.ckpt is the end of the newest finished epoch, always: its own callback (Lightning's
+    # save_last writes "last" only in epochs where the monitored metric improved). Without a
+    # validation split there is nothing to choose "best" by, and only last.ckpt is kept.
+    best = [ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-epoch{epoch:03d}", auto_insert_metric_name=False,
+                            monitor=ck.monitor, mode=ck.mode, save_top_k=1)] if has_val else []
+    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename=LAST, monitor=None, save_top_k=1, enable_version_counter=False)
+    callbacks: list[Callback] = [*best, last, history, Preemption(run_dir / "checkpoints" / f"{LAST}.ckpt")]
     if cfg.callbacks.stop_at_train_acc is not None:  # "trained to the same training accuracy"
         callbacks.append(EarlyStopping(monitor="train/acc", mode="max", stopping_threshold=cfg.callbacks.stop_at_train_acc,
                                        patience=10**9, check_on_train_epoch_end=True))

@@ -70,6 +70,14 @@ def launched_rank(env: os._Environ | dict = os.environ) -> int:
     return 0
 
 
+def is_secondary(env: os._Environ | dict = os.environ) -> bool:
+    """True in a process that joins a run another process of the same job started (and so claims
+    no directory): Lightning's DDP children (LOCAL_RANK >= 1), torchrun and srun ranks >= 1, and
+    the first process of every node but the first."""
+    ranks = (env.get(key, "0") or "0" for key in ("LOCAL_RANK", "NODE_RANK", "GROUP_RANK"))
+    return launched_rank(env) != 0 or any(r.strip() not in ("0", "") for r in ranks)
+
+
 def launch_problem(trainer_cfg, env: os._Environ | dict = os.environ) -> str | None:
     """What is wrong when ``torchrun`` started more processes than the trainer config expects
     (each would otherwise train alone, and only one would log); None when they agree."""

@@ -10,6 +10,17 @@ from omegaconf.errors import OmegaConfBaseException
 from experiments.validation import ConfigError
 
 
+class ConfigExit(SystemExit):
+    """Ends the process with ``code`` (2: bad configuration, 3: training failed, 4: stopped by a
+    signal) and ``message`` (one line; several for a sweep, one per bad job). A SystemExit passes
+    through Hydra's job runner and its callback notifier untouched (they catch Exception only), so
+    no traceback or job banner is printed."""
+
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(code)
+        self.message, self.code = message, code
+
+
 def _one_line(text: str) -> str:
     return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
 

@@ -13,8 +13,11 @@ from pytorch_lightning.loggers import TensorBoardLogger
 def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
     """Write to a temporary file in the same folder, then rename: a reader sees all or nothing."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+    finally:  # a failed write (disk full) leaves the previous file as it was and no half-written one
+        tmp.unlink(missing_ok=True)
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

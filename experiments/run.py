@@ -1,11 +1,16 @@
 """The one entry point: ``python experiments/run.py [group=option] [key=value] ...``.
 
 A single run writes ``outputs/runs/<time>_<name>/`` and prints ``run_dir: <absolute path>`` last;
-``-m`` sweeps write ``outputs/multiruns/<time>_<name>/<job>/``. Configuration errors end with one
-line on stderr (``error: optimizer.lr=-1: must be a number > 0``) and exit status 2.
+``-m`` sweeps write ``outputs/multiruns/<time>_<name>/<job>/``. Every failure a user can cause
+ends with one line on stderr (``error: optimizer.lr=-1: must be a number > 0``) and an exit status:
+2 bad configuration (nothing is left behind), 3 training failed (the run directory and its last good
+checkpoint stay), 4 stopped by SIGTERM, SIGINT or SIGUSR1 (what was finished is kept; the line
+names the command that continues). A sweep checks every job before the first starts, runs all jobs
+even when some fail, and exits with the highest status of its failed jobs.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -13,6 +18,10 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # works from any checkout, installed or not
+from experiments import signals  # noqa: E402
+
+if __name__ == "__main__":
+    signals.install()  # first thing: SIGTERM and SIGINT end with one line wherever they arrive (experiments/signals.py)
 os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let errors reach the handler below instead of Hydra's printer
 # configs/hydra/launcher/submitit_*.yaml are complete configs that extend the plugin's options of the
 # same name (so `hydra/launcher=submitit_slurm` gets the project's preset); Hydra warns about the match.
@@ -22,11 +31,9 @@ import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from experiments import cluster  # noqa: E402
+from experiments import cluster, rundir  # noqa: E402
+from experiments.errors import ConfigExit  # noqa: E402
 from experiments.validation import ConfigError  # noqa: E402
-
-
-SWEEP_DIR_ENV = "DLF_SWEEP_DIR"  # read by hydra.sweep.dir in configs/train.yaml
 
 
 def is_rank_zero() -> bool:
@@ -36,25 +43,13 @@ def is_rank_zero() -> bool:
     return getattr(rank_zero_only, "rank", 0) == 0
 
 
-class ConfigExit(SystemExit):
-    """Ends the process with ``code`` (2: bad configuration, 3: training failed, 4: stopped by
-    SIGTERM/SIGUSR1 with its state saved) from inside a Hydra
-    job. A SystemExit passes through Hydra's job runner untouched (it catches Exception only), so no
-    traceback or job banner is printed."""
-
-    def __init__(self, message: str, code: int = 2):
-        super().__init__(code)
-        self.message, self.code = message, code
-
-
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     from experiments.train import Interrupted, TrainingFailed, latest_checkpoint, resume, train  # Lightning is imported only when a job runs (--help stays fast)
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir).resolve()
-    single = HydraConfig.get().mode.name == "RUN"
-    if not single:  # DDP children re-run this command: they must sweep into the same folder, not a new timestamp
-        os.environ.setdefault(SWEEP_DIR_ENV, str(Path(HydraConfig.get().sweep.dir).resolve()))
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir).resolve()
+    single = hydra_cfg.mode.name == "RUN"
     try:
         if cfg.study.name != "none":
             return study(cfg, run_dir, single)
@@ -63,57 +58,89 @@ def main(cfg: DictConfig) -> float | None:
         elif cfg.resume is None and cluster.is_restart() and latest_checkpoint(run_dir):
             record = resume(run_dir, run_dir)  # SLURM requeued the job (or torchrun restarted it): continue in place
         elif cfg.resume is not None:
-            from experiments.train import discard_unfinished
-
-            others = [o for o in HydraConfig.get().overrides.task if not o.startswith(("resume=", "callbacks.progress=", "hydra."))]
+            others = [o for o in hydra_cfg.overrides.task if not o.startswith(("resume=", "callbacks.progress=", "hydra."))]
             if others:  # the run continues with its own saved config: anything else would be silently ignored
-                discard_unfinished(run_dir)
                 raise ConfigError(f"resume={cfg.resume}: continues with the run's own saved config; drop the other overrides ({' '.join(others)})")
-            record = resume(Path(cfg.resume), run_dir)
-            run_dir = Path(cfg.resume).resolve()
+            progress = cfg.callbacks.progress if any(o.startswith("callbacks.progress=") for o in hydra_cfg.overrides.task) else None
+            target = Path(cfg.resume).resolve()
+            with own(target, "resume"):
+                record = resume(target, run_dir, progress=progress)
+            run_dir = target
         else:
-            record = train(cfg, run_dir)
-    except ConfigError as exc:
-        raise ConfigExit(str(exc)) from exc
-    except TrainingFailed as exc:  # e.g. a NaN loss: one line, exit 3, the run directory and its checkpoints stay
-        raise ConfigExit(str(exc), code=3) from exc
-    except Interrupted as exc:  # SIGTERM/SIGUSR1: the state is saved, exit 4, resume= continues
+            with own(run_dir, "hydra.run.dir"):
+                record = train(cfg, run_dir)
+    except (ConfigError, rundir.ClaimError, TrainingFailed) as exc:
+        code = 3 if isinstance(exc, TrainingFailed) else 2  # 3: training failed (e.g. a NaN loss); the run directory stays
+        if code == 2:
+            rundir.release(run_dir)  # a refused run leaves nothing behind
+        if single:
+            raise ConfigExit(str(exc), code=code) from exc
+        from experiments.hydra_callbacks import record_failure
+
+        record_failure(run_dir, hydra_cfg.job.num, list(hydra_cfg.overrides.task), str(exc), code)  # the sweep goes on
+        return None
+    except Interrupted as exc:  # SIGTERM/SIGINT/SIGUSR1 with the state saved: exit 4, resume= continues (a sweep stops too)
         raise ConfigExit(str(exc), code=4) from exc
     if single and is_rank_zero():
         print(f"run_dir: {run_dir}", flush=True)
     return record.get("test/acc", record.get("test/mse", record.get("test/loss")))  # the value a Hydra sweeper optimizes
 
 
+def own(path: Path, key: str):
+    """The directory's lock while this process trains in it (not for the extra processes of a
+    distributed run, which train in their first process's directory)."""
+    if cluster.is_secondary() or not path.is_dir():
+        return contextlib.nullcontext()
+    return rundir.locked(path, key)  # raises rundir.ClaimError when another process holds it
+
+
 def study(cfg: DictConfig, run_dir: Path, single: bool) -> dict:
     """``study=NAME``: the study writes into Hydra's run dir, or an earlier one with study.resume."""
     from experiments.studies import run_study
     from experiments.studies.common import study_dir_for
-    from experiments.train import discard_unfinished
 
-    try:
-        study_dir = study_dir_for(cfg, run_dir)
-        result = run_study(cfg, study_dir)
-    except ConfigError:
-        discard_unfinished(run_dir)
-        raise
+    study_dir = study_dir_for(cfg, run_dir)
+    result = run_study(cfg, study_dir)
     if single and is_rank_zero():
         print(f"study_dir: {study_dir}", flush=True)
     return result
 
 
+def stopped_message(exc: signals.Stopped) -> str:
+    """What a signal outside Lightning's loops left: a run that can continue, or nothing."""
+    kept = []
+    for path in rundir.claimed_dirs():
+        if not rundir.release(path):
+            kept.append(path)
+    signal_name = exc.args[0] if exc.args else "a signal"
+    if not kept:
+        return f"stopped by {signal_name} before training started; nothing was kept (start the command again)"
+    path = kept[-1]
+    if (path / rundir.SWEEP_CLAIM).exists():
+        return f"stopped by {signal_name}; the sweep's finished jobs are kept in {path}"
+    if (path / "members").is_dir() or (path / "parts").is_dir():
+        return f"stopped by {signal_name}; the study's finished members are kept in {path}; continue with study.resume=true"
+    return f"stopped by {signal_name}; what was finished is kept in {path}; continue with: python experiments/run.py resume={path}"
+
+
 def cli() -> int:
     from experiments.errors import config_error_message
 
-    stamp = cluster.run_stamp(argv=sys.argv[1:])  # torchrun / srun: every process (every node) names the same run directory
-    if stamp:
-        os.environ[cluster.STAMP_ENV] = stamp
-        if cluster.launched_rank() != 0 and not any(a.startswith("hydra.output_subdir") for a in sys.argv):
-            sys.argv.append("hydra.output_subdir=null")  # rank 0 alone writes .hydra/
+    signals.started()
     try:
+        stamp = cluster.run_stamp(argv=sys.argv[1:])  # torchrun / srun: every process (every node) names the same run directory
+        if stamp:
+            os.environ[cluster.STAMP_ENV] = stamp
+            if cluster.launched_rank() != 0 and not any(a.startswith("hydra.output_subdir") for a in sys.argv):
+                sys.argv.append("hydra.output_subdir=null")  # rank 0 alone writes .hydra/
         main()
     except ConfigExit as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+        for line in exc.message.splitlines():
+            print(f"error: {line}", file=sys.stderr)
         return exc.code
+    except signals.Stopped as exc:
+        print(f"error: {stopped_message(exc)}", file=sys.stderr)
+        return 4
     except Exception as exc:  # noqa: BLE001 — configuration errors become one line; anything else re-raises
         message = config_error_message(exc)
         if message is None:

@@ -1,8 +1,8 @@
 """One run: check the config, build, fit, test, then write the results (metrics.json last)."""
 from __future__ import annotations
 
+import errno
 import logging
-import shutil
 import time
 import warnings
 from pathlib import Path
@@ -10,8 +10,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.cluster import launch_problem
-from experiments.validation import ConfigError, check_config
+from experiments import rundir, signals
+from experiments.preflight import preflight
+from experiments.validation import ConfigError
 
 log = logging.getLogger("dl_foundations")
 
@@ -32,12 +33,6 @@ class Interrupted(RuntimeError):
     """SIGTERM or SIGUSR1 stopped training after its state was saved; ``resume=<run_dir>`` continues."""
 
 
-def discard_unfinished(run_dir: Path) -> None:
-    """Remove a directory that Hydra created for a run (or study) that never started training."""
-    if run_dir.is_dir() and not any((run_dir / name).exists() for name in ("metrics.json", "checkpoints", "members")):
-        shutil.rmtree(run_dir, ignore_errors=True)
-
-
 def latest_checkpoint(run_dir: Path) -> Path | None:
     """The newest state to continue from: ``checkpoints/last.ckpt`` (every epoch, and on SIGTERM or
     SIGUSR1) or an ``hpc_ckpt_N.ckpt`` that Lightning writes when SLURM signals a requeue."""
@@ -45,21 +40,57 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
 
 
-def resume(run_dir: Path, fresh_dir: Path, report: bool = True) -> dict[str, Any]:
+def check_checkpoint(path: Path, key: str) -> None:
+    """Refuse, with one line, a checkpoint that is empty, truncated, not a Lightning checkpoint, or
+    that would need pickled Python objects (which are never loaded: weights only)."""
+    import pickle
+    import re
+
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # weights-only refused a pickled object: it is never executed
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        raise ConfigError(f"{key}={path}: holds pickled Python objects ({found.group(1) if found else 'code'}), which are never "
+                          "loaded (weights only); use a checkpoint this template wrote") from exc
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise ConfigError(f"{key}={path}: not a readable checkpoint (empty, truncated or another format)") from exc
+    missing = [k for k in ("state_dict", "epoch", "global_step", "loops") if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ConfigError(f"{key}={path}: not a training checkpoint of this template (missing {', '.join(missing)})")
+
+
+def resume(run_dir: Path, fresh_dir: Path, report: bool = True, progress: str | None = None) -> dict[str, Any]:
     """``resume=<run_dir>``: continue an interrupted run from its ``last.ckpt`` with its own saved
     config (epochs, optimizer and scheduler state, batch order and data augmentation per epoch are
-    all restored or seeded by epoch); ``fresh_dir``, Hydra's directory for this invocation, is removed."""
+    all restored or seeded by epoch); ``fresh_dir``, Hydra's directory for this invocation, is removed.
+    ``progress`` (callbacks.progress, the one setting a resume may change) replaces the saved one."""
     run_dir = Path(run_dir).resolve()
+    if fresh_dir.resolve() != run_dir:
+        rundir.release(fresh_dir)
     saved, last = run_dir / ".hydra" / "config.yaml", latest_checkpoint(run_dir)
     problem = ("already finished (it has metrics.json)" if (run_dir / "metrics.json").exists() else
                None if saved.exists() and last else "is not a run directory with .hydra/config.yaml and checkpoints/last.ckpt")
     if problem:
-        discard_unfinished(fresh_dir)
         raise ConfigError(f"resume={run_dir}: {problem}")
-    if fresh_dir.resolve() != run_dir:
-        shutil.rmtree(fresh_dir, ignore_errors=True)
+    check_checkpoint(last, "resume")
     cfg = OmegaConf.load(saved)
+    if progress is not None:
+        cfg.callbacks.progress = progress
     return train(cfg, run_dir, report=report, resume_from=last)
+
+
+OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "cannot allocate memory")
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and any(s in str(exc).lower() for s in OUT_OF_MEMORY))
+
+
+def _sizes(cfg: DictConfig) -> str:
+    model = " ".join(f"model.{k}={v}" for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "name")
+    return f"model={cfg.model.name} {model} data.batch_size={cfg.data.batch_size}".replace("  ", " ")
 
 
 def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path | None = None) -> dict[str, Any]:
@@ -69,10 +100,7 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
     for pattern in QUIET:
         warnings.filterwarnings("ignore", message=pattern)
     try:
-        check_config(cfg)
-        problem = launch_problem(cfg.trainer)
-        if problem:
-            raise ConfigError(problem)
+        preflight(cfg)
         if resume_from is None and ((run_dir / "metrics.json").exists() or (run_dir / "checkpoints").exists()):
             raise ConfigError(f"hydra.run.dir={run_dir}: already holds a run; choose a new directory")
         import pytorch_lightning as pl
@@ -87,10 +115,16 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
         dm = build.build_datamodule(cfg)
         module = build.build_module(cfg, dm)
         sizes = dm.split_sizes()
-        trainer = build.build_trainer(cfg, run_dir, has_val=sizes["val"] > 0)
+        has_val = sizes["val"] > 0
+        if has_val:
+            check_monitor(cfg.callbacks.checkpoint.monitor, module)
+        trainer = build.build_trainer(cfg, run_dir, has_val=has_val)
     except (ConfigError, ValueError, TypeError) as exc:
-        discard_unfinished(run_dir)
         raise ConfigError(str(exc)) from exc
+    except (MemoryError, RuntimeError) as exc:
+        if not _out_of_memory(exc):
+            raise
+        raise ConfigError(f"out of memory while building the model or the data ({_sizes(cfg)}); make them smaller") from exc
 
     if trainer.is_global_zero:
         (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
@@ -101,25 +135,42 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
             f"{cfg.model.name}: {count_parameters(module.net):,} parameters | {dm.name}: "
             f"train {sizes['train']} / val {sizes['val']} / test {sizes['test']}, input {dm.input_shape} → {outputs}"
         )
+    last = run_dir / "checkpoints" / "last.ckpt"
     try:
-        trainer.fit(module, datamodule=dm, ckpt_path=None if resume_from is None else str(resume_from))
+        with signals.lightning_owns():
+            trainer.fit(module, datamodule=dm, ckpt_path=None if resume_from is None else str(resume_from))
     except SIGTERMException as exc:
-        last = run_dir / "checkpoints" / "last.ckpt"
-        raise Interrupted(f"stopped by a signal at epoch {trainer.current_epoch}, step {trainer.global_step}; "
+        raise Interrupted(f"stopped by {signals.signal_name()} at epoch {trainer.current_epoch}, step {trainer.global_step}; "
                           f"saved {last}; continue with: python experiments/run.py resume={run_dir}") from exc
     except NonFiniteLoss as exc:
-        last = run_dir / "checkpoints" / "last.ckpt"
         kept = f"the last good checkpoint is kept: {last}" if last.exists() else "no checkpoint was written before it"
         raise TrainingFailed(f"{exc}; the run stopped before updating the weights with it, {kept}") from exc
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        kept = f"the last complete checkpoint is kept: {last}" if last.exists() else "no checkpoint was completed"
+        raise TrainingFailed(f"no space left on the device while writing the run in {run_dir}; {kept}; "
+                             f"free some space, then continue with: python experiments/run.py resume={run_dir}") from exc
+    except (MemoryError, RuntimeError) as exc:
+        if not _out_of_memory(exc) or trainer.global_step > 0:
+            raise
+        raise ConfigError(f"out of memory in the first training step ({_sizes(cfg)}); lower data.batch_size or the model's size") from exc
     best_name = f"val/{module.headline[0]}_best"
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k == best_name}
     fit_metrics.update(getattr(module, "probe_results", {}))  # e.g. callbacks/sharpness.py
     test_metrics: dict[str, float] = {}
-    if cfg.run_test:  # false: model selection (e.g. K-fold) that must not see the test split
+    tested = (trainer.checkpoint_callback.best_model_path if cfg.test_ckpt == "best" else str(last)) if cfg.run_test else None
+    if cfg.run_test and sizes["test"] == 0:
+        tested = None
+        if trainer.is_global_zero:
+            print(f"not tested: data.test_fraction={cfg.data.test_fraction} and dataset {dm.name!r} has no test split of its own; "
+                  "metrics.json holds the validation metrics only", flush=True)
+    if tested:  # run_test=false: model selection (e.g. K-fold) that must not see the test split
         try:
-            trainer.test(module, datamodule=dm, ckpt_path=cfg.test_ckpt, verbose=False)
+            with signals.lightning_owns():
+                trainer.test(module, datamodule=dm, ckpt_path=tested, verbose=False)
         except SIGTERMException as exc:  # training had finished and its checkpoints are written: resume= only tests
-            raise Interrupted(f"stopped by a signal while testing; the trained run is saved; continue with: "
+            raise Interrupted(f"stopped by {signals.signal_name()} while testing; the trained run is saved; continue with: "
                               f"python experiments/run.py resume={run_dir}") from exc
         test_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
 
@@ -130,8 +181,6 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
     final = {**test_metrics, **fit_metrics}
     if isinstance(trainer.logger, pl.loggers.TensorBoardLogger):
         log_hparams(trainer.logger, OmegaConf.to_container(cfg, resolve=True), final)
-    ckpt = trainer.checkpoint_callback
-    tested = ckpt.best_model_path if cfg.test_ckpt == "best" else ckpt.last_model_path
     record = {
         **final,
         "model": cfg.model.name,
@@ -143,7 +192,21 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
         "test_checkpoint": str(Path(tested).relative_to(run_dir)) if tested else None,
         "wall_s": round(time.perf_counter() - start, 3),
     }
-    write_json_atomic(run_dir / "metrics.json", record)
+    try:
+        write_json_atomic(run_dir / "metrics.json", record)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        raise TrainingFailed(f"no space left on the device while writing {run_dir / 'metrics.json'}; the trained run is saved; "
+                             f"free some space, then continue with: python experiments/run.py resume={run_dir}") from exc
     if report:
         print_table(f"{cfg.name} (seed {cfg.seed})", {k: record[k] for k in (*sorted(final), "epochs", "wall_s")})
     return record
+
+
+def check_monitor(monitor: str, module) -> None:
+    """``callbacks.checkpoint.monitor`` must name a metric the run logs (checked before training,
+    not when the first checkpoint would be written)."""
+    logged = module.logged_metrics()
+    if monitor not in logged:
+        raise ConfigError(f"callbacks.checkpoint.monitor={monitor!r}: not a metric this run logs; valid: {', '.join(sorted(logged))}")

@@ -6,6 +6,7 @@ skipped, so a rule can name keys that only some options of a group have.
 """
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any, Callable, Optional
 
@@ -17,7 +18,8 @@ class ConfigError(ValueError):
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+    """A finite real number (nan and inf are refused: a rule's range cannot hold them)."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _is_int(v: Any) -> bool:
@@ -61,6 +63,8 @@ def optional_boolean(v: Any) -> Optional[str]:
 
 
 fraction = number(0, 1, hi_open=True)
+PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "transformer-engine", "transformer-engine-float16",
+              "64", "32", "16", "bf16")  # Lightning's (lightning_fabric/plugins/precision/precision.py)
 
 RULES: dict[str, Callable[[Any], Optional[str]]] = {
     "seed": number(0, integer=True),
@@ -95,6 +99,8 @@ RULES: dict[str, Callable[[Any], Optional[str]]] = {
     "trainer.max_epochs": number(1, integer=True),
     "trainer.devices": lambda v: None if (_is_int(v) and v >= 1) or v == "auto" or isinstance(v, (list, str)) else "an integer >= 1, a list of ids or auto",
     "trainer.num_nodes": number(1, integer=True),
+    # Lightning's documented precision values (lightning_fabric/plugins/precision/precision.py)
+    "trainer.precision": lambda v: None if str(v) in PRECISIONS else f"one of {', '.join(PRECISIONS)}",
     "trainer.log_every_n_steps": number(1, integer=True),
     "trainer.compile": lambda v: None if isinstance(v, bool) else "true or false",
     "trainer.deterministic": lambda v: None if isinstance(v, bool) or v == "warn" else "true, false or warn",

@@ -58,6 +58,12 @@ class SupervisedModule(pl.LightningModule):
         assert name in self.val_metrics, f"headline metric {name!r} not in {list(self.val_metrics)}"
         self.best_val = MaxMetric() if mode == "max" else MinMetric()
 
+    def logged_metrics(self) -> set[str]:
+        """The epoch metrics a run logs (what callbacks.checkpoint.monitor may name)."""
+        penalty = ["penalty"] if self.reg.l1 or self.reg.l2 else []
+        return ({"val/loss", f"val/{self.headline[0]}_best", "train/loss"} | {f"val/{m}" for m in self.val_metrics}
+                | {f"train/{m}" for m in [*self.train_metric_names, *penalty]})
+
     def predictions(self, output: torch.Tensor) -> torch.Tensor:
         """What the metrics compare with the targets. Subclasses override."""
         return output

@@ -35,7 +35,7 @@ DEFAULT_LOSS = {"classification": "cross_entropy", "regression": "mse"}
 
 def build_loss(name: str | None, task: str, label_smoothing: float = 0.0, delta: float = 1.0) -> nn.Module:
     """The named loss (or the task's default when ``name`` is None), checked against the task."""
-    entry = LOSSES.get(name if name is not None else DEFAULT_LOSS[task])
+    entry = LOSSES.get(name if name is not None else DEFAULT_LOSS[task], key="loss.name")
     if entry.info["task"] != task:
         fits = [e.name for e in LOSSES if e.info["task"] == task]
         raise ValueError(f"loss.name={entry.name!r} is a {entry.info['task']} loss but the data is a {task} task; use one of: {', '.join(fits)}")

@@ -103,7 +103,7 @@ def _check_sam(hparams: dict) -> None:
     base = hparams.get("base")
     if base is None:
         raise ValueError("optimizer.base: missing; sam wraps a base optimizer, e.g. optimizer.base=momentum")
-    entry = OPTIMIZERS.get(base)  # lists the valid names when unknown
+    entry = OPTIMIZERS.get(base, key="optimizer.base")  # lists the valid names when unknown
     if entry.info.get("wraps"):
         raise ValueError(f"optimizer.base={base!r}: sam cannot wrap itself; use one of: {', '.join(n for n in OPTIMIZERS.list() if n != 'sam')}")
     for key in hparams:

@@ -47,9 +47,12 @@ class Registry:
     def list(self) -> list[str]:
         return sorted(self._entries)
 
-    def get(self, name: str) -> Entry:
+    def get(self, name: str, key: str | None = None) -> Entry:
+        """The entry named ``name``; ``key``, the config key it came from, is named in the error."""
         if not isinstance(name, str) or name.lower() not in self._entries:
-            raise UnknownNameError(f"unknown {self.kind} {name!r}; valid: {', '.join(self.list())}")
+            valid = ", ".join(self.list())
+            raise UnknownNameError(f"{key}={name!r}: unknown {self.kind}; valid: {valid}" if key else
+                                   f"unknown {self.kind} {name!r}; valid: {valid}")
         return self._entries[name.lower()]
 
     def create(self, name: str, *args: Any, **kwargs: Any) -> Any:

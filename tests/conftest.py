@@ -1,6 +1,7 @@
 """Shared helpers: compose the real Hydra config, shrink it, run it in-process or through the CLI."""
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,43 @@ def compose_config(*overrides: str) -> DictConfig:
 
 def run_cli(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(RUN), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch, capsys):
+    """``python experiments/run.py ARGS`` run inside this process (the imports are paid once for the
+    whole suite): ``cli(*args, cwd=tmp_path) -> (exit status, stdout, stderr)``."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from experiments import run
+
+    def go(*args: str, cwd: Path = tmp_path):
+        monkeypatch.chdir(cwd)
+        monkeypatch.setattr(sys, "argv", [str(RUN), *args])
+        monkeypatch.delenv("DLF_SWEEP_DIR", raising=False)  # a sweep exports it for its DDP children
+        GlobalHydra.instance().clear()
+        capsys.readouterr()
+        before = list(logging.root.handlers)
+        try:
+            code = run.cli()
+        finally:  # Hydra's job logging (run.log in the run directory) is for that run only
+            for handler in set(logging.root.handlers) - set(before):
+                logging.root.removeHandler(handler)
+                handler.close()
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return go
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+def run_dirs(root: Path) -> list[Path]:
+    """The run directories under ``root/outputs/runs`` (none after a refused run)."""
+    runs = root / "outputs" / "runs"
+    return sorted(runs.iterdir()) if runs.is_dir() else []
 
 
 @pytest.fixture

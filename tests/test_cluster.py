@@ -117,7 +117,7 @@ def _start_and_signal(tmp_path: Path, signum: int, args: list[str], env: dict | 
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGUSR1], ids=["SIGTERM", "SIGINT (Ctrl-C)", "SIGUSR1"])
 def test_a_preemption_signal_saves_the_run_and_resume_finishes_it(tmp_path, signum):
     args = ["data.batch_size=8", "trainer.max_epochs=4", "callbacks.progress=plain", "logger=none", "callbacks.figures=false",
             "hydra.run.dir=outputs/run"]
@@ -125,7 +125,7 @@ def test_a_preemption_signal_saves_the_run_and_resume_finishes_it(tmp_path, sign
     run = tmp_path / "outputs" / "run"
     assert stopped.returncode == 4, stopped.stderr[-2000:]
     error = stopped.stderr.strip().splitlines()[-1]
-    assert error.startswith("error: stopped by a signal at epoch 1, step ") and error.endswith(f"resume={run.resolve()}")
+    assert error.startswith(f"error: stopped by {signal.Signals(signum).name} at epoch 1, step ") and error.endswith(f"resume={run.resolve()}")
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["global_step"] >= 158 and not (run / "metrics.json").exists()  # in epoch 2 (158 steps an epoch)
     resumed = run_cli("resume=outputs/run", cwd=tmp_path)

@@ -71,5 +71,5 @@ def test_shrunken_study_writes_report_figures_and_resumes(tmp_path):
 def test_study_rejects_unknown_optimizer(tmp_path):
     proc = run_cli("study=optimizers", "study.optimizers=[sgd,adamm]", cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.strip().startswith("error: study.optimizers=['sgd', 'adamm']: unknown ['adamm']; valid: adadelta")
-    assert not any((tmp_path / "outputs" / "studies" / "optimizers").iterdir())
+    assert not (tmp_path / "outputs").exists()  # the refused study left no directory
 

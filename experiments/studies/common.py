@@ -14,6 +14,7 @@ from hydra import compose
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from experiments import rundir
 from experiments.validation import ConfigError
 
 log = logging.getLogger("dl_foundations")
@@ -29,7 +30,7 @@ def study_dir_for(cfg: DictConfig, fresh_dir: Path) -> Path:
                      if p.is_dir() and p != fresh_dir.resolve() and ((p / "members").is_dir() or (p / "parts").is_dir()))
     if not earlier:
         raise ConfigError(f"study.resume=true: no earlier '{cfg.study.name}' study with finished work under {fresh_dir.parent} to resume")
-    shutil.rmtree(fresh_dir, ignore_errors=True)  # holds only Hydra's record of this invocation
+    rundir.release(fresh_dir)  # holds only Hydra's record of this invocation
     log.info(f"resuming {earlier[-1]}")
     return earlier[-1]
 

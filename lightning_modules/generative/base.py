@@ -22,6 +22,12 @@ class GenerativeModule(pl.LightningModule):
     generative = True
     headline = ("loss", "min")  # val/loss_best
     takes_scheduler = True
+    TERMS: tuple[str, ...] = ("loss",)  # what ``terms`` returns (a family lists its own)
+    TRAIN_TERMS: Optional[tuple[str, ...]] = None  # logged in training when they differ from TERMS
+
+    def logged_metrics(self) -> set[str]:
+        """The epoch metrics a run logs (what callbacks.checkpoint.monitor may name)."""
+        return {f"val/{t}" for t in self.TERMS} | {f"train/{t}" for t in self.TRAIN_TERMS or self.TERMS} | {"val/loss_best"}
 
     def __init__(self, net: nn.Module, levels: Levels, optimizer: OptimizerFactory, scheduler: Optional[SchedulerFactory] = None):
         super().__init__()

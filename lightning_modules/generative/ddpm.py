@@ -32,6 +32,7 @@ def beta_schedule(name: str, steps: int, beta_start: float = 1e-4, beta_end: flo
 
 
 class DDPMModule(GenerativeModule):
+    TERMS = ("loss", "loss_t0", "loss_t1", "loss_t2", "loss_t3", "loss_t4")  # loss by timestep fifth
     def __init__(self, *args, timesteps: int = 200, schedule: str = "linear", beta_start: float = 1e-4, beta_end: float = 0.02, **kwargs):
         super().__init__(*args, **kwargs)
         betas = beta_schedule(schedule, timesteps, beta_start, beta_end)

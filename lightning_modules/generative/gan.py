@@ -17,6 +17,8 @@ from lightning_modules.optimizers import OptimizerFactory
 
 
 class GANModule(GenerativeModule):
+    TERMS = ("loss", "mmd")  # validation: the MMD to the validation split
+    TRAIN_TERMS = ("d_loss", "g_loss", "d_real", "d_fake")
     takes_scheduler = False  # two optimizers stepped by hand
     def __init__(self, *args, generator_optimizer: Optional[OptimizerFactory] = None,
                  discriminator_optimizer: Optional[OptimizerFactory] = None, **kwargs):

@@ -12,6 +12,7 @@ from lightning_modules.generative.base import GenerativeModule, categorical
 
 
 class PixelCNNModule(GenerativeModule):
+    TERMS = ("loss", "bits_per_dim", "nll")
     def terms(self, u, index):
         nll = F.cross_entropy(self.net(u), index, reduction="none").flatten(1).sum(1).mean()
         bits = nll / (self.dims * math.log(2))

@@ -24,6 +24,7 @@ def reconstruction_nll(logits: torch.Tensor, index: torch.Tensor) -> torch.Tenso
 
 
 class VAEModule(GenerativeModule):
+    TERMS = ("loss", "recon", "kl", "bits_per_dim")
     def __init__(self, *args, beta: float = 1.0, **kwargs):
         super().__init__(*args, **kwargs)
         if not beta > 0:

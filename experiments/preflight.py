@@ -1,0 +1,87 @@
+"""Everything about a config that can be refused before any data is read or any weight is built.
+
+``preflight(cfg)`` runs the rule table (``experiments/validation.py``) and the checks that need
+more than one key or a look at the machine: the Trainer's arguments, the accelerator, the number
+of processes, the run's name. A sweep calls it for every job before the first one starts; a run
+calls it first thing. Each failure is a ``ConfigError`` with one line naming the key and the value.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.cluster import launch_problem
+from experiments.validation import ConfigError, check_config
+
+# The Trainer arguments the template sets itself (experiments/build.py), with the key to use instead.
+SET_BY_TEMPLATE = {
+    "default_root_dir": "hydra.run.dir", "logger": "logger=", "callbacks": "callbacks.*", "enable_progress_bar": "callbacks.progress",
+    "enable_model_summary": "callbacks.progress", "gradient_clip_val": "regularization.grad_clip", "plugins": "(none: checkpoints are "
+    "always written atomically and read weights-only)",
+}
+LOGGERS = ("tensorboard", "none")
+GPU_ACCELERATORS = ("gpu", "cuda")
+
+
+def _trainer_arguments() -> list[str]:
+    import pytorch_lightning as pl
+
+    return [p for p in inspect.signature(pl.Trainer.__init__).parameters if p != "self"]
+
+
+def _count_devices(devices: Any) -> int | None:
+    if isinstance(devices, int) and not isinstance(devices, bool):
+        return devices
+    if isinstance(devices, (list, tuple)) or OmegaConf.is_list(devices):
+        return len(devices)
+    if isinstance(devices, str) and devices.strip().lstrip("-").isdigit():
+        return int(devices)
+    return None  # "auto", -1 and device strings such as "0,1": Lightning decides
+
+
+def check_trainer(trainer: DictConfig) -> None:
+    accepted = _trainer_arguments()
+    for key in trainer:
+        if key == "compile":
+            continue
+        if key in SET_BY_TEMPLATE:
+            raise ConfigError(f"trainer.{key}: set by the template; use {SET_BY_TEMPLATE[key]}")
+        if key not in accepted:
+            raise ConfigError(f"trainer.{key}={trainer[key]}: not an argument of pytorch_lightning.Trainer; "
+                              f"Trainer arguments: {', '.join(a for a in accepted if a not in SET_BY_TEMPLATE)}")
+    limit = trainer.get("limit_train_batches")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit <= 0):
+        raise ConfigError(f"trainer.limit_train_batches={limit}: must be > 0 (a fraction in (0, 1] or a number of batches >= 1); "
+                          "0 would train nothing")
+    accelerator = str(trainer.get("accelerator", "auto"))
+    if accelerator in GPU_ACCELERATORS:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"trainer.accelerator={accelerator}: no CUDA GPU is visible to torch {torch.__version__} on this "
+                              "machine; use trainer=cpu (or trainer=ddp_cpu for several processes)")
+    devices, strategy = _count_devices(trainer.get("devices", 1)), str(trainer.get("strategy", "auto"))
+    if devices is not None and devices > 1 and strategy == "auto":
+        preset = "ddp_cpu" if accelerator == "cpu" else "ddp"
+        raise ConfigError(f"trainer.devices={trainer.devices} with trainer.strategy=auto: several processes need a distributed "
+                          f"preset; use trainer={preset} trainer.devices={trainer.devices}")
+
+
+def check_name(name: Any) -> None:
+    text = str(name)
+    if not text or "/" in text or "\\" in text or text in (".", "..") or "\0" in text:
+        raise ConfigError(f"name={text!r}: must be a plain directory name (no '/', '\\' or '..'); it names the run's "
+                          "directory under outputs/runs/")
+
+
+def preflight(cfg: DictConfig) -> None:
+    check_config(cfg)
+    check_name(cfg.name)
+    problem = launch_problem(cfg.trainer)
+    if problem:
+        raise ConfigError(problem)
+    if cfg.logger.name not in LOGGERS:
+        raise ConfigError(f"logger.name={cfg.logger.name!r}: unknown; valid: {', '.join(LOGGERS)}")
+    check_trainer(cfg.trainer)
