@@ -77,7 +77,12 @@ class RunDirectories(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if cluster.is_secondary():
             return
+        from experiments import summary
+
         sweep = Path(config.hydra.sweep.dir)
+        runs = summary.find_runs([sweep])
+        if runs:  # summary.csv (a row per job, failed ones too) and summary.md (seeds pooled, by validation)
+            summary.write(summary.rows(runs), sweep, f"Sweep {sweep.name}")
         failed = sorted((json.loads(p.read_text()) for p in sweep.glob(f"*/{FAILED}")), key=lambda r: r["job"])
         if failed:
             jobs = ", ".join(f"job {r['job']} (exit {r['exit']})" for r in failed)

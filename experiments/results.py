@@ -10,6 +10,16 @@ from typing import Any, Mapping
 from pytorch_lightning.loggers import TensorBoardLogger
 
 
+# What model selection reads from a run (a Hydra sweeper's objective, the sweep summary's order):
+# the best validation value of its headline metric — never a test metric.
+SELECTION_KEYS = ("val/acc_best", "val/mse_best", "val/loss_best")
+
+
+def selection_value(record: Mapping[str, Any]) -> float | None:
+    """The validation headline of a run's record (None for a run without a validation split)."""
+    return next((float(record[k]) for k in SELECTION_KEYS if record.get(k) is not None), None)
+
+
 def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
     """Write to a temporary file in the same folder, then rename: a reader sees all or nothing."""
     tmp = path.with_suffix(path.suffix + ".tmp")

@@ -83,7 +83,9 @@ def main(cfg: DictConfig) -> float | None:
         raise ConfigExit(str(exc), code=4) from exc
     if single and is_rank_zero():
         print(f"run_dir: {run_dir}", flush=True)
-    return record.get("test/acc", record.get("test/mse", record.get("test/loss")))  # the value a Hydra sweeper optimizes
+    from experiments.results import selection_value
+
+    return selection_value(record)  # what a Hydra sweeper optimizes: validation only, never the test split
 
 
 def own(path: Path, key: str):

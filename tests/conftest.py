@@ -76,3 +76,19 @@ def train_run(tmp_path):
         return run_dir, train(compose_config(*SHRINK, *overrides), run_dir)
 
     return go
+
+
+class ReturnProbe:
+    """A Hydra callback for tests (``+hydra.callbacks.probe._target_=conftest.ReturnProbe``): records
+    the value each job hands to the sweeper, the one a Hydra sweeper would optimize."""
+
+    values: list = []
+
+    def __init__(self, **kwargs):
+        pass
+
+    def __getattr__(self, name):  # the other Callback hooks do nothing
+        return lambda *args, **kwargs: None
+
+    def on_job_end(self, config, job_return, **kwargs):
+        ReturnProbe.values.append(job_return.return_value)
