@@ -58,13 +58,17 @@ def main(cfg: DictConfig) -> float | None:
         elif cfg.resume is None and cluster.is_restart() and latest_checkpoint(run_dir):
             record = resume(run_dir, run_dir)  # SLURM requeued the job (or torchrun restarted it): continue in place
         elif cfg.resume is not None:
-            others = [o for o in hydra_cfg.overrides.task if not o.startswith(("resume=", "callbacks.progress=", "hydra."))]
+            allowed = ("resume=", "callbacks.progress=", "trainer.max_epochs=", "hydra.")
+            others = [o for o in hydra_cfg.overrides.task if not o.startswith(allowed)]
             if others:  # the run continues with its own saved config: anything else would be silently ignored
-                raise ConfigError(f"resume={cfg.resume}: continues with the run's own saved config; drop the other overrides ({' '.join(others)})")
-            progress = cfg.callbacks.progress if any(o.startswith("callbacks.progress=") for o in hydra_cfg.overrides.task) else None
+                raise ConfigError(f"resume={cfg.resume}: continues with the run's own saved config (only trainer.max_epochs and "
+                                  f"callbacks.progress may be given); drop the other overrides ({' '.join(others)})")
+            given = {o.split("=", 1)[0] for o in hydra_cfg.overrides.task}
+            progress = cfg.callbacks.progress if "callbacks.progress" in given else None
+            max_epochs = cfg.trainer.max_epochs if "trainer.max_epochs" in given else None
             target = Path(cfg.resume).resolve()
             with own(target, "resume"):
-                record = resume(target, run_dir, progress=progress)
+                record = resume(target, run_dir, progress=progress, max_epochs=max_epochs)
             run_dir = target
         else:
             with own(run_dir, "hydra.run.dir"):

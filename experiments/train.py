@@ -61,21 +61,43 @@ def check_checkpoint(path: Path, key: str) -> None:
         raise ConfigError(f"{key}={path}: not a training checkpoint of this template (missing {', '.join(missing)})")
 
 
-def resume(run_dir: Path, fresh_dir: Path, report: bool = True, progress: str | None = None) -> dict[str, Any]:
+def epochs_done(run_dir: Path) -> int:
+    """Finished epochs of a run, from its history (one row per finished epoch)."""
+    import csv
+
+    history = run_dir / "history.csv"
+    if not history.is_file():
+        return 0
+    with open(history, newline="") as f:
+        return max((int(float(row["epoch"])) for row in csv.DictReader(f)), default=0)
+
+
+def resume(run_dir: Path, fresh_dir: Path, report: bool = True, progress: str | None = None,
+           max_epochs: int | None = None) -> dict[str, Any]:
     """``resume=<run_dir>``: continue an interrupted run from its ``last.ckpt`` with its own saved
     config (epochs, optimizer and scheduler state, batch order and data augmentation per epoch are
     all restored or seeded by epoch); ``fresh_dir``, Hydra's directory for this invocation, is removed.
-    ``progress`` (callbacks.progress, the one setting a resume may change) replaces the saved one."""
+    ``progress`` (callbacks.progress) replaces the saved one; ``max_epochs`` (trainer.max_epochs)
+    extends an interrupted or finished run to that many epochs, in the same directory (its
+    metrics.json stays until the extended run writes the new one)."""
     run_dir = Path(run_dir).resolve()
     if fresh_dir.resolve() != run_dir:
         rundir.release(fresh_dir)
     saved, last = run_dir / ".hydra" / "config.yaml", latest_checkpoint(run_dir)
-    problem = ("already finished (it has metrics.json)" if (run_dir / "metrics.json").exists() else
-               None if saved.exists() and last else "is not a run directory with .hydra/config.yaml and checkpoints/last.ckpt")
-    if problem:
-        raise ConfigError(f"resume={run_dir}: {problem}")
+    finished = (run_dir / "metrics.json").exists()
+    if not (saved.exists() and last):
+        raise ConfigError(f"resume={run_dir}: is not a run directory with .hydra/config.yaml and checkpoints/last.ckpt")
+    if finished and max_epochs is None:
+        raise ConfigError(f"resume={run_dir}: already finished (it has metrics.json); to train it further: "
+                          f"resume={run_dir} trainer.max_epochs=<more than {epochs_done(run_dir)}>")
     check_checkpoint(last, "resume")
     cfg = OmegaConf.load(saved)
+    if max_epochs is not None:
+        done = epochs_done(run_dir)
+        if not (isinstance(max_epochs, int) and max_epochs > done):
+            raise ConfigError(f"trainer.max_epochs={max_epochs}: must be an integer above the {done} epochs resume={run_dir} "
+                              "has already done")
+        cfg.trainer.max_epochs = max_epochs  # saved into the run's .hydra/config.yaml: it is now a run of that many epochs
     if progress is not None:
         cfg.callbacks.progress = progress
     return train(cfg, run_dir, report=report, resume_from=last)

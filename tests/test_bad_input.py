@@ -38,7 +38,7 @@ CASES = {
     "family and data shape": (["model=lenet", "data=sequences"], "error: model=lenet: cannot take sequence data of shape (50, 2); it takes image, signal data"),
     "key the family lacks": (["model=gru", "+model.depth=3"], "error: model.depth: not a hyperparameter of model 'gru'; it has: hidden, layers, bidirectional, readout"),
     "batch norm not a boolean": (["regularization.batch_norm=maybe"], "error: regularization.batch_norm='maybe': must be true, false or null"),
-    "resume with other overrides": (["resume=outputs/none", "trainer.max_epochs=30"], "error: resume=outputs/none: continues with the run's own saved config; drop the other overrides (trainer.max_epochs=30)"),
+    "resume with other overrides": (["resume=outputs/none", "optimizer.lr=0.5"], "error: resume=outputs/none: continues with the run's own saved config (only trainer.max_epochs and callbacks.progress may be given); drop the other overrides (optimizer.lr=0.5)"),
     "resume of a folder that is no run": (["resume=/tmp"], "error: resume=/tmp: is not a run directory with .hydra/config.yaml and checkpoints/last.ckpt"),
     "normalization axes": (["data=moons", "data.normalize_per=channel"], "error: data.normalize_per=channel: tabular data has no channels; use feature or auto"),
 }

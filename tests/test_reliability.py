@@ -74,4 +74,27 @@ def test_a_killed_run_resumes_to_the_same_final_metrics(tmp_path):
     assert [int(r["epoch"]) for r in csv.DictReader(open(killed / "history.csv"))] == list(range(1, 7))
     assert not (tmp_path / "outputs" / "runs").exists()  # the resume invocation's own folder was removed
     finished = run_cli("resume=outputs/killed", cwd=tmp_path)
-    assert finished.returncode == 2 and finished.stderr.strip().endswith("already finished (it has metrics.json)")
+    assert finished.returncode == 2 and "already finished (it has metrics.json); to train it further: resume=" in finished.stderr
+
+
+def test_a_finished_run_is_extended_in_place(cli, tmp_path):
+    """resume=<finished run> trainer.max_epochs=N: N epochs in all, the history contiguous, the
+    old metrics.json replaced only at the end; N not above the epochs done is one line."""
+    import csv
+    import json
+
+    args = ("trainer.max_epochs=3", "callbacks.progress=none", "logger=none", "callbacks.figures=false", "hydra.run.dir=outputs/r")
+    code, _, err = cli(*args)
+    assert code == 0, err
+    run = tmp_path / "outputs" / "r"
+    before = json.loads((run / "metrics.json").read_text())
+    code, _, err = cli("resume=outputs/r", "trainer.max_epochs=3")
+    assert code == 2 and err.strip().endswith("must be an integer above the 3 epochs resume=" + str(run.resolve()) + " has already done")
+    assert json.loads((run / "metrics.json").read_text()) == before
+    code, out, err = cli("resume=outputs/r", "trainer.max_epochs=5")
+    assert code == 0, err
+    after = json.loads((run / "metrics.json").read_text())
+    assert (before["epochs"], after["epochs"], after["steps"]) == (3, 5, 5 * before["steps"] // 3)
+    assert [int(r["epoch"]) for r in csv.DictReader(open(run / "history.csv"))] == [1, 2, 3, 4, 5]
+    assert "max_epochs: 5" in (run / ".hydra" / "config.yaml").read_text()
+    assert out.strip().splitlines()[-1] == f"run_dir: {run.resolve()}"
