@@ -32,12 +32,16 @@ class Preemption(Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Lightning registers its handlers just before this hook and restores the old ones at teardown
-        env = trainer._accelerator_connector.cluster_environment
-        slurm_requeue = isinstance(env, SLURMEnvironment) and env.auto_requeue
-        self._route(signal.SIGINT, *([] if slurm_requeue else [signal.SIGUSR1]))
+        self._route(*self._signals(trainer))
 
     def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._route(signal.SIGINT)
+        self._route(*self._signals(trainer))
+
+    @staticmethod
+    def _signals(trainer: pl.Trainer) -> tuple[int, ...]:
+        """SIGINT, and SIGUSR1 unless Lightning keeps it for SLURM's requeue."""
+        env = trainer._accelerator_connector.cluster_environment
+        return (signal.SIGINT,) if isinstance(env, SLURMEnvironment) and env.auto_requeue else (signal.SIGINT, signal.SIGUSR1)
 
     @staticmethod
     def _route(*signums: int) -> None:

@@ -153,7 +153,8 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[list
     # validation split there is nothing to choose "best" by, and only last.ckpt is kept.
     best = [ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-epoch{epoch:03d}", auto_insert_metric_name=False,
                             monitor=ck.monitor, mode=ck.mode, save_top_k=1)] if has_val else []
-    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename=LAST, monitor=None, save_top_k=1, enable_version_counter=False)
+    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename=LAST, monitor=None, save_top_k=1, enable_version_counter=False,
+                           save_on_train_epoch_end=True)  # every epoch, also those without validation (check_val_every_n_epoch)
     callbacks: list[Callback] = [*best, last, history, Preemption(run_dir / "checkpoints" / f"{LAST}.ckpt")]
     if cfg.callbacks.stop_at_train_acc is not None:  # "trained to the same training accuracy"
         callbacks.append(EarlyStopping(monitor="train/acc", mode="max", stopping_threshold=cfg.callbacks.stop_at_train_acc,

@@ -113,11 +113,12 @@ def check_jobs(config: DictConfig, config_name: str) -> list[str]:
     from experiments.preflight import preflight
 
     problems = []
+    local = str(config.hydra.launcher.get("_target_", "")).endswith("BasicLauncher")  # else GPUs are checked where jobs run
     for num, (job, swept) in enumerate(sweep_jobs(list(config.hydra.overrides.task))):
         label = f"job {num} ({' '.join(swept) or 'no swept keys'})"
         try:
             cfg = compose(config_name=config_name, overrides=job)
-            preflight(cfg)
+            preflight(cfg, local=local)
             check_components(cfg)
         except (ValueError, TypeError) as exc:  # ConfigError and the registries' errors: one line each
             problems.append(f"{label}: {exc}")

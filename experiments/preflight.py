@@ -41,7 +41,8 @@ def _count_devices(devices: Any) -> int | None:
     return None  # "auto", -1 and device strings such as "0,1": Lightning decides
 
 
-def check_trainer(trainer: DictConfig) -> None:
+def check_trainer(trainer: DictConfig, local: bool = True) -> None:
+    """``local``: the jobs run on this machine (a SLURM sweep's jobs are checked for GPUs where they run)."""
     accepted = _trainer_arguments()
     for key in trainer:
         if key == "compile":
@@ -56,7 +57,7 @@ def check_trainer(trainer: DictConfig) -> None:
         raise ConfigError(f"trainer.limit_train_batches={limit}: must be > 0 (a fraction in (0, 1] or a number of batches >= 1); "
                           "0 would train nothing")
     accelerator = str(trainer.get("accelerator", "auto"))
-    if accelerator in GPU_ACCELERATORS:
+    if accelerator in GPU_ACCELERATORS and local:
         import torch
 
         if not torch.cuda.is_available():
@@ -76,7 +77,22 @@ def check_name(name: Any) -> None:
                           "directory under outputs/runs/")
 
 
-def preflight(cfg: DictConfig) -> None:
+def check_validation(cfg: DictConfig) -> None:
+    """test_ckpt=best needs a best checkpoint, so validation must run at least once."""
+    if cfg.test_ckpt != "best" or not cfg.run_test:
+        return
+    trainer = cfg.trainer
+    limit, every = trainer.get("limit_val_batches"), trainer.get("check_val_every_n_epoch", 1)
+    if limit is not None and not isinstance(limit, bool) and limit == 0:
+        raise ConfigError(f"trainer.limit_val_batches={limit} with test_ckpt=best: no validation, so no best checkpoint to test; "
+                          "set test_ckpt=last")
+    if isinstance(every, int) and every > trainer.max_epochs:
+        raise ConfigError(f"trainer.check_val_every_n_epoch={every} > trainer.max_epochs={trainer.max_epochs} with test_ckpt=best: "
+                          "validation never runs; set test_ckpt=last or validate more often")
+
+
+def preflight(cfg: DictConfig, local: bool = True) -> None:
+    """``local=False``: the run will start on another machine (a cluster launcher)."""
     check_config(cfg)
     check_name(cfg.name)
     problem = launch_problem(cfg.trainer)
@@ -84,4 +100,5 @@ def preflight(cfg: DictConfig) -> None:
         raise ConfigError(problem)
     if cfg.logger.name not in LOGGERS:
         raise ConfigError(f"logger.name={cfg.logger.name!r}: unknown; valid: {', '.join(LOGGERS)}")
-    check_trainer(cfg.trainer)
+    check_trainer(cfg.trainer, local)
+    check_validation(cfg)

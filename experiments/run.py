@@ -4,8 +4,8 @@ A single run writes ``outputs/runs/<time>_<name>/`` and prints ``run_dir: <absol
 ``-m`` sweeps write ``outputs/multiruns/<time>_<name>/<job>/``. Every failure a user can cause
 ends with one line on stderr (``error: optimizer.lr=-1: must be a number > 0``) and an exit status:
 2 bad configuration (nothing is left behind), 3 training failed (the run directory and its last good
-checkpoint stay), 4 stopped by SIGTERM, SIGINT or SIGUSR1 (what was finished is kept; the line
-names the command that continues). A sweep checks every job before the first starts, runs all jobs
+checkpoint stay), 4 stopped by SIGTERM or SIGINT (and SIGUSR1 while training; what was finished
+is kept; the line names the command that continues). A sweep checks every job before the first starts, runs all jobs
 even when some fail, and exits with the highest status of its failed jobs.
 """
 from __future__ import annotations
@@ -106,7 +106,8 @@ def study(cfg: DictConfig, run_dir: Path, single: bool) -> dict:
     from experiments.studies.common import study_dir_for
 
     study_dir = study_dir_for(cfg, run_dir)
-    result = run_study(cfg, study_dir)
+    with own(study_dir, "study.resume"):  # a second study.resume=true of a study still running is refused
+        result = run_study(cfg, study_dir)
     if single and is_rank_zero():
         print(f"study_dir: {study_dir}", flush=True)
     return result
@@ -114,16 +115,17 @@ def study(cfg: DictConfig, run_dir: Path, single: bool) -> dict:
 
 def stopped_message(exc: signals.Stopped) -> str:
     """What a signal outside Lightning's loops left: a run that can continue, or nothing."""
-    kept = []
-    for path in rundir.claimed_dirs():
-        if not rundir.release(path):
-            kept.append(path)
+    kept = [path for path in rundir.claimed_dirs() if not rundir.release(path)]
+    trained = rundir.active()  # a resumed run's directory is not claimed by this process
+    if trained is not None and trained not in kept and rundir.has_results(trained):
+        kept.append(trained)
     signal_name = exc.args[0] if exc.args else "a signal"
     if not kept:
         return f"stopped by {signal_name} before training started; nothing was kept (start the command again)"
+    sweeps = [p for p in kept if (p / rundir.SWEEP_CLAIM).exists()]
+    if sweeps:
+        return f"stopped by {signal_name}; the sweep's finished jobs are kept in {sweeps[-1]}"
     path = kept[-1]
-    if (path / rundir.SWEEP_CLAIM).exists():
-        return f"stopped by {signal_name}; the sweep's finished jobs are kept in {path}"
     if (path / "members").is_dir() or (path / "parts").is_dir():
         return f"stopped by {signal_name}; the study's finished members are kept in {path}; continue with study.resume=true"
     return f"stopped by {signal_name}; what was finished is kept in {path}; continue with: python experiments/run.py resume={path}"
@@ -141,8 +143,9 @@ def cli() -> int:
                 sys.argv.append("hydra.output_subdir=null")  # rank 0 alone writes .hydra/
         main()
     except ConfigExit as exc:
-        for line in exc.message.splitlines():
-            print(f"error: {line}", file=sys.stderr)
+        if not cluster.is_secondary():  # DDP's extra processes end the same way; the first one says why
+            for line in exc.message.splitlines():
+                print(f"error: {line}", file=sys.stderr)
         return exc.code
     except signals.Stopped as exc:
         print(f"error: {stopped_message(exc)}", file=sys.stderr)

@@ -27,9 +27,11 @@ from typing import Iterator
 
 CLAIM = ".hydra"  # a run's: created atomically by the claiming process; Hydra then saves its config into it
 SWEEP_CLAIM = "multirun.yaml"  # a sweep's: created empty (O_EXCL), then Hydra writes the sweep's config over it
-# claimed directory → the highest folder the claim created, removed again on release; None when the
-# directory existed before (a folder the user named): then only what the run put in it is removed
-_claimed: dict[Path, Path | None] = {}
+# claimed directory → (the highest folder the claim created, removed again on release; or None when
+# the directory existed before — a folder the user named — and then only what the run put in it is
+# removed: the names of MADE_BY_RUN that were not there already)
+_claimed: dict[Path, tuple[Path | None, frozenset[str]]] = {}
+_active: list[Path] = []  # the directories this process has trained in (held by ``locked``), newest last
 MADE_BY_RUN = (CLAIM, SWEEP_CLAIM, "run.log", "tensorboard")  # what a run refused before training may have written
 
 
@@ -55,6 +57,7 @@ def _try_claim(path: Path, marker: str) -> bool:
     created: Path | None = None if path.exists() else path
     while created is not None and not created.parent.exists() and created.parent != created:
         created = created.parent
+    there = frozenset(name for name in MADE_BY_RUN if (path / name).exists())
     path.mkdir(parents=True, exist_ok=True)
     try:
         if marker == CLAIM:
@@ -63,7 +66,7 @@ def _try_claim(path: Path, marker: str) -> bool:
             os.close(os.open(path / marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
     except FileExistsError:
         return False
-    _claimed[path.resolve()] = None if created is None else created.resolve()
+    _claimed[path.resolve()] = (None if created is None else created.resolve(), there)
     return True
 
 
@@ -86,7 +89,7 @@ def claim(path: Path | str, key: str, unique: bool, marker: str = CLAIM) -> Path
             except FileExistsError:
                 continue
             if _try_claim(candidate, marker):
-                _claimed[candidate.resolve()] = candidate.resolve()  # made above by os.mkdir
+                _claimed[candidate.resolve()] = (candidate.resolve(), frozenset())  # made above by os.mkdir
                 return candidate
         raise ClaimError(f"{key}={path}: 999 runs of that name already started in the same second; choose a new directory")
     except OSError as exc:
@@ -105,9 +108,18 @@ def locked(path: Path, key: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise ClaimError(f"{key}={path}: another process is training in this directory right now; wait for it to end") from None
+        except OSError as exc:  # a filesystem without flock on directories (some NFS, Lustre without -o flock)
+            logging.getLogger("dl_foundations").warning(f"{path}: cannot lock the directory ({_why(exc)}); "
+                                                        "a resume= of it while this run trains will not be refused")
+        _active.append(path.resolve())
         yield
     finally:
         os.close(fd)
+
+
+def active() -> Path | None:
+    """The directory this process trained in last (a resumed run's, too), if any."""
+    return _active[-1] if _active else None
 
 
 def claimed(path: Path) -> bool:
@@ -123,6 +135,7 @@ def has_results(path: Path) -> bool:
     study member or part, a sweep job's record."""
     path = Path(path)
     return ((path / "metrics.json").exists() or (path / "study.json").exists() or any((path / "checkpoints").glob("*.ckpt"))
+            or any(path.glob("*/checkpoints/*.ckpt")) or any(path.glob("members/*/checkpoints/*.ckpt"))
             or any(path.glob("members/*/metrics.json")) or any(path.glob("parts/*.json")) or any(path.glob("*/metrics.json"))
             or any(path.glob("*/failed.json")))
 
@@ -137,15 +150,24 @@ def _detach_log_files(path: Path) -> None:
                 handler.close()
 
 
+def discard_log_only(path: Path) -> None:
+    """Remove ``path`` when it holds nothing but Hydra's run.log: the folder a DDP child process's
+    Hydra re-creates for a ``resume=`` invocation whose first process already released it."""
+    path = Path(path)
+    if path.is_dir() and {p.name for p in path.iterdir()} <= {"run.log"}:
+        _detach_log_files(path.resolve())
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def release(path: Path) -> bool:
     """Remove ``path`` if this process claimed it and nothing finished is in it (a run refused or
     stopped before its first epoch): no directory is left looking like a run. True if removed."""
     path = Path(path).resolve()
     if claimed(path) and path.is_dir() and not has_results(path):
         _detach_log_files(path)
-        top = _claimed.pop(path)
+        top, there = _claimed.pop(path)
         if top is None:  # the user's own folder: take out only what this run put there
-            for name in MADE_BY_RUN:
+            for name in set(MADE_BY_RUN) - there:
                 target = path / name
                 shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
             return True

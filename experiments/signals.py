@@ -34,6 +34,9 @@ class Stopped(BaseException):
 
 
 def _handler(signum: int, frame) -> None:
+    if signum == signal.SIGINT and _state["last"] == signal.SIGINT:  # Ctrl-C twice: stop now, without saving
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        raise KeyboardInterrupt
     _state["last"] = signum
     if _state["lightning"]:
         _state["pending"] = signum

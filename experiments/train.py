@@ -11,6 +11,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from experiments import rundir, signals
+from experiments.cluster import is_secondary
 from experiments.preflight import preflight
 from experiments.validation import ConfigError
 
@@ -83,6 +84,8 @@ def resume(run_dir: Path, fresh_dir: Path, report: bool = True, progress: str | 
     run_dir = Path(run_dir).resolve()
     if fresh_dir.resolve() != run_dir:
         rundir.release(fresh_dir)
+        if is_secondary():
+            rundir.discard_log_only(fresh_dir)
     saved, last = run_dir / ".hydra" / "config.yaml", latest_checkpoint(run_dir)
     finished = (run_dir / "metrics.json").exists()
     if not (saved.exists() and last):
@@ -187,6 +190,8 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
         if trainer.is_global_zero:
             print(f"not tested: data.test_fraction={cfg.data.test_fraction} and dataset {dm.name!r} has no test split of its own; "
                   "metrics.json holds the validation metrics only", flush=True)
+    elif cfg.run_test and not tested and trainer.is_global_zero:  # preflight refuses the settings that lead here; said, not skipped
+        print("not tested: no best checkpoint was written (validation never ran); metrics.json holds no test metrics", flush=True)
     if tested:  # run_test=false: model selection (e.g. K-fold) that must not see the test split
         try:
             with signals.lightning_owns():

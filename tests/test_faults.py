@@ -233,6 +233,8 @@ ONE_LINERS = {
     "unknown sam base": (["optimizer=sam", "optimizer.base=foo"], "error: optimizer.base='foo': unknown optimizer; valid: adadelta"),
     "two devices on the cpu preset": (["trainer.devices=2"], "error: trainer.devices=2 with trainer.strategy=auto: several processes need "
                                                             "a distributed preset; use trainer=ddp_cpu trainer.devices=2"),
+    "best checkpoint without validation": (["+trainer.limit_val_batches=0"], "error: trainer.limit_val_batches=0 with test_ckpt=best: "
+                                                                            "no validation, so no best checkpoint to test; set test_ckpt=last"),
     "run dir under /proc": (["hydra.run.dir=/proc/dlf/run"], "error: hydra.run.dir=/proc/dlf/run: cannot create the directory"),
     "run dir inside a file": (["hydra.run.dir=a_file/run"], "error: hydra.run.dir=a_file/run: cannot create the directory (a part of "
                                                             "the path is a file)"),
@@ -244,12 +246,47 @@ ONE_LINERS = {
 
 @pytest.mark.parametrize("args,expected", ONE_LINERS.values(), ids=ONE_LINERS.keys())
 def test_a_user_error_is_one_line_and_leaves_no_run(cli, tmp_path, args, expected):
+    if "no CUDA GPU" in expected and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
     (tmp_path / "a_file").write_text("not a folder")
     code, _, err = cli(*TINY, *args)
     line = one_error(code, err, 2, expected)
     if "too long" in expected or "a_file" in expected:
         assert line.endswith(")")
     assert run_dirs(tmp_path) == []
+
+
+def test_a_refused_run_in_your_own_folder_removes_only_what_it_made(cli, tmp_path):
+    mine = tmp_path / "mine"
+    (mine / "tensorboard").mkdir(parents=True)
+    (mine / "tensorboard" / "events.out").write_text("yours")
+    (mine / "run.log").write_text("yours")
+    (mine / "notes.txt").write_text("yours")
+    before = snapshot(mine)
+    code, _, err = cli(*TINY, f"hydra.run.dir={mine}", "optimizer.lr=-1")
+    one_error(code, err, 2, "error: optimizer.lr=-1: must be a number > 0")
+    assert snapshot(mine) == before and sorted(p.name for p in mine.iterdir()) == ["notes.txt", "run.log", "tensorboard"]
+
+
+def test_gpus_are_checked_where_the_jobs_run():
+    """A sweep submitted to SLURM from a login node without GPUs is not refused for that."""
+    from conftest import compose_config
+    from experiments.preflight import preflight
+    from experiments.validation import ConfigError
+
+    cfg = compose_config("trainer=gpu")
+    preflight(cfg, local=False)
+    if torch.cuda.is_available():
+        return
+    with pytest.raises(ConfigError, match="no CUDA GPU is visible"):
+        preflight(cfg, local=True)
+
+
+def test_last_ckpt_follows_every_epoch_when_validation_is_sparse(cli, tmp_path):
+    code, _, err = cli(*TINY[1:], "trainer.max_epochs=3", "+trainer.check_val_every_n_epoch=2", "hydra.run.dir=outputs/s")
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "outputs" / "s" / "metrics.json").read_text())
+    assert _global_step(tmp_path / "outputs" / "s" / "checkpoints" / "last.ckpt") == metrics["steps"] == 3 * 20
 
 
 CHECKPOINTS = {
