@@ -10,7 +10,6 @@ metrics stand beside it as information.
 """
 from __future__ import annotations
 
-import csv
 import json
 import re
 from pathlib import Path
@@ -133,15 +132,11 @@ def markdown(table: list[dict], key: str | None, title: str, common: list[str]) 
 
 def write(rows: list[dict], out: Path, title: str) -> tuple[Path, Path]:
     """``summary.csv`` and ``summary.md`` in ``out`` (each written whole, then renamed)."""
+    from experiments.studies.common import write_csv
+
     out.mkdir(parents=True, exist_ok=True)
-    keys = list(dict.fromkeys(k for r in rows for k in r))
     csv_path, md_path = out / "summary.csv", out / "summary.md"
-    tmp = csv_path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(csv_path)
+    write_csv(csv_path, rows)
     table, key = grouped(rows)
     tmp = md_path.with_suffix(".md.tmp")
     tmp.write_text(markdown(table, key, title, shared(rows)))

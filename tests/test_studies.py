@@ -7,10 +7,13 @@ import json
 import math
 from pathlib import Path
 
+import pytest
+
 from conftest import run_cli
 from experiments.studies.common import read_csv
 
 
+@pytest.mark.slow  # the default suite must stay under 10 minutes on 2 cores; `pytest -m slow` runs it
 def test_mnist1d_table_study_writes_the_table_next_to_the_published_figures(tmp_path):
     proc = run_cli("study=mnist1d_table", "study.only=[logistic,cnn]", "study.seeds=[0,1]", "study.epochs=2", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -53,6 +56,7 @@ def test_regularizer_ablation_needs_its_baseline(tmp_path):
     assert proc.returncode == 2 and proc.stderr.strip() == "error: study.only=['dropout']: must include 'none', the baseline every member is compared with"
 
 
+@pytest.mark.slow  # the default suite must stay under 10 minutes on 2 cores; `pytest -m slow` runs it
 def test_loss_robustness_grid_and_figures(tmp_path):
     proc = run_cli("study=loss_robustness", "study.seeds=[0,1]", "study.losses=[mse,mae]", "study.outlier_fractions=[0.0,0.3]",
                    "study.epochs=3", cwd=tmp_path)
@@ -154,6 +158,7 @@ def test_bagging_and_boosting_curves_and_out_of_bag(tmp_path):
     assert len(list(study.parent.iterdir())) == 1
 
 
+@pytest.mark.slow  # the default suite must stay under 10 minutes on 2 cores; `pytest -m slow` runs it
 def test_generative_study_scores_samples_with_a_trained_classifier(tmp_path):
     args = ("study=generative", "study.seeds=[0,1]", "study.epochs=1", "study.samples=50",
             'study.classifier=["model=mlp","model.hidden=[32,16]","trainer.max_epochs=3"]')
