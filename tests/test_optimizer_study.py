@@ -39,6 +39,7 @@ def test_divergence_is_cut_short_not_propagated():
     assert torch.isnan(path[-1]).all() and torch.isfinite(path[0]).all()
 
 
+@pytest.mark.slow  # the default suite must stay under 10 minutes on 2 cores; `pytest -m slow` runs it
 def test_shrunken_study_writes_report_figures_and_resumes(tmp_path):
     args = ["study=optimizers", "study.seeds=[0]", "study.optimizers=[sgd,adagrad]", "study.surfaces=[rosenbrock]",
             "study.surface_steps=30", "study.lr_grid=[0.001,0.01]", "trainer.max_epochs=2"]

@@ -34,6 +34,7 @@ def test_mnist1d_table_rejects_an_unknown_member(tmp_path):
         "error: study.only=['cnn', 'lenet5']: unknown or empty ['lenet5']; members: logistic, mlp, cnn, gru, lstm, resnet, transformer, vit")
 
 
+@pytest.mark.slow  # the default suite must stay under 10 minutes on 2 cores; `pytest -m slow` runs it
 def test_regularizer_ablation_reports_accuracy_gap_and_verdicts(tmp_path):
     proc = run_cli("study=regularizers", "study.only=[none,dropout,weight_noise]", "study.seeds=[0,1]", "study.epochs=2", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
