@@ -4,7 +4,8 @@ one optimizer. Members never interact: each sees its own data and batch order, a
 elementwise optimizer (SGD, Adam) each member's update is exactly what it would be alone.
 
 On this CPU grouped layers measured 3–11× faster than K sequential loops, where ``torch.func.vmap``
-gave no gain (../shared/MEASURED.md); ``benchmarks/ensemble.py`` measures this implementation.
+gave no gain (0.7–1.0× of the sequential loop, measured with hand-written code on the same 2-core
+CPU); ``benchmarks/ensemble.py`` measures this implementation.
 """
 from __future__ import annotations
 
