@@ -102,6 +102,7 @@ def test_run_test_false_never_touches_the_test_split(train_run, monkeypatch):
     assert "val/acc_best" in record and not any(k.startswith("test/") for k in record)
 
 
+@pytest.mark.slow  # the default suite must stay under 10 minutes on 2 cores; `pytest -m slow` runs it
 def test_batch_size_study_two_protocols_sharpness_and_line(tmp_path):
     proc = run_cli("study=batch_size", "study.sizes=[256,1024]", "study.seeds=[0]", "study.epochs=2", "study.max_epochs=3",
                    "study.lr_grid=[0.001,0.01]", "study.target_train_acc=0.5", "callbacks.sharpness.lbfgs_iters=2",
@@ -138,6 +139,7 @@ def test_bias_variance_decomposes_both_parts_and_marks_the_threshold(tmp_path):
     assert (study / "figures" / "bias_variance.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow  # the default suite must stay under 10 minutes on 2 cores; `pytest -m slow` runs it
 def test_bagging_and_boosting_curves_and_out_of_bag(tmp_path):
     proc = run_cli("study=bagging", "study.seeds=[0]", "study.bagging.members=4", "study.bagging.epochs=2", "study.boosting.rounds=3",
                    "study.boosting.epochs=2", cwd=tmp_path)

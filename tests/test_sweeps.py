@@ -5,13 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, ReturnProbe, error_lines
+from conftest import ReturnProbe, error_lines
 
 TINY = ("trainer.max_epochs=2", "callbacks.progress=none", "callbacks.figures=false", "logger=none")
 
@@ -72,22 +70,23 @@ def test_the_summary_pools_seeds_and_lists_failed_jobs(cli, tmp_path):
     assert "Every run also has: `trainer.max_epochs=2 callbacks.progress=none callbacks.figures=False logger=none optimizer=sgd`" in md
 
 
-def test_compare_tables_runs_sweeps_and_refuses_an_empty_folder(cli, tmp_path):
+def test_compare_tables_runs_sweeps_and_refuses_an_empty_folder(cli, tmp_path, capsys):
+    """compare.py's main(), in this process (its command line is the same argv)."""
+    from experiments import compare
+
     code, _, err = cli(*TINY, "hydra.run.dir=outputs/single")
     assert code == 0, err
     code, _, err = cli("-m", *TINY, "seed=1,2", "hydra.sweep.dir=outputs/sweep")
     assert code == 0, err
-    compare = [sys.executable, str(ROOT / "experiments" / "compare.py")]
-    proc = subprocess.run([*compare, "outputs/single", "outputs/sweep", "--out", "cmp"], cwd=tmp_path, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    assert compare.main(["outputs/single", "outputs/sweep", "--out", "cmp"]) == 0
+    proc = capsys.readouterr()
     rows = list(csv.DictReader(open(tmp_path / "cmp" / "summary.csv")))
     assert len(rows) == 3 and {r["status"] for r in rows} == {"finished"}
     single = json.loads((tmp_path / "outputs" / "single" / "metrics.json").read_text())
     assert any(r["run_dir"] == str((tmp_path / "outputs" / "single").resolve()) and float(r["test/acc"]) == pytest.approx(single["test/acc"])
                for r in rows)
-    assert "val/acc_best" in proc.stdout and (tmp_path / "cmp" / "summary.md").exists()
+    assert "val/acc_best" in proc.out and (tmp_path / "cmp" / "summary.md").exists()
     (tmp_path / "empty").mkdir()
-    proc = subprocess.run([*compare, "empty", "--out", "cmp2"], cwd=tmp_path, capture_output=True, text=True)
-    assert proc.returncode == 2 and error_lines(proc.stderr) == [
-        "error: empty: holds no run (no metrics.json, failed.json or .hydra/config.yaml below it)"]
+    assert compare.main(["empty", "--out", "cmp2"]) == 2
+    assert error_lines(capsys.readouterr().err) == ["error: empty: holds no run (no metrics.json, failed.json or .hydra/config.yaml below it)"]
     assert not (tmp_path / "cmp2").exists()
