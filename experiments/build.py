@@ -32,7 +32,6 @@ from lightning_modules.optimizers import optimizer_factory
 from lightning_modules.regression import RegressionModule
 from lightning_modules.regularizers import Regularization
 from lightning_modules.schedulers import scheduler_factory
-from experiments.preflight import LOGGERS
 
 LAST = "last"  # checkpoints/last.ckpt
 
@@ -174,8 +173,6 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[list
 
 
 def build_logger(cfg: DictConfig, run_dir: Path) -> Optional[Logger]:
-    if cfg.logger.name not in LOGGERS:
-        raise ValueError(f"logger.name={cfg.logger.name!r}: unknown; valid: {', '.join(LOGGERS)}")
     if cfg.logger.name == "none":
         return None
     return TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False)

@@ -24,7 +24,7 @@ from experiments import cluster, rundir
 from experiments.errors import ConfigExit
 
 SWEEP_DIR_ENV = "DLF_SWEEP_DIR"  # read by hydra.sweep.dir in configs/train.yaml
-FAILED = "failed.json"  # in a sweep job's directory: the job failed (its message and exit status)
+FAILED = rundir.FAILED
 
 
 def _overridden(config: DictConfig, key: str) -> bool:

@@ -32,6 +32,7 @@ SWEEP_CLAIM = "multirun.yaml"  # a sweep's: created empty (O_EXCL), then Hydra w
 # removed: the names of MADE_BY_RUN that were not there already)
 _claimed: dict[Path, tuple[Path | None, frozenset[str]]] = {}
 _active: list[Path] = []  # the directories this process has trained in (held by ``locked``), newest last
+FAILED = "failed.json"  # in a sweep job's directory: the job failed (its message and exit status)
 MADE_BY_RUN = (CLAIM, SWEEP_CLAIM, "run.log", "tensorboard")  # what a run refused before training may have written
 
 
@@ -137,7 +138,7 @@ def has_results(path: Path) -> bool:
     return ((path / "metrics.json").exists() or (path / "study.json").exists() or any((path / "checkpoints").glob("*.ckpt"))
             or any(path.glob("*/checkpoints/*.ckpt")) or any(path.glob("members/*/checkpoints/*.ckpt"))
             or any(path.glob("members/*/metrics.json")) or any(path.glob("parts/*.json")) or any(path.glob("*/metrics.json"))
-            or any(path.glob("*/failed.json")))
+            or any(path.glob(f"*/{FAILED}")))
 
 
 def _detach_log_files(path: Path) -> None:

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from experiments.results import SELECTION_KEYS
-
-FAILED = "failed.json"
+from experiments.rundir import FAILED
 MINIMIZED = ("mse", "mae", "loss")  # a selection metric with one of these in its name is better when lower
 
 
