@@ -4,7 +4,7 @@ the component that applies it."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -178,8 +178,9 @@ def build_logger(cfg: DictConfig, run_dir: Path) -> Optional[Logger]:
     return TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False)
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path, has_val: bool) -> pl.Trainer:
+def build_trainer(cfg: DictConfig, run_dir: Path, has_val: bool, extra_callbacks: Sequence[pl.Callback] = ()) -> pl.Trainer:
     callbacks, enable_bar = build_callbacks(cfg, run_dir, has_val)
+    callbacks = [*callbacks, *extra_callbacks]
     logger = build_logger(cfg, run_dir)
     extra: dict[str, Any] = {} if has_val else {"limit_val_batches": 0, "num_sanity_val_steps": 0}
     return pl.Trainer(

@@ -10,6 +10,7 @@ Hydra turns an Exception raised in a callback into a warning, so refusals here r
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -42,10 +43,23 @@ def _check_name(config: DictConfig) -> None:
         raise ConfigExit(str(exc)) from exc
 
 
+def _search(config: DictConfig) -> bool:
+    from hydra_plugins.dlf_optuna_sweeper.optuna_sweeper import is_optuna_sweeper
+
+    return is_optuna_sweeper(config.hydra.get("sweeper"))
+
+
 class RunDirectories(Callback):
+    def __init__(self) -> None:
+        self.held = contextlib.ExitStack()  # a continued search's lock on its sweep directory
+
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         if cluster.is_secondary() or cluster.is_restart():
             return  # joins (or continues in) the directory its first process claimed
+        choice = config.hydra.runtime.choices.get("hparams_search")
+        if choice or _search(config):  # without -m the sweeper never runs: the search would be silently ignored
+            given = f"hparams_search={choice}" if choice else "hydra/sweeper=optuna"
+            raise ConfigExit(f"{given}: a search runs as a sweep; add -m (python experiments/run.py -m {given} ...)")
         explicit = _overridden(config, "hydra.run.dir") or bool(os.environ.get(cluster.STAMP_ENV))
         _check_name(config)
         try:
@@ -60,18 +74,36 @@ class RunDirectories(Callback):
             return
         explicit = _overridden(config, "hydra.sweep.dir") or bool(os.environ.get(SWEEP_DIR_ENV))
         _check_name(config)
+        search = _search(config)
+        if search:
+            from experiments import search as hparams_search
+            from hydra_plugins.dlf_optuna_sweeper.optuna_sweeper import SearchError
+
+            try:
+                jobs = hparams_search.check(config)  # the options and the space, before anything is created
+            except SearchError as exc:
+                raise ConfigExit(" ".join(str(exc).split())) from exc
+        else:
+            jobs = sweep_jobs(list(config.hydra.overrides.task))
+        continuing = search and explicit and hparams_search.continues(config, Path(config.hydra.sweep.dir))
         try:
-            path = rundir.claim(config.hydra.sweep.dir, "hydra.sweep.dir", unique=not explicit, marker=rundir.SWEEP_CLAIM)
+            if continuing:
+                path = Path(config.hydra.sweep.dir)  # the same search again: it continues (the sweeper counts finished trials)
+                self.held.enter_context(rundir.locked(path, "hydra.sweep.dir"))
+            else:
+                path = rundir.claim(config.hydra.sweep.dir, "hydra.sweep.dir", unique=not explicit, marker=rundir.SWEEP_CLAIM)
         except rundir.ClaimError as exc:
             raise ConfigExit(str(exc)) from exc
         path = path.resolve()
         with read_write(config.hydra.sweep):
             config.hydra.sweep.dir = str(path)
         os.environ[SWEEP_DIR_ENV] = str(path)  # DDP's extra processes of each job join this folder
-        if str(config.hydra.sweeper.get("_target_", "")).endswith("BasicSweeper"):
-            problems = check_jobs(config, config_name or "train")
+        if search or str(config.hydra.sweeper.get("_target_", "")).endswith("BasicSweeper"):
+            problems = check_jobs(config, config_name or "train", jobs, numbered=not search)
             if problems:
-                rundir.release(path)
+                self.held.close()
+                if not continuing:
+                    rundir.release(path)
                 raise ConfigExit("\n".join(problems), code=2)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -83,6 +115,11 @@ class RunDirectories(Callback):
         runs = summary.find_runs([sweep])
         if runs:  # summary.csv (a row per job, failed ones too) and summary.md (seeds pooled, by validation)
             summary.write(summary.rows(runs), sweep, f"Sweep {sweep.name}")
+        if _search(config):  # trials.csv and the figures; the sweeper wrote optimization_results.yaml
+            from experiments import search
+
+            search.report(config)
+        self.held.close()
         failed = sorted((json.loads(p.read_text()) for p in sweep.glob(f"*/{FAILED}")), key=lambda r: r["job"])
         if failed:
             jobs = ", ".join(f"job {r['job']} (exit {r['exit']})" for r in failed)
@@ -105,19 +142,50 @@ def sweep_jobs(overrides: list[str]) -> list[tuple[list[str], list[str]]]:
     return [([o for o, _ in job], [o for o, swept in job if swept]) for job in itertools.product(*axes)]
 
 
-def check_jobs(config: DictConfig, config_name: str) -> list[str]:
-    """One line for each job of the sweep whose settings are refused (empty when all are fine)."""
-    from hydra import compose
+class _Composer:
+    """A job's config for checking, composed once per choice of config groups (a composition takes
+    ~0.3 s): plain ``key=value`` overrides are then set on a copy, as Hydra would set them."""
 
+    def __init__(self, config_name: str, groups: set[str]):
+        self.config_name, self.groups, self.cache = config_name, groups, {}
+
+    def __call__(self, job: list[str]) -> DictConfig:
+        from hydra import compose
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+        from omegaconf import OmegaConf
+
+        composed, plain = [], []
+        for o in OverridesParser.create().parse_overrides(job):
+            key = o.get_key_element()
+            simple = o.type.name == "CHANGE" and key not in self.groups and not key.startswith("hydra")
+            (plain if simple else composed).append(o)
+        key = tuple(o.input_line for o in composed)
+        if key not in self.cache:
+            self.cache[key] = compose(config_name=self.config_name, overrides=list(key))
+        cfg = self.cache[key].copy()
+        for o in plain:
+            if OmegaConf.select(cfg, o.get_key_element(), default=_ABSENT) is _ABSENT:  # Hydra's own error for the key
+                return compose(config_name=self.config_name, overrides=job)
+            OmegaConf.update(cfg, o.get_key_element(), o.value(), force_add=False)
+        return cfg
+
+
+_ABSENT = object()
+
+
+def check_jobs(config: DictConfig, config_name: str, jobs: list[tuple[list[str], list[str]]], numbered: bool = True) -> list[str]:
+    """One line for each job (its overrides, and the ones that tell it apart) whose settings are
+    refused; empty when all are fine. ``numbered=False``: the jobs are a search's extreme values."""
     from experiments.build import check_components
     from experiments.preflight import preflight
 
     problems = []
     local = str(config.hydra.launcher.get("_target_", "")).endswith("BasicLauncher")  # else GPUs are checked where jobs run
-    for num, (job, swept) in enumerate(sweep_jobs(list(config.hydra.overrides.task))):
-        label = f"job {num} ({' '.join(swept) or 'no swept keys'})"
+    composed = _Composer(config_name, set(config.hydra.runtime.choices))
+    for num, (job, swept) in enumerate(jobs):
+        label = f"job {num} ({' '.join(swept) or 'no swept keys'})" if numbered else f"searched {' '.join(swept)}"
         try:
-            cfg = compose(config_name=config_name, overrides=job)
+            cfg = composed(job)
             preflight(cfg, local=local)
             check_components(cfg)
         except (ValueError, TypeError) as exc:  # ConfigError and the registries' errors: one line each
@@ -130,7 +198,8 @@ def check_jobs(config: DictConfig, config_name: str) -> list[str]:
                 raise
             problems.append(f"{label}: {message}")
     if problems:
-        problems.append(f"{len(problems)} of the sweep's jobs have bad settings; no job was run")
+        what = "the sweep's jobs have" if numbered else "the searched values give"
+        problems.append(f"{len(problems)} of {what} bad settings; no job was run")
     return problems
 
 

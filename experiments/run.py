@@ -84,11 +84,19 @@ def main(cfg: DictConfig) -> float | None:
         record_failure(run_dir, hydra_cfg.job.num, list(hydra_cfg.overrides.task), str(exc), code)  # the sweep goes on
         return None
     except Interrupted as exc:  # SIGTERM/SIGINT/SIGUSR1 with the state saved: exit 4, resume= continues (a sweep stops too)
+        from experiments.search import active, continue_message
+
+        if not single and active(hydra_cfg):
+            raise ConfigExit(continue_message(hydra_cfg, str(exc)), code=4) from exc
         raise ConfigExit(str(exc), code=4) from exc
     if single and is_rank_zero():
         print(f"run_dir: {run_dir}", flush=True)
     from experiments.results import selection_value
+    from experiments.search import pruned
 
+    stop = pruned(record)
+    if stop is not None:  # the search's pruner stopped it: the run is written, the sweeper records the trial as pruned
+        raise stop
     return selection_value(record)  # what a Hydra sweeper optimizes: validation only, never the test split
 
 
@@ -124,6 +132,11 @@ def stopped_message(exc: signals.Stopped) -> str:
         return f"stopped by {signal_name} before training started; nothing was kept (start the command again)"
     sweeps = [p for p in kept if (p / rundir.SWEEP_CLAIM).exists()]
     if sweeps:
+        from hydra_plugins.dlf_optuna_sweeper.optuna_sweeper import STORAGE_FILE
+
+        if (sweeps[-1] / STORAGE_FILE).exists():
+            return (f"stopped by {signal_name}; the search's finished trials are kept in {sweeps[-1]}; continue it with the "
+                    f"same command and hydra.sweep.dir={sweeps[-1]}")
         return f"stopped by {signal_name}; the sweep's finished jobs are kept in {sweeps[-1]}"
     path = kept[-1]
     if (path / "members").is_dir() or (path / "parts").is_dir():

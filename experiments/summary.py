@@ -3,7 +3,7 @@ folder (``hydra_callbacks.RunDirectories.on_multirun_end``), and ``python experi
 DIR ...`` makes the same table for any runs, sweeps or studies.
 
 ``summary.csv`` has a row per run (job number, overrides, validation and test metrics, epochs,
-wall_s, run dir, status: finished | failed | unfinished). ``summary.md`` groups the runs by
+wall_s, run dir, status: finished | pruned (a search's pruner stopped it) | failed | unfinished). ``summary.md`` groups the runs by
 configuration — the overrides without ``seed`` — pooling seeds (mean ± half-width of the 95%
 t-interval, n), sorted by the validation metric, which is what model selection reads; the test
 metrics stand beside it as information.
@@ -46,14 +46,14 @@ def _overrides(run: Path) -> list[str]:
 
 
 def _job_number(run: Path) -> int | None:
-    match = re.match(r"(\d+)_", run.name)
+    match = re.match(r"(\d+)(?:_|$)", run.name)
     return int(match.group(1)) if match else None
 
 
 def row(run: Path) -> dict[str, Any]:
     metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
     failed = json.loads((run / FAILED).read_text()) if (run / FAILED).is_file() else None
-    status = "finished" if metrics else "failed" if failed else "unfinished"
+    status = ("pruned" if metrics.get("pruned_at_epoch") is not None else "finished") if metrics else "failed" if failed else "unfinished"
     out: dict[str, Any] = {"job": _job_number(run), "overrides": " ".join(_overrides(run)), "status": status}
     out.update({k: v for k, v in sorted(metrics.items()) if k.startswith(("val/", "test/"))})
     out.update({"epochs": metrics.get("epochs"), "wall_s": metrics.get("wall_s"), "run_dir": str(run)})
@@ -123,7 +123,7 @@ def markdown(table: list[dict], key: str | None, title: str, common: list[str]) 
     for e in table:
         cells = [e["configuration"]]
         for m in metrics:
-            cells.append(f"{e[m]:.4f} ± {e[m + ' ±']:.4f}" if m in e else "")
+            cells.append("" if m not in e else f"{e[m]:.4f}" if e["n"] == 1 else f"{e[m]:.4f} ± {e[m + ' ±']:.4f}")
         cells += [str(e["n"]), str(e["not finished"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

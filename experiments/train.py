@@ -143,7 +143,10 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
         has_val = sizes["val"] > 0
         if has_val:
             check_monitor(cfg.callbacks.checkpoint.monitor, module)
-        trainer = build.build_trainer(cfg, run_dir, has_val=has_val)
+        from experiments.search import trial_report
+
+        report_to_trial = trial_report(module) if has_val else None  # an Optuna search's job, with a pruner
+        trainer = build.build_trainer(cfg, run_dir, has_val=has_val, extra_callbacks=[report_to_trial] if report_to_trial else [])
     except (ConfigError, ValueError, TypeError) as exc:
         raise ConfigError(str(exc)) from exc
     except (MemoryError, RuntimeError) as exc:
@@ -219,6 +222,8 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
         "test_checkpoint": str(Path(tested).relative_to(run_dir)) if tested else None,
         "wall_s": round(time.perf_counter() - start, 3),
     }
+    if report_to_trial is not None and report_to_trial.pruned_at is not None:
+        record["pruned_at_epoch"] = report_to_trial.pruned_at  # the search's pruner stopped it (run.py tells the sweeper)
     try:
         write_json_atomic(run_dir / "metrics.json", record)
     except OSError as exc:

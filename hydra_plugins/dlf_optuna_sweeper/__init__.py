@@ -1,0 +1,2 @@
+"""Hyperparameter search with Optuna as a Hydra sweeper: ``-m hydra/sweeper=optuna`` (see
+``optuna_sweeper.py``)."""
