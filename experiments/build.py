@@ -22,16 +22,13 @@ from callbacks.progress import progress_callbacks
 from datamodules.datasets import DATASETS
 from datamodules.mixing import MixConfig
 from datamodules.tensor_datamodule import TensorDataModule
+from lightning_modules import rebuild
 from lightning_modules.base import SupervisedModule
 from lightning_modules.classification import ClassificationModule
-from lightning_modules.losses import build_loss
 from lightning_modules.generative import MODULES as GENERATIVE_MODULES, GenerativeModule
 from lightning_modules.generative.levels import Levels
-from lightning_modules.nets import MODELS, build_net
-from lightning_modules.optimizers import optimizer_factory
+from lightning_modules.nets import MODELS
 from lightning_modules.regression import RegressionModule
-from lightning_modules.regularizers import Regularization
-from lightning_modules.schedulers import scheduler_factory
 
 LAST = "last"  # checkpoints/last.ckpt
 
@@ -90,19 +87,21 @@ def build_generative(cfg: DictConfig, dm: TensorDataModule) -> GenerativeModule:
     levels = Levels.fit(torch.from_numpy(dm._load()["train"][0]), hparams.pop("levels", None))
     module_kwargs = {k: hparams.pop(k) for k in module_keys if k in hparams}
     for key in ("generator_optimizer", "discriminator_optimizer"):
-        if module_kwargs.get(key) is not None:  # {name: ..., lr: ..., ...} → a factory like the optimizer group's
+        if module_kwargs.get(key) is not None:  # {name: ..., lr: ..., ...}: an optimizer spec like the optimizer group's
             spec = dict(module_kwargs[key])
             if "name" not in spec:
                 raise ValueError(f"model.{key}={spec}: needs a name (e.g. {{name: adam, lr: 2e-4}})")
+            spec = {"weight_decay": reg.weight_decay, "decay_all": reg.decay_all, **spec}
             try:
                 if not (isinstance(spec.get("lr"), (int, float)) and spec["lr"] > 0):
                     raise ValueError(f"optimizer.lr={spec.get('lr')}: must be a number > 0")
-                module_kwargs[key] = optimizer_factory(spec.pop("name"), weight_decay=reg.weight_decay, decay_all=reg.decay_all, **spec)
+                rebuild.optimizer(spec)  # checked here, where its keys can be named
             except ValueError as exc:  # the factory names the optimizer group's keys; these live under model.<key>
                 raise ValueError(str(exc).replace("optimizer.", f"model.{key}.", 1)) from exc
-    net = build_net(name, dm.input_shape, dm.info.kind, levels.count, **hparams)
-    optimizer, scheduler = build_optimization(cfg)
-    return module_class(net, levels, optimizer, scheduler, **module_kwargs)
+            module_kwargs[key] = spec
+    spec = {"net": net_spec(name, dm, levels.count, hparams), "levels": {"low": levels.low, "high": levels.high, "count": levels.count},
+            **optimization_spec(cfg)}
+    return module_class(rebuild=spec, **module_kwargs)
 
 
 def build_module(cfg: DictConfig, dm: TensorDataModule) -> SupervisedModule | GenerativeModule:
@@ -112,36 +111,38 @@ def build_module(cfg: DictConfig, dm: TensorDataModule) -> SupervisedModule | Ge
     return module
 
 
-def build_optimization(cfg: DictConfig):
-    """The optimizer and scheduler factories (checked against their registries; no network needed)."""
+def optimization_spec(cfg: DictConfig) -> dict[str, dict]:
+    """The optimizer and scheduler as plain specs (``lightning_modules/rebuild.py``)."""
     reg, opt_hparams = cfg.regularization, _without_name(cfg.optimizer)
     if "weight_decay" in opt_hparams:
         raise ValueError("optimizer.weight_decay: not an optimizer key; set regularization.weight_decay (and regularization.decay_all)")
-    optimizer = optimizer_factory(cfg.optimizer.name, weight_decay=reg.weight_decay, decay_all=reg.decay_all, **opt_hparams)
-    return optimizer, scheduler_factory(cfg.scheduler.name, **_without_name(cfg.scheduler))
+    return {"optimizer": {"name": cfg.optimizer.name, "weight_decay": reg.weight_decay, "decay_all": reg.decay_all, **opt_hparams},
+            "scheduler": {"name": cfg.scheduler.name, **_without_name(cfg.scheduler)}}
 
 
-def build_supervised_loss(cfg: DictConfig, task: str):
-    return build_loss(cfg.loss.name, task, label_smoothing=cfg.regularization.label_smoothing, delta=cfg.loss.delta)
+def loss_spec(cfg: DictConfig, task: str) -> dict[str, Any]:
+    return {"name": cfg.loss.name, "task": task, "label_smoothing": cfg.regularization.label_smoothing, "delta": cfg.loss.delta}
+
+
+def net_spec(name: str, dm: TensorDataModule, num_outputs: int, hparams: dict) -> dict[str, Any]:
+    return {"name": name, "input_shape": list(dm.input_shape), "kind": dm.info.kind, "num_outputs": int(num_outputs), "hparams": hparams}
 
 
 def check_components(cfg: DictConfig) -> None:
     """What can be refused without reading data: the optimizer, scheduler and loss settings (a sweep
     checks every job with it before the first starts)."""
-    build_optimization(cfg)
+    specs = optimization_spec(cfg)
+    rebuild.optimizer(specs["optimizer"]), rebuild.scheduler(specs["scheduler"])
     if not is_generative(cfg.model.name):
-        build_supervised_loss(cfg, DATASETS.get(cfg.data.name, key="data").info["task"])
+        rebuild.loss(loss_spec(cfg, DATASETS.get(cfg.data.name, key="data").info["task"]))
 
 
 def build_supervised(cfg: DictConfig, dm: TensorDataModule) -> SupervisedModule:
     reg = cfg.regularization
-    net = build_net(cfg.model.name, dm.input_shape, dm.info.kind, dm.num_outputs, dropout=reg.dropout, batch_norm=reg.batch_norm, **_without_name(cfg.model))
-    loss = build_supervised_loss(cfg, dm.task)
-    optimizer, scheduler = build_optimization(cfg)
-    in_step = Regularization(l1=reg.l1, l2=reg.l2, decay_all=reg.decay_all, input_noise=reg.input_noise, weight_noise=reg.weight_noise)
-    if dm.task == "classification":
-        return ClassificationModule(net, loss, optimizer, scheduler, in_step, num_classes=dm.num_outputs)
-    return RegressionModule(net, loss, optimizer, scheduler, in_step)
+    spec = {"net": net_spec(cfg.model.name, dm, dm.num_outputs, {"dropout": reg.dropout, "batch_norm": reg.batch_norm, **_without_name(cfg.model)}),
+            "loss": loss_spec(cfg, dm.task), **optimization_spec(cfg),
+            "regularization": {k: reg[k] for k in ("l1", "l2", "decay_all", "input_noise", "weight_noise")}}
+    return (ClassificationModule if dm.task == "classification" else RegressionModule)(rebuild=spec)
 
 
 def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[list[Callback], bool]:

@@ -53,6 +53,8 @@ def main(cfg: DictConfig) -> float | None:
     try:
         if cfg.study.name != "none":
             return study(cfg, run_dir, single)
+        if cfg.eval.run is not None:
+            return evaluate(cfg, hydra_cfg, run_dir, single)
         if cfg.resume is None and cluster.is_restart() and (run_dir / "metrics.json").exists():
             record = json.loads((run_dir / "metrics.json").read_text())  # a requeued job whose run had finished: nothing to redo
         elif cfg.resume is None and cluster.is_restart() and latest_checkpoint(run_dir):
@@ -98,6 +100,36 @@ def main(cfg: DictConfig) -> float | None:
     if stop is not None:  # the search's pruner stopped it: the run is written, the sweeper records the trial as pruned
         raise stop
     return selection_value(record)  # what a Hydra sweeper optimizes: validation only, never the test split
+
+
+def evaluate(cfg: DictConfig, hydra_cfg, fresh_dir: Path, single: bool) -> None:
+    """``eval=<run_dir>``: test a finished run's checkpoint again (on ``eval.data``), into <run_dir>/eval/."""
+    from experiments import evaluate as evaluation
+
+    if not single:
+        raise ConfigError(f"eval.run={cfg.eval.run}: evaluates one run; drop -m")
+    given = [o for o in hydra_cfg.overrides.task]
+    data_overrides = [o for o in given if o.startswith("data.")]
+    others = [o for o in given if not o.startswith(("eval.", "callbacks.progress=", "hydra.", "data."))]
+    if others or (data_overrides and cfg.eval.data is None):
+        raise ConfigError(f"eval.run={cfg.eval.run}: tests the run with its own saved config (only eval.ckpt, eval.data and, with "
+                          f"eval.data, data.* keys may be given); drop {' '.join(others or data_overrides)}")
+    rundir.release(fresh_dir)  # nothing is written here: the results go to <run_dir>/eval/
+    target = Path(cfg.eval.run).resolve()
+    evaluation.saved_config(target, "eval")
+    try:
+        data = None
+        if cfg.eval.data is not None:
+            from hydra import compose
+
+            from datamodules.datasets import DATASETS
+
+            DATASETS.get(str(cfg.eval.data), key="eval.data")
+            data = compose(config_name="train", overrides=[f"data={cfg.eval.data}", *data_overrides]).data
+        evaluation.evaluate(target, str(cfg.eval.ckpt), data)
+    except (ValueError, TypeError) as exc:  # the registries' and the builders' one-line errors
+        raise ConfigError(str(exc)) from exc
+    return None
 
 
 def own(path: Path, key: str):
@@ -148,6 +180,7 @@ def cli() -> int:
     from experiments.errors import config_error_message
 
     signals.started()
+    sys.argv = [f"eval.run={a[5:]}" if a.startswith("eval=") else a for a in sys.argv]  # eval=<run_dir> is short for eval.run=
     try:
         stamp = cluster.run_stamp(argv=sys.argv[1:])  # torchrun / srun: every process (every node) names the same run directory
         if stamp:

@@ -35,13 +35,26 @@ class SupervisedModule(pl.LightningModule):
 
     def __init__(
         self,
-        net: nn.Module,
-        loss: nn.Module,
-        optimizer: OptimizerFactory,
+        net: Optional[nn.Module] = None,
+        loss: Optional[nn.Module] = None,
+        optimizer: Optional[OptimizerFactory] = None,
         scheduler: Optional[SchedulerFactory] = None,
         regularization: Regularization = Regularization(),
+        rebuild: Optional[dict] = None,
     ):
+        """The parts as objects, or ``rebuild``: their plain spec (``lightning_modules/rebuild.py``),
+        which the checkpoint then carries, so ``load_from_checkpoint(path)`` needs nothing else."""
         super().__init__()
+        if rebuild is not None:
+            if net is not None:
+                raise TypeError("give the parts (net, loss, optimizer, ...) or rebuild=<spec>, not both")
+            from lightning_modules import rebuild as parts
+
+            net, loss, optimizer, scheduler, regularization = parts.supervised(rebuild).values()
+            # the init arguments of the whole class chain (rebuild, num_classes); TensorBoard gets the run's own HParams
+            self.save_hyperparameters(ignore=["net", "loss", "optimizer", "scheduler", "regularization"], logger=False)
+        elif net is None or loss is None or optimizer is None:
+            raise TypeError("needs net, loss and optimizer, or rebuild=<spec>")
         self.net = net
         self.loss_fn = loss
         self.optimizer_factory = optimizer

@@ -11,8 +11,12 @@ from lightning_modules.base import SupervisedModule
 class ClassificationModule(SupervisedModule):
     headline = ("acc", "max")
 
-    def __init__(self, *args, num_classes: int, **kwargs):
+    def __init__(self, *args, num_classes: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        if num_classes is None and kwargs.get("rebuild") is not None:
+            num_classes = kwargs["rebuild"]["net"]["num_outputs"]
+        if num_classes is None:
+            raise TypeError("num_classes: needed (or rebuild=<spec>)")
         if num_classes < 2:
             raise ValueError(f"num_classes={num_classes}: a classifier needs at least 2")
         self.num_classes = num_classes

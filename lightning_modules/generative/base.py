@@ -29,8 +29,21 @@ class GenerativeModule(pl.LightningModule):
         """The epoch metrics a run logs (what callbacks.checkpoint.monitor may name)."""
         return {f"val/{t}" for t in self.TERMS} | {f"train/{t}" for t in self.TRAIN_TERMS or self.TERMS} | {"val/loss_best"}
 
-    def __init__(self, net: nn.Module, levels: Levels, optimizer: OptimizerFactory, scheduler: Optional[SchedulerFactory] = None):
+    def __init__(self, net: Optional[nn.Module] = None, levels: Optional[Levels] = None, optimizer: Optional[OptimizerFactory] = None,
+                 scheduler: Optional[SchedulerFactory] = None, rebuild: Optional[dict] = None):
+        """The parts as objects, or ``rebuild``: their plain spec (``lightning_modules/rebuild.py``);
+        a family's own keys (the VAE's beta, ...) are saved beside it, so ``load_from_checkpoint(path)``
+        needs nothing else."""
         super().__init__()
+        if rebuild is not None:
+            if net is not None:
+                raise TypeError("give the parts (net, levels, optimizer, ...) or rebuild=<spec>, not both")
+            from lightning_modules import rebuild as parts
+
+            net, levels, optimizer, scheduler = parts.generative(rebuild).values()
+            self.save_hyperparameters(ignore=["net", "levels", "optimizer", "scheduler"], logger=False)
+        elif net is None or levels is None or optimizer is None:
+            raise TypeError("needs net, levels and optimizer, or rebuild=<spec>")
         self.net, self.levels = net, levels
         self.shape = tuple(net.shape)
         self.dims = math.prod(self.shape)  # values per sample: bits per dimension divide by it

@@ -20,12 +20,16 @@ class GANModule(GenerativeModule):
     TERMS = ("loss", "mmd")  # validation: the MMD to the validation split
     TRAIN_TERMS = ("d_loss", "g_loss", "d_real", "d_fake")
     takes_scheduler = False  # two optimizers stepped by hand
-    def __init__(self, *args, generator_optimizer: Optional[OptimizerFactory] = None,
-                 discriminator_optimizer: Optional[OptimizerFactory] = None, **kwargs):
+    def __init__(self, *args, generator_optimizer: Optional[OptimizerFactory | dict] = None,
+                 discriminator_optimizer: Optional[OptimizerFactory | dict] = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.automatic_optimization = False
-        self.g_factory = generator_optimizer or self.optimizer_factory
-        self.d_factory = discriminator_optimizer or self.optimizer_factory
+        from lightning_modules.rebuild import optimizer
+
+        def own(given):  # a spec ({name, lr, ...}, as a checkpoint carries it), a factory, or None: the optimizer group's
+            return optimizer(given) if isinstance(given, dict) else given or self.optimizer_factory
+
+        self.g_factory, self.d_factory = own(generator_optimizer), own(discriminator_optimizer)
 
     def configure_optimizers(self):
         return [self.g_factory(self.net.generator), self.d_factory(self.net.discriminator)]
