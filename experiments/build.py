@@ -91,8 +91,8 @@ def build_generative(cfg: DictConfig, dm: TensorDataModule) -> GenerativeModule:
             spec = dict(module_kwargs[key])
             if "name" not in spec:
                 raise ValueError(f"model.{key}={spec}: needs a name (e.g. {{name: adam, lr: 2e-4}})")
-            spec = {"weight_decay": reg.weight_decay, "decay_all": reg.decay_all, **spec}
             try:
+                spec = _routed(f"model.{key}", spec, {"weight_decay": reg.weight_decay, "decay_all": reg.decay_all})
                 if not (isinstance(spec.get("lr"), (int, float)) and spec["lr"] > 0):
                     raise ValueError(f"optimizer.lr={spec.get('lr')}: must be a number > 0")
                 rebuild.optimizer(spec)  # checked here, where its keys can be named
@@ -111,12 +111,20 @@ def build_module(cfg: DictConfig, dm: TensorDataModule) -> SupervisedModule | Ge
     return module
 
 
+def _routed(group: str, given: dict, routed: dict) -> dict:
+    """``given`` (a group's keys) with the regularization keys routed into it; a key set in both places is refused."""
+    for key in routed:
+        if key in given:
+            raise ValueError(f"{group}.{key}: not {'an optimizer' if 'optimizer' in group else 'a model'} key; set regularization.{key}"
+                             + (" (and regularization.decay_all)" if key == "weight_decay" else ""))
+    return {**given, **routed}
+
+
 def optimization_spec(cfg: DictConfig) -> dict[str, dict]:
     """The optimizer and scheduler as plain specs (``lightning_modules/rebuild.py``)."""
-    reg, opt_hparams = cfg.regularization, _without_name(cfg.optimizer)
-    if "weight_decay" in opt_hparams:
-        raise ValueError("optimizer.weight_decay: not an optimizer key; set regularization.weight_decay (and regularization.decay_all)")
-    return {"optimizer": {"name": cfg.optimizer.name, "weight_decay": reg.weight_decay, "decay_all": reg.decay_all, **opt_hparams},
+    reg = cfg.regularization
+    decay = {"weight_decay": reg.weight_decay, "decay_all": reg.decay_all}
+    return {"optimizer": {"name": cfg.optimizer.name, **_routed("optimizer", _without_name(cfg.optimizer), decay)},
             "scheduler": {"name": cfg.scheduler.name, **_without_name(cfg.scheduler)}}
 
 
@@ -139,7 +147,8 @@ def check_components(cfg: DictConfig) -> None:
 
 def build_supervised(cfg: DictConfig, dm: TensorDataModule) -> SupervisedModule:
     reg = cfg.regularization
-    spec = {"net": net_spec(cfg.model.name, dm, dm.num_outputs, {"dropout": reg.dropout, "batch_norm": reg.batch_norm, **_without_name(cfg.model)}),
+    hparams = _routed("model", _without_name(cfg.model), {"dropout": reg.dropout, "batch_norm": reg.batch_norm})
+    spec = {"net": net_spec(cfg.model.name, dm, dm.num_outputs, hparams),
             "loss": loss_spec(cfg, dm.task), **optimization_spec(cfg),
             "regularization": {k: reg[k] for k in ("l1", "l2", "decay_all", "input_noise", "weight_noise")}}
     return (ClassificationModule if dm.task == "classification" else RegressionModule)(rebuild=spec)

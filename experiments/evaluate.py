@@ -47,7 +47,7 @@ def checkpoint(run_dir: Path, which: str, key: str = "eval.ckpt") -> Path:
     elif which == "last":
         path = run_dir / "checkpoints" / "last.ckpt"
     else:
-        path = Path(which)
+        path = Path(which).resolve()
     if not path.is_file():
         raise ConfigError(f"{key}={which}: no such checkpoint ({path}); accepted: {', '.join(CHECKPOINTS)} or a checkpoint file")
     check_checkpoint(path, key)
@@ -119,5 +119,5 @@ def evaluate(run_dir: Path, ckpt: str, data: DictConfig | None = None) -> dict[s
         n += 1
     write_json_atomic(out, record)
     print_table(f"eval on {dm.name}", metrics)
-    print(f"eval: {Path(record['checkpoint']).relative_to(Path(run_dir).resolve())} on {dm.name} → {out}", flush=True)
+    print(f"eval: {record['checkpoint']} on {dm.name} → {out}", flush=True)
     return record

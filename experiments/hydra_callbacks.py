@@ -80,18 +80,19 @@ class RunDirectories(Callback):
             from hydra_plugins.dlf_optuna_sweeper.optuna_sweeper import SearchError
 
             try:
-                jobs = hparams_search.check(config)  # the options and the space, before anything is created
-            except SearchError as exc:
+                jobs = hparams_search.check(config)  # the options, the space and the direction, before anything is created
+                continuing = explicit and hparams_search.continues(config, Path(config.hydra.sweep.dir))
+            except (SearchError, ValueError) as exc:  # (Hydra would turn any other exception here into a warning)
                 raise ConfigExit(" ".join(str(exc).split())) from exc
         else:
-            jobs = sweep_jobs(list(config.hydra.overrides.task))
-        continuing = search and explicit and hparams_search.continues(config, Path(config.hydra.sweep.dir))
+            jobs, continuing = sweep_jobs(list(config.hydra.overrides.task)), False
         try:
-            if continuing:
-                path = Path(config.hydra.sweep.dir)  # the same search again: it continues (the sweeper counts finished trials)
-                self.held.enter_context(rundir.locked(path, "hydra.sweep.dir"))
+            if continuing:  # the same search again: it continues (the sweeper counts finished trials)
+                path = Path(config.hydra.sweep.dir)
             else:
                 path = rundir.claim(config.hydra.sweep.dir, "hydra.sweep.dir", unique=not explicit, marker=rundir.SWEEP_CLAIM)
+            if search:  # held until the search ends: a second invocation on the same folder is refused while it runs
+                self.held.enter_context(rundir.locked(path, "hydra.sweep.dir"))
         except rundir.ClaimError as exc:
             raise ConfigExit(str(exc)) from exc
         path = path.resolve()
@@ -106,20 +107,40 @@ class RunDirectories(Callback):
                     rundir.release(path)
                 raise ConfigExit("\n".join(problems), code=2)
 
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        """A sweep job that raised an unexpected exception: its traceback, and failed.json so that the
+        sweep's summary and exit status count it (exit 1). Single runs re-raise it themselves."""
+        from hydra.core.utils import JobStatus
+
+        if job_return.status != JobStatus.FAILED or config.hydra.mode.name != "MULTIRUN" or cluster.is_secondary():
+            return
+        try:
+            job_return.return_value
+        except Exception as exc:  # noqa: BLE001 — what the job raised
+            if type(exc).__name__ == "TrialPruned":  # the search's pruner stopped it: not a failure
+                return
+            import traceback
+
+            traceback.print_exception(exc, file=sys.stderr)
+            record_failure(Path(config.hydra.runtime.output_dir), config.hydra.job.num, list(config.hydra.overrides.task),
+                           f"{type(exc).__name__}: {exc}", 1)
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if cluster.is_secondary():
             return
         from experiments import summary
 
         sweep = Path(config.hydra.sweep.dir)
-        runs = summary.find_runs([sweep])
-        if runs:  # summary.csv (a row per job, failed ones too) and summary.md (seeds pooled, by validation)
-            summary.write(summary.rows(runs), sweep, f"Sweep {sweep.name}")
-        if _search(config):  # trials.csv and the figures; the sweeper wrote optimization_results.yaml
-            from experiments import search
+        try:
+            runs = summary.find_runs([sweep])
+            if runs:  # summary.csv (a row per job, failed ones too) and summary.md (seeds pooled, by validation)
+                summary.write(summary.rows(runs), sweep, f"Sweep {sweep.name}")
+            if _search(config):  # trials.csv and the figures; the sweeper wrote optimization_results.yaml
+                from experiments import search
 
-            search.report(config)
-        self.held.close()
+                search.report(config)
+        finally:
+            self.held.close()
         failed = sorted((json.loads(p.read_text()) for p in sweep.glob(f"*/{FAILED}")), key=lambda r: r["job"])
         if failed:
             jobs = ", ".join(f"job {r['job']} (exit {r['exit']})" for r in failed)
@@ -154,11 +175,13 @@ class _Composer:
         from hydra.core.override_parser.overrides_parser import OverridesParser
         from omegaconf import OmegaConf
 
+        overrides = OverridesParser.create().parse_overrides(job)
+        if any(o.type.name != "CHANGE" for o in overrides):  # +, ++, ~: composed whole, in Hydra's order
+            return compose(config_name=self.config_name, overrides=job)
         composed, plain = [], []
-        for o in OverridesParser.create().parse_overrides(job):
+        for o in overrides:
             key = o.get_key_element()
-            simple = o.type.name == "CHANGE" and key not in self.groups and not key.startswith("hydra")
-            (plain if simple else composed).append(o)
+            (plain if key not in self.groups and not key.startswith("hydra") else composed).append(o)
         key = tuple(o.input_line for o in composed)
         if key not in self.cache:
             self.cache[key] = compose(config_name=self.config_name, overrides=list(key))

@@ -16,7 +16,6 @@ from typing import Any
 from omegaconf import DictConfig
 
 from hydra_plugins.dlf_optuna_sweeper import optuna_sweeper as sweeper
-from experiments.validation import ConfigError
 
 TRIALS_CSV = "trials.csv"
 FIGURES = "figures"
@@ -27,11 +26,26 @@ def active(hydra_config: Any) -> bool:
     return sweeper.is_optuna_sweeper(hydra_config.get("sweeper"))
 
 
+def objective(config: DictConfig) -> tuple[str, str]:
+    """The value a job returns (run.py: the validation headline) and the direction that improves it."""
+    from datamodules.datasets import DATASETS
+    from experiments.build import is_generative
+
+    if is_generative(config.model.name):
+        return "val/loss_best", "minimize"
+    task = DATASETS.get(config.data.name, key="data").info["task"]
+    return ("val/acc_best", "maximize") if task == "classification" else ("val/mse_best", "minimize")
+
+
 def check(config: DictConfig) -> list[tuple[list[str], list[str]]]:
     """The search's options and space, before anything is created (raises the sweeper's one-line
     SearchError); returns the jobs to check whole: every choice and both ends of every range, one
     key at a time (the others as configured)."""
     sweeper.check(config.hydra.sweeper)
+    metric, direction = objective(config)
+    if config.hydra.sweeper.direction != direction:
+        raise sweeper.SearchError(f"hydra.sweeper.direction={config.hydra.sweeper.direction}: each trial returns {metric}, which "
+                                  f"is better {'higher' if direction == 'maximize' else 'lower'}; use hydra.sweeper.direction={direction}")
     space, fixed = sweeper.search_space(config.hydra.sweeper.params, list(config.hydra.overrides.task), config)
     values = {k: list(d.choices) if hasattr(d, "choices") else [d.low, d.high] for k, d in space.items()}
     return [([*fixed, f"{key}={sweeper.format_value(v)}"], [f"{key}={sweeper.format_value(v)}"])
@@ -46,15 +60,36 @@ def continue_message(hydra_config: Any, stopped: str) -> str:
             "interrupted and not counted)")
 
 
+CONTINUE_MAY_CHANGE = ("n_trials", "n_jobs")  # what a continued search may set anew
+
+
+def _search_settings(config: DictConfig) -> dict:
+    from omegaconf import OmegaConf
+
+    options = OmegaConf.to_container(config.hydra.sweeper, resolve=False)
+    for key in CONTINUE_MAY_CHANGE:
+        options.pop(key, None)
+    return {"sweeper": options, "overrides": list(config.hydra.overrides.task)}
+
+
 def continues(config: DictConfig, sweep_dir: Path) -> bool:
-    """``hydra.sweep.dir`` names an earlier search with the same study: this invocation continues it."""
+    """``hydra.sweep.dir`` names an earlier search: this invocation continues it when its settings
+    are the same (only n_trials and n_jobs may change); another search there is refused."""
     from omegaconf import OmegaConf
 
     saved = sweep_dir / "multirun.yaml"
     if not saved.is_file() or saved.stat().st_size == 0:
         return False
-    earlier = OmegaConf.load(saved).hydra.get("sweeper")
-    return sweeper.is_optuna_sweeper(earlier) and earlier.get("study_name") == config.hydra.sweeper.study_name
+    earlier = OmegaConf.load(saved)
+    if not sweeper.is_optuna_sweeper(earlier.hydra.get("sweeper")):
+        return False  # not a search: claiming it is refused as for any sweep folder
+    before, now = _search_settings(earlier), _search_settings(config)
+    if before != now:
+        changed = sorted({k for k in {**before["sweeper"], **now["sweeper"]} if before["sweeper"].get(k) != now["sweeper"].get(k)})
+        what = f"hydra.sweeper.{', hydra.sweeper.'.join(changed)}" if changed else f"the overrides ({' '.join(before['overrides'])})"
+        raise sweeper.SearchError(f"hydra.sweep.dir={sweep_dir}: holds another search ({what} differ); continue it with its own "
+                                  f"command (only hydra.sweeper.n_trials and n_jobs may change) or choose a new hydra.sweep.dir")
+    return True
 
 
 def trial_report(module):
@@ -66,14 +101,10 @@ def trial_report(module):
     hc = HydraConfig.get()
     if hc.mode.name != "MULTIRUN" or not active(hc) or hc.sweeper.pruner == "none":
         return None
-    name, mode = module.headline
-    wanted = "maximize" if mode == "max" else "minimize"
-    if hc.sweeper.direction != wanted:
-        raise ConfigError(f"hydra.sweeper.direction={hc.sweeper.direction}: this run's objective val/{name}_best is better when "
-                          f"{'higher' if mode == 'max' else 'lower'}; use hydra.sweeper.direction={wanted}")
     from callbacks.trial_report import TrialReport
 
-    return TrialReport(sweeper.trial_of_job(hc.sweeper, hc.sweep.dir, hc.job.num), f"val/{name}")
+    # the sweep checked hydra.sweeper.direction against this headline before it started (check)
+    return TrialReport(sweeper.trial_of_job(hc.sweeper, hc.sweep.dir, hc.job.num), f"val/{module.headline[0]}")
 
 
 def pruned(record: dict) -> BaseException | None:

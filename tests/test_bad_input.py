@@ -25,6 +25,7 @@ CASES = {
     "unknown registry name": (["model.activation=swish"], "error: model.activation='swish': unknown; valid: elu, gelu, leaky_relu, relu"),
     "key the optimizer lacks": (["optimizer=sgd", "+optimizer.betas=[0.9,0.99]"], "error: optimizer.betas: not accepted by optimizer 'sgd'"),
     "weight decay on the optimizer": (["+optimizer.weight_decay=0.1"], "error: optimizer.weight_decay: not an optimizer key; set regularization.weight_decay"),
+    "dropout on the model": (["+model.dropout=0.2"], "error: model.dropout: not a model key; set regularization.dropout"),
     "plateau without validation": (["scheduler=plateau", "data.val_fraction=0", "test_ckpt=last"], "error: scheduler=plateau monitors val/loss"),
     "negative l2": (["regularization.l2=-1e-4"], "error: regularization.l2=-0.0001: must be a number >= 0"),
     "sam rho zero": (["optimizer=sam", "optimizer.rho=0"], "error: optimizer.rho=0: must be a number > 0"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -84,9 +85,10 @@ def test_eval_retests_a_run_exactly_and_leaves_it_untouched(cli, digits_run, tmp
     result = json.loads(written[-1].read_text())
     assert result["test/acc"] == record["test/acc"] and result["test/loss"] == record["test/loss"]  # exactly
     assert result["checkpoint"] == str(run_dir / record["test_checkpoint"]) and result["data"] == "digits"
-    code, _, err = cli(f"eval={run_dir}", "eval.ckpt=last")
+    last = os.path.relpath(run_dir / "checkpoints" / "last.ckpt", tmp_path)  # a path, relative to where the command runs
+    code, _, err = cli(f"eval={run_dir}", f"eval.ckpt={last}")
     assert code == 0, err
-    assert json.loads(sorted((run_dir / "eval").glob("*.json"))[-1].read_text())["checkpoint"].endswith("last.ckpt")
+    assert json.loads(sorted((run_dir / "eval").glob("*.json"))[-1].read_text())["checkpoint"] == str(run_dir / "checkpoints" / "last.ckpt")
     assert len(list((run_dir / "eval").glob("*.json"))) == 2  # two in the same second are both kept
     assert _files(run_dir) == before  # the run's own files are never modified
     runs = tmp_path / "outputs" / "runs"

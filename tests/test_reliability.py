@@ -9,10 +9,10 @@ from conftest import run_cli
 
 
 def test_nan_loss_stops_at_its_step_and_keeps_the_last_good_checkpoint(train_run, tmp_path, monkeypatch):
-    import experiments.build as build
+    import lightning_modules.losses as losses
     from experiments.train import TrainingFailed
 
-    real = build.build_loss
+    real = losses.build_loss  # what the module's rebuild spec calls (lightning_modules/rebuild.py)
 
     def poisoned(*args, **kwargs):
         loss, calls = real(*args, **kwargs), {"train": 0}
@@ -28,7 +28,7 @@ def test_nan_loss_stops_at_its_step_and_keeps_the_last_good_checkpoint(train_run
 
         return Poisoned()
 
-    monkeypatch.setattr(build, "build_loss", poisoned)
+    monkeypatch.setattr(losses, "build_loss", poisoned)
     with pytest.raises(TrainingFailed, match=r"^train/loss is nan at step 25 \(epoch 2\); the run stopped .* the last good checkpoint is kept: .*last\.ckpt$"):
         train_run("trainer.max_epochs=5")  # digits: 20 steps an epoch, so step 25 is in epoch 2
     last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)

@@ -85,7 +85,11 @@ def test_a_search_writes_consistent_files_and_continues_after_an_interruption(cl
     assert [(r["number"], r["state"]) for r in rows] == [("0", "complete"), ("1", "complete"), ("2", "complete"),
                                                          ("3", "interrupted"), ("4", "complete")]
     assert {r["number"]: (Path(r["run_dir"]) / "metrics.json").stat().st_mtime_ns for r in rows[:3]} == finished  # not redone
+    params = [tuple(v for k, v in r.items() if k.startswith("params.")) for r in rows]
+    assert params[4] not in params[:3]  # the seeded sampler draws on; it does not replay the first invocation's trials
     assert yaml.safe_load((sweep / "optimization_results.yaml").read_text())["trials"] == {"complete": 4, "pruned": 0, "fail": 1}
+    code, _, err = cli("-m", "hparams_search=cnn_mnist1d", f"hydra.sweep.dir={sweep}")  # another search in the same folder
+    assert code == 2 and "holds another search" in error_lines(err)[0], err
 
 
 def test_pruned_trials_are_recorded_as_pruned_not_failed(cli, tmp_path):
@@ -106,16 +110,27 @@ def test_pruned_trials_are_recorded_as_pruned_not_failed(cli, tmp_path):
     assert {statuses[r["number"]] for r in pruned} == {"pruned"}
 
 
-def test_the_search_chooses_by_validation_when_test_disagrees(cli, tmp_path, monkeypatch):
+def test_the_search_chooses_by_validation_and_records_crashed_trials(cli, tmp_path, monkeypatch):
+    """lr 0.1 wins on validation, 0.2 on test; a trial with lr 0.3 crashes: it is recorded as failed
+    (its traceback printed, failed.json written), the search goes on and exits 1."""
     import experiments.train
 
-    monkeypatch.setattr(experiments.train, "train", _fake_train({0.1: (0.90, 0.50), 0.2: (0.60, 0.99)}))
+    fake = _fake_train({0.1: (0.90, 0.50), 0.2: (0.60, 0.99)})
+
+    def train(cfg, run_dir, **kwargs):
+        if cfg.optimizer.lr == 0.3:
+            raise KeyError("a bug")
+        return fake(cfg, run_dir, **kwargs)
+
+    monkeypatch.setattr(experiments.train, "train", train)
     sweep = tmp_path / "search"
-    code, _, err = cli("-m", "hydra/sweeper=optuna", "logger=none", "optimizer.lr=choice(0.1,0.2)", "hydra.sweeper.n_trials=6",
+    code, _, err = cli("-m", "hydra/sweeper=optuna", "logger=none", "optimizer.lr=choice(0.1,0.2,0.3)", "hydra.sweeper.n_trials=8",
                        "hydra.sweeper.sampler=random", "hydra.sweeper.seed=0", f"hydra.sweep.dir={sweep}")
-    assert code == 0, err
     rows = _trials(sweep)
-    assert {r["params.optimizer.lr"] for r in rows} == {"0.1", "0.2"}  # both tried
+    assert {r["params.optimizer.lr"] for r in rows} == {"0.1", "0.2", "0.3"}  # all tried
+    crashed = [r for r in rows if r["params.optimizer.lr"] == "0.3"]
+    assert code == 1 and "KeyError: 'a bug'" in err and {r["state"] for r in crashed} == {"fail"}
+    assert all(json.loads((Path(r["run_dir"]) / "failed.json").read_text())["error"] == "KeyError: 'a bug'" for r in crashed)
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert results["best_params"] == {"optimizer.lr": 0.1} and results["best_value"] == 0.90
 
@@ -126,6 +141,9 @@ def test_the_search_chooses_by_validation_when_test_disagrees(cli, tmp_path, mon
     (("hparams_search=mlp_digits", "optimizer.lrr=interval(0,1)"), "'optimizer.lrr' is not a config key"),
     (("hparams_search=mlp_digits", "hydra.sweeper.pruner=hyperband"), "hydra.sweeper.pruner=hyperband: unknown; accepted: none, median"),
     (("hparams_search=mlp_digits", "data.batch_size=choice(0,32)"), "searched data.batch_size=0: data.batch_size=0: must be an integer >= 1"),
+    (("hparams_search=mlp_digits", "data=regression_outliers"),
+     "hydra.sweeper.direction=maximize: each trial returns val/mse_best, which is better lower; use hydra.sweeper.direction=minimize"),
+    (("hparams_search=mlp_digits", "seed=tag(log, range(1, 10, 2))"), "tag log needs step 1"),
 ])
 def test_bad_search_settings_end_in_one_line_and_create_nothing(cli, tmp_path, args, message):
     code, _, err = cli("-m", *args, f"hydra.sweep.dir={tmp_path / 'search'}")

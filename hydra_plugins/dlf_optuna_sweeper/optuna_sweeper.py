@@ -88,28 +88,36 @@ def _distribution(key: str, value: str, sweep: Any):
     """An Optuna distribution for a parsed sweep (``value`` is how it was written), or None for a fixed value."""
     from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-    if isinstance(sweep, ChoiceSweep):
-        if not sweep.list:
-            raise SearchError(f"hydra.sweeper.params.{key}={value}: an empty choice")
-        return CategoricalDistribution(list(sweep.list))
-    if isinstance(sweep, RangeSweep):
-        start, stop, step = sweep.start, sweep.stop, sweep.step or 1
-        values = [start + i * step for i in range(max(0, math.ceil((stop - start) / step)))]
-        if not values or step <= 0:
-            raise SearchError(f"hydra.sweeper.params.{key}={value}: an empty range (stop is excluded; step must be > 0)")
-        if all(isinstance(v, int) for v in (start, stop, step)):
-            return IntDistribution(values[0], values[-1], step=step, log="log" in sweep.tags and step == 1)
-        return FloatDistribution(float(values[0]), float(values[-1]), step=float(step))
-    if isinstance(sweep, IntervalSweep):
+    if not isinstance(sweep, (ChoiceSweep, RangeSweep, IntervalSweep)):
+        return None
+    accepted = {ChoiceSweep: set(), RangeSweep: {"log"}, IntervalSweep: {"log", "int"}}[type(sweep)]
+    unknown = sorted(set(sweep.tags) - accepted)
+    if unknown:
+        raise SearchError(f"hydra.sweeper.params.{key}={value}: tag {', '.join(unknown)} does not apply to "
+                          f"{type(sweep).__name__.replace('Sweep', '').lower()}; accepted: {', '.join(sorted(accepted)) or 'none'}")
+    try:
+        if isinstance(sweep, ChoiceSweep):
+            if not sweep.list:
+                raise SearchError(f"hydra.sweeper.params.{key}={value}: an empty choice")
+            return CategoricalDistribution(list(sweep.list))
+        if isinstance(sweep, RangeSweep):
+            start, stop, step = sweep.start, sweep.stop, 1 if sweep.step is None else sweep.step
+            if not step > 0 or not stop > start:
+                raise SearchError(f"hydra.sweeper.params.{key}={value}: an empty range (stop is excluded; step must be > 0)")
+            values = [start + i * step for i in range(math.ceil((stop - start) / step))]
+            if "log" in sweep.tags and step != 1:
+                raise SearchError(f"hydra.sweeper.params.{key}={value}: tag log needs step 1 (Optuna samples a log range per integer)")
+            if all(isinstance(v, int) for v in (start, stop, step)):
+                return IntDistribution(values[0], values[-1], step=step, log="log" in sweep.tags)
+            return FloatDistribution(float(values[0]), float(values[-1]), step=float(step), log="log" in sweep.tags)
         low, high, tags = sweep.start, sweep.end, sweep.tags
-        unknown = sorted(set(tags) - {"log", "int"})
-        if unknown or not low < high or ("log" in tags and low <= 0):
-            raise SearchError(f"hydra.sweeper.params.{key}={value}: needs low < high (and low > 0 with tag log); "
-                              f"tags accepted: log, int{'; got ' + ', '.join(unknown) if unknown else ''}")
+        if not low < high or ("log" in tags and low <= 0):
+            raise SearchError(f"hydra.sweeper.params.{key}={value}: needs low < high (and low > 0 with tag log)")
         if "int" in tags:
             return IntDistribution(int(low), int(high), log="log" in tags)
         return FloatDistribution(float(low), float(high), log="log" in tags)
-    return None
+    except ValueError as exc:  # Optuna's own checks (e.g. an integer log range must start at 1 or above)
+        raise SearchError(f"hydra.sweeper.params.{key}={value}: {' '.join(str(exc).split())}") from exc
 
 
 def search_space(params: Dict[str, Any], arguments: Sequence[str], config: DictConfig) -> tuple[dict, list[str]]:
@@ -197,9 +205,10 @@ class OptunaSweeper(Sweeper):
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # this sweeper says what each trial ended with
         o = self.options
-        sampler = (optuna.samplers.TPESampler(seed=o.seed) if o.sampler == "tpe" else optuna.samplers.RandomSampler(seed=o.seed))
-        study = optuna.create_study(study_name=o.study_name, storage=storage_url(o, sweep_dir), sampler=sampler,
-                                    direction=o.direction, load_if_exists=True)
+        study = optuna.create_study(study_name=o.study_name, storage=storage_url(o, sweep_dir), direction=o.direction, load_if_exists=True)
+        # a continued search's sampler draws on from where the earlier invocations left off, not again from the same seed
+        seed = None if o.seed is None else o.seed + len(study.get_trials(deepcopy=False))
+        study.sampler = optuna.samplers.TPESampler(seed=seed) if o.sampler == "tpe" else optuna.samplers.RandomSampler(seed=seed)
         if study.direction.name.lower() != o.direction:
             raise SearchError(f"hydra.sweeper.direction={o.direction}: the study {o.study_name!r} in {storage_url(o, sweep_dir)} "
                               f"was started with direction {study.direction.name.lower()}")
@@ -216,10 +225,11 @@ class OptunaSweeper(Sweeper):
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         study = self._study(sweep_dir)
         interrupted = set(study.user_attrs.get("interrupted", []))
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-            study.tell(trial.number, state=TrialState.FAIL)  # left by an interrupted invocation (this one holds the sweep dir)
-            interrupted.add(trial.number)
-        study.set_user_attr("interrupted", sorted(interrupted))
+        if not self.options.storage:  # the sweep's own file, and the caller holds the sweep dir: a running trial was left by a stop
+            for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+                study.tell(trial.number, state=TrialState.FAIL)
+                interrupted.add(trial.number)
+            study.set_user_attr("interrupted", sorted(interrupted))
         done = sum(1 for t in study.get_trials(deepcopy=False) if t.state.is_finished() and t.number not in interrupted)
         if done:
             log.info(f"search {self.options.study_name}: {done} finished trial(s) kept, {max(0, self.options.n_trials - done)} to go")
@@ -227,10 +237,12 @@ class OptunaSweeper(Sweeper):
         while done < self.options.n_trials:
             trials = [study.ask(space) for _ in range(min(self.options.n_jobs, self.options.n_trials - done))]
             numbers = [t.number for t in trials]
-            assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), numbers  # one asker: consecutive
             batch = [[*fixed, *(f"{k}={format_value(t.params[k])}" for k in space)] for t in trials]
             self.validate_batch_is_legal(batch)
-            results = self.launcher.launch(batch, initial_job_idx=numbers[0])
+            if numbers == list(range(numbers[0], numbers[0] + len(numbers))):
+                results = self.launcher.launch(batch, initial_job_idx=numbers[0])
+            else:  # another process asks from the same storage: each job keeps its trial's number
+                results = [r for job, n in zip(batch, numbers) for r in self.launcher.launch([job], initial_job_idx=n)]
             for trial, result in zip(trials, results):
                 self._tell(study, trial, result)
             returns.append(results)
@@ -257,8 +269,8 @@ class OptunaSweeper(Sweeper):
             study.tell(trial, state=TrialState.PRUNED)
             log.info(f"trial {trial.number}: pruned")
             return
-        why = (f"the job failed ({type(result._return_value).__name__})" if result.status == JobStatus.FAILED
-               else f"the job returned {result.return_value!r}, not a finite number")
+        why = (f"the job raised {result._return_value!r}" if result.status == JobStatus.FAILED
+               else f"the job returned {result.return_value!r}, not a finite number (see its failed.json, if any)")
         log.warning(f"trial {trial.number}: {why}; recorded as failed")
         study.tell(trial, state=TrialState.FAIL)
 
@@ -292,4 +304,13 @@ def format_value(value: Any) -> str:
         return repr(value)
     if value is None:
         return "null"
+    if isinstance(value, str):
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        try:
+            if OverridesParser.create().parse_overrides([f"k={value}"])[0].value() == value:
+                return value
+        except Exception:  # noqa: BLE001 — not a plain value: quoted below
+            pass
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
     return str(value)
