@@ -33,7 +33,7 @@ def epoch_of_batches(loader) -> None:
 def loading(name: str, batch_size: int, repeats: int, **kwargs) -> dict:
     dm = TensorDataModule(name, batch_size=batch_size, **kwargs)
     dm.setup()
-    x, y = dm._tensors["train"]
+    x, y = dm.tensors("train")
     ours = DeviceBatchLoader((x, y), batch_size, shuffle=True)
     epoch = iter(range(10**9))
 
@@ -67,7 +67,7 @@ def step_overhead(model_name: str, repeats: int, side: int = 8) -> dict:
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     dm = TensorDataModule("digits")
     dm.setup()
-    data = dm._tensors["train"]
+    data = dm.tensors("train")
     if side != 8:
         data = (torch.nn.functional.interpolate(data[0], size=(side, side), mode="bilinear"), data[1])
     transform = TrainTransform(policy_for("image", (1, side, side), flip=False), MixConfig(mixup_alpha=0.2, cutmix_alpha=1.0, switch_prob=0.5), 10, seed=0)

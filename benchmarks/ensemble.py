@@ -31,7 +31,7 @@ def digits():
 
     dm = TensorDataModule("digits")
     dm.setup()
-    x, y = dm._tensors["train"]
+    x, y = dm.tensors("train")
     return x.flatten(1), y
 
 

@@ -82,7 +82,7 @@ def hand_written_time_to_target(dm, epochs: int, seed: int) -> tuple[float | Non
     torch.manual_seed(seed)
     net = build_net("cnn", (1, 40), "signal", 10, **shipped("cnn"))
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    (x, y), (xt, yt) = dm._tensors["train"], dm._tensors["test"]
+    (x, y), (xt, yt) = dm.tensors("train"), dm.tensors("test")
     g = torch.Generator().manual_seed(seed)
     spent, reached, reached_epoch, acc = 0.0, None, None, 0.0
     for epoch in range(epochs):
@@ -124,7 +124,7 @@ def template_time_to_target(epochs: int, seed: int) -> tuple[float | None, float
 
         def on_train_epoch_end(self, trainer, pl_module):
             self.spent += time.perf_counter() - self.t0
-            xt, yt = dm._tensors["test"]
+            xt, yt = dm.tensors("test")
             pl_module.eval()
             with torch.no_grad():
                 self.acc = (pl_module.net(xt).argmax(1) == yt).float().mean().item()

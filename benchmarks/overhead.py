@@ -114,7 +114,7 @@ def loop_fit(dm, start: dict, module, epochs: int) -> tuple[list[float], torch.n
 @torch.no_grad()
 def training_loss(net: torch.nn.Module, dm, loss_fn) -> float:
     net.eval()
-    x, y = dm._tensors["train"]
+    x, y = dm.tensors("train")
     return float(loss_fn(net(x), y))
 
 

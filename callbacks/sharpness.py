@@ -21,7 +21,7 @@ class SharpnessProbe(Callback):
         if not trainer.is_global_zero or trainer.datamodule is None:
             return
         t0 = time.perf_counter()
-        x, y = trainer.datamodule._tensors["train"]
+        x, y = trainer.datamodule.tensors("train")
         x, y = x[: self.max_samples].to(pl_module.device), y[: self.max_samples].to(pl_module.device)
         was_training = pl_module.training
         pl_module.eval()  # batch norm and dropout as at test time

@@ -33,6 +33,7 @@ from datamodules.train_transform import TrainTransform
 
 FLIP_SAFE = ("cifar10", "cifar100", "image_folder")  # datasets whose mirror images keep their labels
 LOADERS = ("auto", "device", "dataloader")
+SPLITS = ("train", "val", "test")
 
 
 class TensorDataModule(pl.LightningDataModule):
@@ -129,6 +130,21 @@ class TensorDataModule(pl.LightningDataModule):
             if self.augment:
                 self.policy = policy_for(ds.kind, ds.input_shape, flip=self.name in FLIP_SAFE)
         return self._arrays
+
+    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """A split's inputs and targets (``train``, ``val`` or ``test``) as numpy arrays, normalized as
+        training sees them and clean: no augmentation, no mixing. Loads the data on first use."""
+        if split not in SPLITS:
+            raise ValueError(f"split {split!r}: unknown; valid: {', '.join(SPLITS)}")
+        return self._load()[split]
+
+    def tensors(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``arrays(split)`` as tensors: on the training device once Lightning has set the
+        DataModule up there, on the CPU before. Clean, like ``arrays``."""
+        if split in self._tensors:
+            return self._tensors[split]
+        x, y = self.arrays(split)
+        return torch.from_numpy(x), torch.from_numpy(y)
 
     def normalize_like_training(self, x: np.ndarray) -> np.ndarray:
         """Raw inputs (e.g. a generative model's samples) normalized with the training split's statistics."""

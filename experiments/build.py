@@ -84,7 +84,7 @@ def build_generative(cfg: DictConfig, dm: TensorDataModule) -> GenerativeModule:
             if not fine:
                 raise ValueError(f"{key}={value}: model={name} steps its optimizers by hand and does not support it; use {use}")
     hparams = _without_name(cfg.model)
-    levels = Levels.fit(torch.from_numpy(dm._load()["train"][0]), hparams.pop("levels", None))
+    levels = Levels.fit(torch.from_numpy(dm.arrays("train")[0]), hparams.pop("levels", None))
     module_kwargs = {k: hparams.pop(k) for k in module_keys if k in hparams}
     for key in ("generator_optimizer", "discriminator_optimizer"):
         if module_kwargs.get(key) is not None:  # {name: ..., lr: ..., ...}: an optimizer spec like the optimizer group's

@@ -71,17 +71,17 @@ def test_digits_datamodule_splits_and_normalizes_from_train_only():
     assert dm.split_sizes() == {"train": 1257, "val": 180, "test": 360}
     assert (dm.task, dm.input_shape, dm.num_outputs) == ("classification", (1, 8, 8), 10)
     dm.setup("fit")
-    x_train = dm._tensors["train"][0]
+    x_train = dm.tensors("train")[0]
     assert abs(x_train.mean()) < 1e-5 and abs(x_train.std() - 1) < 1e-3  # per-channel z-score (images: one channel)
     assert x_train.mean(0).abs().max() > 0.5  # not per pixel
     raw, idx = dm.info.x, dm.split_indices
     expected = (raw[idx["test"]] - raw[idx["train"]].mean()) / raw[idx["train"]].std()  # the training split's statistics
-    assert np.allclose(dm._tensors["test"][0].numpy(), expected, atol=1e-4)
+    assert np.allclose(dm.tensors("test")[0].numpy(), expected, atol=1e-4)
     batch = next(iter(dm.train_dataloader()))
     assert batch[0].shape == (64, 1, 8, 8) and batch[1].dtype == torch.int64
     per_pixel = TensorDataModule("digits", normalize_per="feature")
     per_pixel.setup("fit")
-    assert per_pixel._tensors["train"][0].mean(0).abs().max() < 1e-5
+    assert per_pixel.tensors("train")[0].mean(0).abs().max() < 1e-5
 
 
 def test_normalization_axes_by_kind():

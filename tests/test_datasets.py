@@ -121,7 +121,7 @@ def test_bad_files_name_what_is_expected(name, setup, message, tmp_path):
 def test_kfold_partitions_the_pool_and_never_touches_test():
     folds = [TensorDataModule("digits", val_fraction=0.0, kfold={"k": 5, "index": i}) for i in range(5)]
     for dm in folds:
-        dm._load()
+        dm.arrays("train")
     vals = [set(dm.split_indices["val"]) for dm in folds]
     pool = set(folds[0].split_indices["train"]) | vals[0]
     assert sum(len(v) for v in vals) == len(pool) == 1797 - 360 and set().union(*vals) == pool
@@ -132,9 +132,9 @@ def test_kfold_partitions_the_pool_and_never_touches_test():
 def test_bootstrap_is_seeded_same_size_with_out_of_bag():
     a, b, c = (TensorDataModule("digits", bootstrap=s) for s in (1, 1, 2))
     for dm in (a, b, c):
-        dm._load()
+        dm.arrays("train")
     plain = TensorDataModule("digits")
-    plain._load()
+    plain.arrays("train")
     assert len(a.split_indices["train"]) == len(plain.split_indices["train"]) == 1257
     assert np.array_equal(a.split_indices["train"], b.split_indices["train"]) and not np.array_equal(a.split_indices["train"], c.split_indices["train"])
     drawn = set(a.split_indices["train"])

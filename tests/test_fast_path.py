@@ -28,7 +28,7 @@ def test_logged_training_metrics_are_the_epoch_means(train_run, data, metrics):
     run_dir, _ = train_run(f"data={data}", "optimizer=sgd", "optimizer.lr=1e-12", "trainer.max_epochs=2", "data.batch_size=50")
     rows = list(csv.DictReader(open(run_dir / "history.csv")))
     _, module, dm = load_member(run_dir)
-    x, y = dm._tensors["train"]
+    x, y = dm.tensors("train")
     with torch.no_grad():
         out = module(x)
     expected = {"loss": float(module.loss_fn(out, y))}

@@ -125,8 +125,8 @@ def test_augment_and_mix_run_in_training_only():
     train, val = dm.train_dataloader(), dm.val_dataloader()
     assert train.transform is not None and val.transform is None
     x_val, _ = next(iter(val))
-    assert torch.equal(x_val, dm._tensors["val"][0][: len(x_val)])  # evaluation batches: untouched
+    assert torch.equal(x_val, dm.tensors("val")[0][: len(x_val)])  # evaluation batches: untouched
     xb, tb = next(iter(train))
-    raw = dm._tensors["train"][0][train.sampler.indices()[:64]]
+    raw = dm.tensors("train")[0][train.sampler.indices()[:64]]
     assert xb.shape == (64, 1, 8, 8) and not torch.equal(xb, raw) and tb.shape == (64, 10)
     assert torch.allclose(tb.sum(1), torch.ones(64))

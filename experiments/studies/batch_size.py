@@ -61,7 +61,7 @@ def interpolation(study_dir: Path, small: str, large: str, seed: int, folder: Pa
         params = {k: (1 - alpha) * ws[k] + alpha * wl[k] for k in ws}
         row = {"alpha": float(alpha)}
         for split in ("train", "test"):
-            x, y = dm._tensors[split]
+            x, y = dm.tensors(split)
             row[f"{split}_loss"] = float(m_small.loss_fn(functional_call(m_small.net, params, (x,)), y))
         points.append(row)
     fig, axes = new_figure(1, 1, width=4.8, height=3.4)

@@ -56,8 +56,8 @@ class Judge:
     def __init__(self, classifier_dir: Path):
         _, self.module, self.dm = load_member(classifier_dir)
         self.features = self.module.net.layers[:-1]  # MLP: everything before the last Linear
-        self.test_features = self.embed(torch.from_numpy(self.dm._load()["test"][0]))
-        self.train_features = self.embed(torch.from_numpy(self.dm._load()["train"][0]))
+        self.test_features = self.embed(torch.from_numpy(self.dm.arrays("test")[0]))
+        self.train_features = self.embed(torch.from_numpy(self.dm.arrays("train")[0]))
 
     @torch.no_grad()
     def embed(self, x_normalized: torch.Tensor) -> np.ndarray:
@@ -77,7 +77,7 @@ class Judge:
 
     def reference(self) -> dict[str, float]:
         """The same scores for real digits: the training split against the test split."""
-        return self._scores(torch.from_numpy(self.dm._load()["train"][0]), self.train_features)
+        return self._scores(torch.from_numpy(self.dm.arrays("train")[0]), self.train_features)
 
 
 def summarize(rows: list[dict], names: list[str], real: dict) -> list[dict]:
@@ -152,7 +152,7 @@ def draw_samples(study_dir: Path, names: list[str], seed: int, writer) -> None:
     for name in names:
         _, module, dm = load_member(study_dir / "members" / name / f"seed{seed}")
         rows.append((name, module.sample_data(12, seed).numpy()))
-    rows.append(("real", dm._load()["test"][0][:12]))  # a generative member's data are raw (not normalized)
+    rows.append(("real", dm.arrays("test")[0][:12]))  # a generative member's data are raw (not normalized)
     fig, axes = new_figure(len(rows), 1, width=6.0, height=0.75)
     for ax, (name, x) in zip(axes[:, 0], rows):
         ax.imshow(mosaic(x, 12)[..., 0], cmap="gray_r", vmin=0, vmax=16, interpolation="nearest")

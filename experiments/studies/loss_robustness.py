@@ -73,7 +73,7 @@ def fits_figure(study_dir: Path, s: DictConfig, fraction: float, folder: Path, w
     for i, (loss, color) in enumerate(zip(s.losses, palette(len(s.losses)))):
         _, module, dm = load_member(study_dir / "members" / member_name(loss, fraction) / f"seed{s.seeds[0]}")
         if i == 0:
-            x, y = (t.numpy() for t in dm._tensors["train"])
+            x, y = (t.numpy() for t in dm.tensors("train"))
             truth = dm.info.extras["truth"]
             far = np.isin(dm.split_indices["train"], dm.info.extras["outliers"])  # the generator's own record
             ax.scatter(x[~far, 0], y[~far, 0], s=5, color="0.6", label="training data")

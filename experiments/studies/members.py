@@ -72,7 +72,7 @@ def clean_train_accuracy(member_dir: Path) -> float:
     if "train_acc_clean" in record:
         return record["train_acc_clean"]
     record, module, dm = load_member(member_dir)
-    x, y = dm._tensors["train"]
+    x, y = dm.tensors("train")
     acc = float((torch.cat([module(x[i:i + 4096]) for i in range(0, len(x), 4096)]).argmax(1) == y).float().mean())
     record["train_acc_clean"] = acc  # cached beside the run's metrics, so a resumed study does not redo it
     tmp = member_dir / "metrics.json.tmp"

@@ -50,14 +50,14 @@ class VAEModule(GenerativeModule):
     def extra_figures(self, datamodule, folder, writer) -> None:
         from callbacks.samples import latent_figure, sample_figure
 
-        x, y = datamodule._tensors["test"]
+        x, y = datamodule.tensors("test")
         if len(x) == 0:
             return
         x, y = x[:32].to(self.device), y[:32]
         pairs = torch.stack([x.cpu(), self.levels.to_data(self.reconstruct(self.levels.unit(x))).cpu()], 1).flatten(0, 1)
         sample_figure(pairs, datamodule.info.kind, folder, "reconstructions", writer, columns=8, title="test inputs | reconstructions")
         if self.net.latent == 2:
-            x, y = datamodule._tensors["test"]
+            x, y = datamodule.tensors("test")
             with torch.no_grad():
                 mu, _ = self.net.encode(self.levels.unit(x.to(self.device)))
             latent_figure(mu.cpu().numpy(), y.cpu().numpy(), folder, writer)
