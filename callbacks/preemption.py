@@ -40,7 +40,8 @@ class Preemption(Callback):
     @staticmethod
     def _signals(trainer: pl.Trainer) -> tuple[int, ...]:
         """SIGINT, and SIGUSR1 unless Lightning keeps it for SLURM's requeue."""
-        env = trainer._accelerator_connector.cluster_environment
+        # a parallel strategy holds its environment; on one device Lightning uses SLURM's whenever it detects it
+        env = getattr(trainer.strategy, "cluster_environment", None) or (SLURMEnvironment() if SLURMEnvironment.detect() else None)
         return (signal.SIGINT,) if isinstance(env, SLURMEnvironment) and env.auto_requeue else (signal.SIGINT, signal.SIGUSR1)
 
     @staticmethod

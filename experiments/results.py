@@ -48,7 +48,9 @@ def log_hparams(logger: TensorBoardLogger, config: Mapping[str, Any], metrics: M
     from torch.utils.tensorboard.summary import hparams
 
     experiment, session_start, session_end = hparams(flatten(config), dict(metrics))
-    writer = logger.experiment._get_file_writer()
+    from lightning_modules.compat import tensorboard_file_writer
+
+    writer = tensorboard_file_writer(logger.experiment)
     for summary in (experiment, session_start, session_end):
         writer.add_summary(summary)
     writer.flush()

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torchmetrics import MaxMetric, MetricCollection, MinMetric
 
+from lightning_modules.compat import logger_writes_this_step
 from lightning_modules.optimizers import OptimizerFactory, is_perturbed
 from lightning_modules.regularizers import Regularization, forward_with_weight_noise, norm_penalty, with_input_noise
 from lightning_modules.schedulers import SchedulerFactory
@@ -138,7 +139,7 @@ class SupervisedModule(pl.LightningModule):
         optimizer = self.trainer.optimizers[0]
         if not is_perturbed(optimizer):  # SAM's second pass (at w + e) is not what we report
             self._accumulate_train(out, y, loss, penalty if total is not loss else None, batch_idx)
-            if getattr(self.trainer._logger_connector, "should_update_logs", True):  # only the steps the logger writes
+            if logger_writes_this_step(self.trainer):  # only the steps the logger writes
                 self.log("train/lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)
         return total
 
