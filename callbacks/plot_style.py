@@ -1,6 +1,7 @@
-"""The one publication style every figure goes through: seaborn's colorblind palette, readable
-fonts, minimal spines; saved as vector PDF + 300-dpi PNG and, when a writer is given, logged to
-TensorBoard under the same name."""
+"""The one publication style every figure goes through: seaborn's colorblind palette and its
+"paper, ticks" theme at 1.25× fonts, minimal spines; saved as vector PDF + 300-dpi PNG and, when a
+writer is given, logged to TensorBoard under the same name. The theme's settings are written out
+here rather than taken from seaborn, whose import alone costs about 1.5 s of every run."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,13 +11,26 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display needed, none opened
 import matplotlib.pyplot as plt  # noqa: E402
-import seaborn as sns  # noqa: E402
+from matplotlib import cycler  # noqa: E402
 
 DPI = 300
+# seaborn.color_palette("colorblind")
+COLORBLIND = ("#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161", "#fbafe4", "#949494", "#ece133", "#56b4e9")
+# what seaborn.set_theme(context="paper", style="ticks", palette="colorblind", font_scale=1.25) sets
+THEME = {
+    "axes.axisbelow": True, "axes.edgecolor": ".15", "axes.labelcolor": ".15", "axes.labelsize": 12.0, "axes.linewidth": 1.0,
+    "axes.prop_cycle": cycler("color", COLORBLIND), "axes.titlesize": 12.0, "font.size": 12.0,
+    "font.sans-serif": ["Arial", "DejaVu Sans", "Liberation Sans", "Bitstream Vera Sans", "sans-serif"], "grid.color": ".8",
+    "legend.fontsize": 11.0, "legend.title_fontsize": 12.0, "lines.linewidth": 1.2, "lines.markersize": 4.8,
+    "lines.solid_capstyle": "round", "patch.edgecolor": "w", "patch.force_edgecolor": True, "patch.linewidth": 0.8, "text.color": ".15",
+    "xtick.color": ".15", "xtick.labelsize": 11.0, "xtick.major.size": 4.8, "xtick.major.width": 1.0, "xtick.minor.size": 3.2,
+    "xtick.minor.width": 0.8, "ytick.color": ".15", "ytick.labelsize": 11.0, "ytick.major.size": 4.8, "ytick.major.width": 1.0,
+    "ytick.minor.size": 3.2, "ytick.minor.width": 0.8,
+}
 
 
 def apply_style() -> None:
-    sns.set_theme(context="paper", style="ticks", palette="colorblind", font_scale=1.25)
+    plt.rcParams.update(THEME)
     plt.rcParams.update(
         {
             "axes.spines.top": False,
@@ -30,7 +44,7 @@ def apply_style() -> None:
 
 
 def palette(n: int) -> list:
-    return sns.color_palette("colorblind", n)
+    return [COLORBLIND[i % len(COLORBLIND)] for i in range(n)]  # as seaborn's: the ten colours, cycled
 
 
 def save_figure(fig: plt.Figure, folder: Path, stem: str, writer=None, tag: Optional[str] = None, step: Optional[int] = None) -> list[Path]:
