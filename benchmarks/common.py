@@ -1,4 +1,5 @@
 """What the benchmarks share: interleaved timing and writing their markdown table."""
+
 from __future__ import annotations
 
 import statistics

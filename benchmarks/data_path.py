@@ -5,6 +5,7 @@ cost of augmentation + Mixup/CutMix relative to a training step.
 
 Each figure is the median of ``--repeats`` timings, on one thread-setting as the machine has it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,15 +44,27 @@ def loading(name: str, batch_size: int, repeats: int, **kwargs) -> dict:
 
     baseline = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True)
     t_ours, t_base = interleaved_medians((device_epoch, lambda: epoch_of_batches(baseline)), repeats)
-    return {"data": name, "samples": len(y), "batch": batch_size, "device_ms": t_ours * 1e3, "dataloader_ms": t_base * 1e3, "ratio": t_ours / t_base}
+    return {
+        "data": name,
+        "samples": len(y),
+        "batch": batch_size,
+        "device_ms": t_ours * 1e3,
+        "dataloader_ms": t_base * 1e3,
+        "ratio": t_ours / t_base,
+    }
 
 
 class SmallCNN(torch.nn.Module):
     def __init__(self, side: int = 8):
         super().__init__()
         self.net = torch.nn.Sequential(
-            torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.ReLU(),
-            torch.nn.MaxPool2d(2), torch.nn.Flatten(), torch.nn.Linear(32 * (side // 2) ** 2, 10),
+            torch.nn.Conv2d(1, 16, 3, padding=1),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(16, 32, 3, padding=1),
+            torch.nn.ReLU(),
+            torch.nn.MaxPool2d(2),
+            torch.nn.Flatten(),
+            torch.nn.Linear(32 * (side // 2) ** 2, 10),
         )
 
     def forward(self, x):
@@ -63,14 +76,20 @@ def step_overhead(model_name: str, repeats: int, side: int = 8) -> dict:
     augmentation + Mixup/CutMix (applied per epoch by TrainTransform, as the DataModule does).
     ``side=28``: the digits upsampled to MNIST's 28 × 28, where the image policy adds the small affine."""
     torch.manual_seed(0)
-    net = SmallCNN(side) if model_name.startswith("small CNN") else torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(side * side, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 10))
+    net = (
+        SmallCNN(side)
+        if model_name.startswith("small CNN")
+        else torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(side * side, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 10))
+    )
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     dm = TensorDataModule("digits")
     dm.setup()
     data = dm.tensors("train")
     if side != 8:
         data = (torch.nn.functional.interpolate(data[0], size=(side, side), mode="bilinear"), data[1])
-    transform = TrainTransform(policy_for("image", (1, side, side), flip=False), MixConfig(mixup_alpha=0.2, cutmix_alpha=1.0, switch_prob=0.5), 10, seed=0)
+    transform = TrainTransform(
+        policy_for("image", (1, side, side), flip=False), MixConfig(mixup_alpha=0.2, cutmix_alpha=1.0, switch_prob=0.5), 10, seed=0
+    )
     plain, mixed = DeviceBatchLoader(data, 64, shuffle=True), DeviceBatchLoader(data, 64, shuffle=True, transform=transform)
     epochs = iter(range(10**9))
 
@@ -85,8 +104,14 @@ def step_overhead(model_name: str, repeats: int, side: int = 8) -> dict:
 
     fns = (lambda: epoch(plain, True), lambda: epoch(mixed, True), lambda: epoch(plain, False), lambda: epoch(mixed, False))
     t_plain, t_with, d_plain, d_with = (t / len(plain) for t in interleaved_medians(fns, repeats))
-    return {"model": model_name, "step_us": t_plain * 1e6, "with_us": t_with * 1e6, "transforms_us": (d_with - d_plain) * 1e6,
-            "overhead": (t_with - t_plain) / t_plain, "share": (d_with - d_plain) / t_plain}
+    return {
+        "model": model_name,
+        "step_us": t_plain * 1e6,
+        "with_us": t_with * 1e6,
+        "transforms_us": (d_with - d_plain) * 1e6,
+        "overhead": (t_with - t_plain) / t_plain,
+        "share": (d_with - d_plain) / t_plain,
+    }
 
 
 def main() -> None:
@@ -95,18 +120,25 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "data_path.md")
     args = parser.parse_args()
     load_rows = [loading("digits", 64, args.repeats), loading("mnist1d", 100, args.repeats, test_fraction=0.0)]
-    step_rows = [step_overhead("MLP 64-1024-10", args.repeats), step_overhead("small CNN", args.repeats),
-                 step_overhead("small CNN, 28 × 28 (with the affine)", max(11, args.repeats // 5), side=28)]
+    step_rows = [
+        step_overhead("MLP 64-1024-10", args.repeats),
+        step_overhead("small CNN", args.repeats),
+        step_overhead("small CNN, 28 × 28 (with the affine)", max(11, args.repeats // 5), side=28),
+    ]
     lines = [
         "# Data path benchmark",
         "",
-        f"`python benchmarks/data_path.py` on {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, CPU.",
+        f"`python benchmarks/data_path.py` on {platform.machine()}, {torch.get_num_threads()} torch threads, torch "
+        f"{torch.__version__}, CPU.",
         "",
         "## One epoch of training batches: device-resident indexing vs DataLoader(TensorDataset, shuffle=True)",
         "",
         "| data | train samples | batch | device loader (ms) | DataLoader (ms) | ratio (target ≤ 0.1) |",
         "|---|---|---|---|---|---|",
-        *[f"| {r['data']} | {r['samples']} | {r['batch']} | {r['device_ms']:.2f} | {r['dataloader_ms']:.2f} | {r['ratio']:.3f} |" for r in load_rows],
+        *[
+            f"| {r['data']} | {r['samples']} | {r['batch']} | {r['device_ms']:.2f} | {r['dataloader_ms']:.2f} | {r['ratio']:.3f} |"
+            for r in load_rows
+        ],
         "",
         "## Augmentation + Mixup/CutMix (both on, switch 0.5) per training step (Adam, digits, batch 64, an epoch of 20 steps)",
         "",
@@ -117,7 +149,11 @@ def main() -> None:
         "",
         "| model | step (µs) | step with transforms (µs) | difference | transforms per step (µs) | transforms / step (target ≤ 10%) |",
         "|---|---|---|---|---|---|",
-        *[f"| {r['model']} | {r['step_us']:.0f} | {r['with_us']:.0f} | {100 * r['overhead']:+.1f}% | {r['transforms_us']:.0f} | {100 * r['share']:.1f}% |" for r in step_rows],
+        *[
+            f"| {r['model']} | {r['step_us']:.0f} | {r['with_us']:.0f} | {100 * r['overhead']:+.1f}% | {r['transforms_us']:.0f} | "
+            f"{100 * r['share']:.1f}% |"
+            for r in step_rows
+        ],
         "",
     ]
     write_markdown(args.out, lines)

@@ -7,6 +7,7 @@ template runs (experiments/train.py, in one process).
 Every member: an MLP 64 → width → 10 on the digits training split (1,257 samples), Adam 1e-3,
 batch 64, ``--epochs`` epochs. Times are medians of ``--repeats`` (the template runs: one repeat of K runs).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,7 +44,7 @@ def hand_loop(x, y, seed: int, width: int, epochs: int, batch: int = 64) -> None
     for _ in range(epochs):
         order = torch.randperm(len(x), generator=g)
         for s in range(len(x) // batch):
-            idx = order[s * batch:(s + 1) * batch]
+            idx = order[s * batch : (s + 1) * batch]
             loss = torch.nn.functional.cross_entropy(net(x[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -66,9 +67,22 @@ def template_runs(k: int, width: int, epochs: int) -> float:
     from experiments.train import train
 
     with initialize_config_dir(config_dir=str(ROOT / "experiments" / "configs"), version_base="1.3"):
-        cfgs = [compose(config_name="train", overrides=[f"model.hidden=[{width}]", f"trainer.max_epochs={epochs}", f"seed={i}", "logger=none",
-                                                          "callbacks.progress=none", "callbacks.figures=false", "data.val_fraction=0",
-                                                          "test_ckpt=last"]) for i in range(k + 1)]
+        cfgs = [
+            compose(
+                config_name="train",
+                overrides=[
+                    f"model.hidden=[{width}]",
+                    f"trainer.max_epochs={epochs}",
+                    f"seed={i}",
+                    "logger=none",
+                    "callbacks.progress=none",
+                    "callbacks.figures=false",
+                    "data.val_fraction=0",
+                    "test_ckpt=last",
+                ],
+            )
+            for i in range(k + 1)
+        ]
     with tempfile.TemporaryDirectory() as tmp:
         train(cfgs[-1], Path(tmp) / "warm", report=False)  # imports and first-call costs out of the timing
         t0 = time.perf_counter()
@@ -88,7 +102,9 @@ def main() -> None:
     for width in (8, 32, 128):
         for k in (4, 16, 64):
             xs, ys = x.expand(k, -1, -1), y.expand(k, -1)
-            t_vec = timed(lambda: train_ensemble(xs, ys, list(range(k)), [width], 10, "classification", args.epochs, 64, 1e-3), args.repeats)
+            t_vec = timed(
+                lambda: train_ensemble(xs, ys, list(range(k)), [width], 10, "classification", args.epochs, 64, 1e-3), args.repeats
+            )
             t_seq = timed(lambda: [hand_loop(x, y, i, width, args.epochs) for i in range(k)], max(1, args.repeats // 2))
             rows.append((width, k, t_vec, t_seq))
             print(f"width {width} K {k}: vectorized {t_vec:.3f} s, sequential loop {t_seq:.3f} s, {t_seq / t_vec:.1f}×", flush=True)
@@ -97,7 +113,8 @@ def main() -> None:
     lines = [
         "# Vectorized ensembles",
         "",
-        f"`python benchmarks/ensemble.py` on {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, CPU. "
+        f"`python benchmarks/ensemble.py` on {platform.machine()}, {torch.get_num_threads()} torch threads, torch "
+        f"{torch.__version__}, CPU. "
         f"Each member: MLP 64 → width → 10 on digits (1,257 training samples), Adam 1e-3, batch 64, {args.epochs} epochs.",
         "",
         "| width | K | vectorized (s) | K sequential hand-written loops (s) | speed-up |",

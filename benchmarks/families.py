@@ -9,6 +9,7 @@ training signals, Adam 1e-2, batch 100), the test accuracy taken after every epo
 time not counted), in the template (Lightning, the device loader) and in a plain loop doing the
 same; then the whole `python experiments/run.py ...` process for as many epochs as it needed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -110,7 +111,9 @@ def template_time_to_target(epochs: int, seed: int) -> tuple[float | None, float
     from experiments.build import build_datamodule, build_module
 
     with initialize_config_dir(config_dir=str(ROOT / "experiments" / "configs"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["model=cnn", "data=mnist1d", "optimizer.lr=1e-2", "data.val_fraction=0", f"seed={seed}"])
+        cfg = compose(
+            config_name="train", overrides=["model=cnn", "data=mnist1d", "optimizer.lr=1e-2", "data.val_fraction=0", f"seed={seed}"]
+        )
     pl.seed_everything(seed, verbose=False)
     dm = build_datamodule(cfg)
     module = build_module(cfg, dm)
@@ -133,15 +136,37 @@ def template_time_to_target(epochs: int, seed: int) -> tuple[float | None, float
                 self.reached, self.reached_epoch = self.spent, trainer.current_epoch + 1
 
     probe = TestEveryEpoch()
-    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, callbacks=[probe], limit_val_batches=0, num_sanity_val_steps=0)
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[probe],
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )
     trainer.fit(module, datamodule=dm)
     return probe.reached, probe.acc, probe.reached_epoch
 
 
 def whole_process(epochs: int, seed: int) -> tuple[float, str]:
-    cmd = [sys.executable, str(ROOT / "experiments" / "run.py"), "model=cnn", "data=mnist1d", "optimizer.lr=1e-2", "data.val_fraction=0",
-           "test_ckpt=last", f"trainer.max_epochs={epochs}", f"seed={seed}", "callbacks.progress=none", "logger=none", "hydra.run.dir=/tmp/dlf_bench_run"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "experiments" / "run.py"),
+        "model=cnn",
+        "data=mnist1d",
+        "optimizer.lr=1e-2",
+        "data.val_fraction=0",
+        "test_ckpt=last",
+        f"trainer.max_epochs={epochs}",
+        f"seed={seed}",
+        "callbacks.progress=none",
+        "logger=none",
+        "hydra.run.dir=/tmp/dlf_bench_run",
+    ]
     shutil.rmtree("/tmp/dlf_bench_run", ignore_errors=True)  # a run directory is never overwritten
     t0 = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True).stdout
@@ -176,7 +201,8 @@ def main() -> None:
     lines = [
         "# Network families on MNIST-1D",
         "",
-        f"`python benchmarks/families.py` on {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, CPU.",
+        f"`python benchmarks/families.py` on {platform.machine()}, {torch.get_num_threads()} torch threads, "
+        f"torch {torch.__version__}, CPU.",
         "",
         f"## Training throughput (Adam, batch 100, (1, 40) signals; median of {args.repeats} × 20 steps)",
         "",
@@ -193,7 +219,9 @@ def main() -> None:
     ]
     for seed, hand, ours in ttt:
         ratio = f"{ours[0] / hand[0]:.2f}" if hand[0] and ours[0] else "–"
-        lines.append(f"| {seed} | {fmt(hand[0])} ({hand[2] or '–'}) | {fmt(ours[0])} ({ours[2] or '–'}) | {ratio} | {hand[1]:.4f} / {ours[1]:.4f} |")
+        lines.append(
+            f"| {seed} | {fmt(hand[0])} ({hand[2] or '–'}) | {fmt(ours[0])} ({ours[2] or '–'}) | {ratio} | {hand[1]:.4f} / {ours[1]:.4f} |"
+        )
     lines += [
         "",
         f"Whole process, `python experiments/run.py model=cnn data=mnist1d optimizer.lr=1e-2 data.val_fraction=0 test_ckpt=last "

@@ -14,6 +14,7 @@ repetitions interleaved, and the median reported. The final training loss of bot
 network on the whole training split, eval mode) must agree to 5 decimals: the proof that the
 computation was the same.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,7 +41,8 @@ CASES = {  # name → (overrides of the default experiment, epochs per repetitio
 
 
 def compose(overrides: list[str]):
-    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
 
     with initialize_config_dir(config_dir=str(ROOT / "experiments" / "configs"), version_base="1.3"):
         return hydra_compose(config_name="train", overrides=overrides)
@@ -84,9 +86,18 @@ def template_fit(overrides: list[str], epochs: int) -> tuple[list[float], torch.
         def on_train_epoch_end(self, trainer, pl_module):
             clock.stop()
 
-    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
-                         callbacks=[Timer()])
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        callbacks=[Timer()],
+    )
     trainer.fit(module, datamodule=dm)
     return clock.times, module.net, (dm, start, module)
 
@@ -124,14 +135,20 @@ def compare(overrides: list[str], epochs: int, repeats: int) -> dict:
     for _ in range(repeats):
         t_times, t_net, (dm, start, module) = template_fit(overrides, epochs)
         l_times, l_net = loop_fit(dm, start, module, epochs)
-        t, l = statistics.median(t_times[1:]), statistics.median(l_times[1:])
-        ratios.append(t / l)
+        t, loop = statistics.median(t_times[1:]), statistics.median(l_times[1:])
+        ratios.append(t / loop)
         template_epochs.append(t)
-        loop_epochs.append(l)
+        loop_epochs.append(loop)
         losses = (training_loss(t_net, dm, module.loss_fn), training_loss(l_net, dm, module.loss_fn))
     steps = len(dm.train_dataloader())
-    return {"template_ms": statistics.median(template_epochs) * 1e3, "loop_ms": statistics.median(loop_epochs) * 1e3,
-            "ratio": statistics.median(ratios), "ratios": ratios, "losses": losses, "steps": steps}
+    return {
+        "template_ms": statistics.median(template_epochs) * 1e3,
+        "loop_ms": statistics.median(loop_epochs) * 1e3,
+        "ratio": statistics.median(ratios),
+        "ratios": ratios,
+        "losses": losses,
+        "steps": steps,
+    }
 
 
 def lightning_floor(steps: int = 2000) -> dict[str, float]:
@@ -166,8 +183,15 @@ def lightning_floor(steps: int = 2000) -> dict[str, float]:
     batches = Batches()
     out = {}
     for manual in (False, True):
-        trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                             accelerator="cpu", limit_val_batches=0)
+        trainer = pl.Trainer(
+            max_epochs=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            accelerator="cpu",
+            limit_val_batches=0,
+        )
         t0 = time.perf_counter()
         trainer.fit(Empty(manual), batches)
         out["manual" if manual else "automatic"] = (time.perf_counter() - t0) / steps * 1e6
@@ -198,16 +222,30 @@ def startup(repeats: int) -> dict:
     return {
         "python -c pass": timed([python, "-c", "pass"], repeats),
         "import torch": timed([python, "-c", "import torch"], repeats),
-        "import hydra, compose the config": timed([python, "-c", "from hydra import compose, initialize_config_dir\n"
-                                                    f"with initialize_config_dir(config_dir={str(ROOT / 'experiments' / 'configs')!r}, version_base='1.3'):\n"
-                                                    "    compose(config_name='train')"], repeats),
+        "import hydra, compose the config": timed(
+            [
+                python,
+                "-c",
+                "from hydra import compose, initialize_config_dir\n"
+                f"with initialize_config_dir(config_dir={str(ROOT / 'experiments' / 'configs')!r}, version_base='1.3'):\n"
+                "    compose(config_name='train')",
+            ],
+            repeats,
+        ),
         "import pytorch_lightning": timed([python, "-c", "import pytorch_lightning"], repeats),
-        "import everything a run imports": timed([python, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
-                                                   "import experiments.train, experiments.build, pytorch_lightning"], repeats),
+        "import everything a run imports": timed(
+            [
+                python,
+                "-c",
+                f"import sys; sys.path.insert(0, {str(ROOT)!r}); import experiments.train, experiments.build, pytorch_lightning",
+            ],
+            repeats,
+        ),
         "run.py --help": timed([python, run, "--help"], repeats),
         "run.py (the default run, figures on)": timed(["bash", "-c", f"rm -rf /tmp/dlf_bench_overhead; {python} {run} {out}"], repeats),
-        "run.py callbacks.figures=false": timed(["bash", "-c", f"rm -rf /tmp/dlf_bench_overhead; {python} {run} {out} callbacks.figures=false"],
-                                                repeats),
+        "run.py callbacks.figures=false": timed(
+            ["bash", "-c", f"rm -rf /tmp/dlf_bench_overhead; {python} {run} {out} callbacks.figures=false"], repeats
+        ),
     }
 
 
@@ -230,23 +268,40 @@ def main() -> None:
     lines = [
         "# Framework overhead",
         "",
-        f"`python benchmarks/overhead.py` on {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, CPU; "
+        f"`python benchmarks/overhead.py` on {platform.machine()}, {torch.get_num_threads()} torch threads, torch "
+        f"{torch.__version__}, CPU; "
         f"{args.repeats} repetitions, interleaved (see the module docstring for the protocol).",
         "",
-        "| case | steps/epoch | template ms/epoch | hand-written ms/epoch | difference ms/epoch | ratio (median) [all] | target | final training loss: template / loop |",
+        "| case | steps/epoch | template ms/epoch | hand-written ms/epoch | difference ms/epoch | ratio (median) [all] | target | "
+        "final training loss: template / loop |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         same = "equal to 5 decimals" if round(r["losses"][0], 5) == round(r["losses"][1], 5) else "DIFFERENT"
-        lines.append(f"| {name} | {r['steps']} | {r['template_ms']:.2f} | {r['loop_ms']:.2f} | {r['template_ms'] - r['loop_ms']:.1f} | {r['ratio']:.3f} "
-                     f"[{', '.join(f'{x:.2f}' for x in r['ratios'])}] | ≤ 1.03 | {r['losses'][0]:.6f} / {r['losses'][1]:.6f} ({same}) |")
-    lines += ["", "## The floor: an empty training step (µs per step, median of "
-              f"{args.repeats} × 2,000 steps)", "",
-              "What Lightning's loop costs any LightningModule: the step's own work here is one multiply.", "",
-              "| Trainer.fit, automatic optimization | Trainer.fit, manual optimization | plain loop |", "|---|---|---|",
-              f"| {floor['automatic']:.0f} | {floor['manual']:.0f} | {floor['plain loop']:.0f} |"]
-    lines += ["", f"## Start-up (median of {args.repeats} whole processes, seconds)", "", "| command | s |", "|---|---|",
-              *[f"| {k} | {v:.2f} |" for k, v in start.items()], ""]
+        lines.append(
+            f"| {name} | {r['steps']} | {r['template_ms']:.2f} | {r['loop_ms']:.2f} | {r['template_ms'] - r['loop_ms']:.1f} | "
+            f"{r['ratio']:.3f} "
+            f"[{', '.join(f'{x:.2f}' for x in r['ratios'])}] | ≤ 1.03 | {r['losses'][0]:.6f} / {r['losses'][1]:.6f} ({same}) |"
+        )
+    lines += [
+        "",
+        f"## The floor: an empty training step (µs per step, median of {args.repeats} × 2,000 steps)",
+        "",
+        "What Lightning's loop costs any LightningModule: the step's own work here is one multiply.",
+        "",
+        "| Trainer.fit, automatic optimization | Trainer.fit, manual optimization | plain loop |",
+        "|---|---|---|",
+        f"| {floor['automatic']:.0f} | {floor['manual']:.0f} | {floor['plain loop']:.0f} |",
+    ]
+    lines += [
+        "",
+        f"## Start-up (median of {args.repeats} whole processes, seconds)",
+        "",
+        "| command | s |",
+        "|---|---|",
+        *[f"| {k} | {v:.2f} |" for k, v in start.items()],
+        "",
+    ]
     write_markdown(args.out, lines)
 
 

@@ -8,6 +8,7 @@ Each writes its own ``benchmarks/results/<name>.md``; this collects them, in ord
 naming the machine, into ``benchmarks/results/summary.md`` (each part names the machine and date of
 its own run; a subset run leaves the others' results as they were).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,10 @@ def machine() -> str:
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{platform.machine()}, {os.cpu_count()} cores, {gpu}; Python {platform.python_version()}, torch {torch.__version__}, "
-            f"{datetime.date.today().isoformat()}")
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores, {gpu}; Python {platform.python_version()}, torch {torch.__version__}, "
+        f"{datetime.date.today().isoformat()}"
+    )
 
 
 def main() -> int:

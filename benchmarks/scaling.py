@@ -8,6 +8,7 @@ rank 0 reports it (``callbacks.progress=plain``), median over epochs 2…E, then
 Each rank trains on its shard with the configured per-rank batch, so 2 processes take half the
 steps per epoch, each on a batch of the same size.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,17 +29,34 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.common import write_markdown  # noqa: E402
 
 CASES = {
-    "reference CNN, mnist1d (4,000 signals), batch 100 per rank": (["model=cnn", "data=mnist1d", "data.val_fraction=0", "data.batch_size=100"], 4000),
-    "ResNet, mnist1d (4,000 signals), batch 100 per rank": (["model=resnet", "data=mnist1d", "data.val_fraction=0", "data.batch_size=100"], 4000),
+    "reference CNN, mnist1d (4,000 signals), batch 100 per rank": (
+        ["model=cnn", "data=mnist1d", "data.val_fraction=0", "data.batch_size=100"],
+        4000,
+    ),
+    "ResNet, mnist1d (4,000 signals), batch 100 per rank": (
+        ["model=resnet", "data=mnist1d", "data.val_fraction=0", "data.batch_size=100"],
+        4000,
+    ),
 }
 EPOCH = re.compile(r"^epoch (\d+)/\d+ .*\(([\d.]+) s\)$")
 
 
 def run(overrides: list[str], devices: int, epochs: int) -> tuple[float, float]:
     """(median seconds per epoch over epochs 2…E, whole-process seconds)."""
-    cmd = [sys.executable, str(ROOT / "experiments" / "run.py"), *overrides, "trainer=ddp_cpu", f"trainer.devices={devices}",
-           f"trainer.max_epochs={epochs}", "callbacks.progress=plain", "callbacks.figures=false", "logger=none", "run_test=false", "test_ckpt=last",
-           "hydra.run.dir=/tmp/dlf_bench_scaling"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "experiments" / "run.py"),
+        *overrides,
+        "trainer=ddp_cpu",
+        f"trainer.devices={devices}",
+        f"trainer.max_epochs={epochs}",
+        "callbacks.progress=plain",
+        "callbacks.figures=false",
+        "logger=none",
+        "run_test=false",
+        "test_ckpt=last",
+        "hydra.run.dir=/tmp/dlf_bench_scaling",
+    ]
     subprocess.run(["rm", "-rf", "/tmp/dlf_bench_scaling"], check=True)
     t0 = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, cwd="/tmp", env={**os.environ, "PYTHONWARNINGS": "ignore"})
@@ -72,7 +90,9 @@ def main() -> None:
                 acc.append(samples / epoch_s)
                 wall_acc.append(wall)
         a, b = statistics.median(one), statistics.median(two)
-        lines.append(f"| {name} | {a:,.0f} | {b:,.0f} | {b / a:.2f}× | {statistics.median(walls[0]):.1f} / {statistics.median(walls[1]):.1f} |")
+        lines.append(
+            f"| {name} | {a:,.0f} | {b:,.0f} | {b / a:.2f}× | {statistics.median(walls[0]):.1f} / {statistics.median(walls[1]):.1f} |"
+        )
     write_markdown(args.out, lines + [""])
 
 

@@ -2,6 +2,7 @@
 within a folder is atomic on POSIX), so a kill mid-write never leaves a truncated ``last.ckpt``.
 They are read with ``torch.load(weights_only=True)``: the template's checkpoints hold only tensors
 and plain containers, so loading one (resume, test, a file someone sent) never runs pickled code."""
+
 from __future__ import annotations
 
 import os
@@ -20,5 +21,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             if os.path.exists(tmp):
                 os.remove(tmp)
 
-    def load_checkpoint(self, path, map_location: Optional[Any] = lambda storage, loc: storage, weights_only: Optional[bool] = None) -> dict[str, Any]:
+    def load_checkpoint(
+        self, path, map_location: Optional[Any] = lambda storage, loc: storage, weights_only: Optional[bool] = None
+    ) -> dict[str, Any]:
         return super().load_checkpoint(path, map_location=map_location, weights_only=True if weights_only is None else weights_only)

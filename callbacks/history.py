@@ -1,5 +1,6 @@
 """Records the epoch-level metrics of a run in ``<run_dir>/history.csv`` (one row per epoch, rewritten
 atomically after each), the table that studies read their learning curves from."""
+
 from __future__ import annotations
 
 import csv
@@ -18,8 +19,11 @@ class History(Callback):
         """A resumed run keeps the rows of the epochs it does not redo."""
         if trainer.current_epoch > 0 and self.path.exists() and not self.rows:
             with open(self.path, newline="") as f:
-                self.rows = [{k: (int(float(v)) if k in ("epoch", "step") else float(v)) if v else v for k, v in row.items()}
-                             for row in csv.DictReader(f) if float(row["epoch"]) <= trainer.current_epoch]
+                self.rows = [
+                    {k: (int(float(v)) if k in ("epoch", "step") else float(v)) if v else v for k, v in row.items()}
+                    for row in csv.DictReader(f)
+                    if float(row["epoch"]) <= trainer.current_epoch
+                ]
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:

@@ -2,6 +2,7 @@
 "paper, ticks" theme at 1.25× fonts, minimal spines; saved as vector PDF + 300-dpi PNG and, when a
 writer is given, logged to TensorBoard under the same name. The theme's settings are written out
 here rather than taken from seaborn, whose import alone costs about 1.5 s of every run."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,14 +19,37 @@ DPI = 300
 COLORBLIND = ("#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161", "#fbafe4", "#949494", "#ece133", "#56b4e9")
 # what seaborn.set_theme(context="paper", style="ticks", palette="colorblind", font_scale=1.25) sets
 THEME = {
-    "axes.axisbelow": True, "axes.edgecolor": ".15", "axes.labelcolor": ".15", "axes.labelsize": 12.0, "axes.linewidth": 1.0,
-    "axes.prop_cycle": cycler("color", COLORBLIND), "axes.titlesize": 12.0, "font.size": 12.0,
-    "font.sans-serif": ["Arial", "DejaVu Sans", "Liberation Sans", "Bitstream Vera Sans", "sans-serif"], "grid.color": ".8",
-    "legend.fontsize": 11.0, "legend.title_fontsize": 12.0, "lines.linewidth": 1.2, "lines.markersize": 4.8,
-    "lines.solid_capstyle": "round", "patch.edgecolor": "w", "patch.force_edgecolor": True, "patch.linewidth": 0.8, "text.color": ".15",
-    "xtick.color": ".15", "xtick.labelsize": 11.0, "xtick.major.size": 4.8, "xtick.major.width": 1.0, "xtick.minor.size": 3.2,
-    "xtick.minor.width": 0.8, "ytick.color": ".15", "ytick.labelsize": 11.0, "ytick.major.size": 4.8, "ytick.major.width": 1.0,
-    "ytick.minor.size": 3.2, "ytick.minor.width": 0.8,
+    "axes.axisbelow": True,
+    "axes.edgecolor": ".15",
+    "axes.labelcolor": ".15",
+    "axes.labelsize": 12.0,
+    "axes.linewidth": 1.0,
+    "axes.prop_cycle": cycler("color", COLORBLIND),
+    "axes.titlesize": 12.0,
+    "font.size": 12.0,
+    "font.sans-serif": ["Arial", "DejaVu Sans", "Liberation Sans", "Bitstream Vera Sans", "sans-serif"],
+    "grid.color": ".8",
+    "legend.fontsize": 11.0,
+    "legend.title_fontsize": 12.0,
+    "lines.linewidth": 1.2,
+    "lines.markersize": 4.8,
+    "lines.solid_capstyle": "round",
+    "patch.edgecolor": "w",
+    "patch.force_edgecolor": True,
+    "patch.linewidth": 0.8,
+    "text.color": ".15",
+    "xtick.color": ".15",
+    "xtick.labelsize": 11.0,
+    "xtick.major.size": 4.8,
+    "xtick.major.width": 1.0,
+    "xtick.minor.size": 3.2,
+    "xtick.minor.width": 0.8,
+    "ytick.color": ".15",
+    "ytick.labelsize": 11.0,
+    "ytick.major.size": 4.8,
+    "ytick.major.width": 1.0,
+    "ytick.minor.size": 3.2,
+    "ytick.minor.width": 0.8,
 }
 
 

@@ -9,6 +9,7 @@ in the instant before Lightning installed its handler is handed on to it here.
 Under SLURM with auto-requeue Lightning keeps SIGUSR1 for itself: it writes ``hpc_ckpt_N.ckpt``
 and requeues the job, and the requeued job continues from the newest checkpoint (run.py).
 """
+
 from __future__ import annotations
 
 import os

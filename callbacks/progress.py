@@ -1,5 +1,6 @@
 """Progress output: Lightning's RichProgressBar on a terminal, one plain line per epoch otherwise
 (logs of batch jobs stay readable), or nothing."""
+
 from __future__ import annotations
 
 import sys
@@ -14,7 +15,9 @@ PROGRESS = ("auto", "rich", "plain", "none")
 class EpochLines(Callback):
     """Prints ``epoch 3/20  train/loss 0.123  val/loss 0.101  val/acc 0.972  (0.2 s)`` on rank 0."""
 
-    def __init__(self, keys: tuple[str, ...] = ("train/loss", "train/acc", "train/d_loss", "train/g_loss", "val/loss", "val/acc", "val/mse")):
+    def __init__(
+        self, keys: tuple[str, ...] = ("train/loss", "train/acc", "train/d_loss", "train/g_loss", "val/loss", "val/acc", "val/mse")
+    ):
         self.keys = keys
         self._t0 = 0.0
 
@@ -26,8 +29,10 @@ class EpochLines(Callback):
             return
         m = trainer.callback_metrics
         parts = [f"{k} {float(m[k]):.4f}" for k in self.keys if k in m]
-        print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  " + "  ".join(parts)
-              + f"  ({time.perf_counter() - self._t0:.2f} s)", flush=True)
+        print(
+            f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  " + "  ".join(parts) + f"  ({time.perf_counter() - self._t0:.2f} s)",
+            flush=True,
+        )
 
 
 def progress_callbacks(mode: str) -> tuple[list[Callback], bool]:

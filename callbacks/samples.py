@@ -3,6 +3,7 @@ last one, 64 samples drawn with a fixed seed (the same noise every time, so grid
 epochs show the model changing, not the draw), to ``figures/samples_epochNNN`` and TensorBoard
 (``figures/samples``); at the end ``figures/samples`` and the family's own figures
 (reconstructions, a 2-D latent map)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,12 +24,21 @@ def mosaic(x: np.ndarray, columns: int, gap: int = 1) -> np.ndarray:
     out = np.full((rows * (h + gap) - gap, columns * (w + gap) - gap, c), np.nan)
     for i in range(n):
         r, k = divmod(i, columns)
-        out[r * (h + gap):r * (h + gap) + h, k * (w + gap):k * (w + gap) + w] = x[i].transpose(1, 2, 0)
+        out[r * (h + gap) : r * (h + gap) + h, k * (w + gap) : k * (w + gap) + w] = x[i].transpose(1, 2, 0)
     return out
 
 
-def sample_figure(x: torch.Tensor, kind: str, folder: Path, stem: str, writer=None, columns: int = 8,
-                  title: Optional[str] = None, tag: Optional[str] = None, step: Optional[int] = None) -> None:
+def sample_figure(
+    x: torch.Tensor,
+    kind: str,
+    folder: Path,
+    stem: str,
+    writer=None,
+    columns: int = 8,
+    title: Optional[str] = None,
+    tag: Optional[str] = None,
+    step: Optional[int] = None,
+) -> None:
     """Images (n, C, H, W) as one tiled picture; signals (n, C, L) as small line plots (the first 16)."""
     from callbacks.plot_style import new_figure, save_figure
 
@@ -77,8 +87,15 @@ class SampleGrids(Callback):
         from callbacks.plots import _writer
 
         samples = module.sample_data(SAMPLES, SEED)
-        sample_figure(samples, trainer.datamodule.info.kind, self.folder, stem, _writer(trainer), tag="figures/samples",
-                      step=trainer.current_epoch + 1)
+        sample_figure(
+            samples,
+            trainer.datamodule.info.kind,
+            self.folder,
+            stem,
+            _writer(trainer),
+            tag="figures/samples",
+            step=trainer.current_epoch + 1,
+        )
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch + 1

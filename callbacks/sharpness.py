@@ -2,12 +2,12 @@
 the clean training split: Keskar's ε-box metric (L-BFGS-B), the sign-ascent search of the same box,
 and the top Hessian eigenvalue. Results go to TensorBoard and to ``metrics.json`` (``sharpness/*``).
 Switched on with ``callbacks.sharpness.enabled=true``; usable on any classification or regression run."""
+
 from __future__ import annotations
 
 import time
 
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.callbacks import Callback
 
 from lightning_modules.sharpness import FlatLoss, keskar_sharpness, sign_ascent_sharpness, top_hessian_eigenvalue
@@ -15,7 +15,13 @@ from lightning_modules.sharpness import FlatLoss, keskar_sharpness, sign_ascent_
 
 class SharpnessProbe(Callback):
     def __init__(self, eps: float = 1e-3, lbfgs_iters: int = 10, ascent_steps: int = 20, hessian_iters: int = 20, max_samples: int = 4096):
-        self.eps, self.lbfgs_iters, self.ascent_steps, self.hessian_iters, self.max_samples = eps, lbfgs_iters, ascent_steps, hessian_iters, max_samples
+        self.eps, self.lbfgs_iters, self.ascent_steps, self.hessian_iters, self.max_samples = (
+            eps,
+            lbfgs_iters,
+            ascent_steps,
+            hessian_iters,
+            max_samples,
+        )
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero or trainer.datamodule is None:

@@ -1,5 +1,6 @@
 """Reports a per-epoch validation metric to a hyperparameter-search trial and stops training when
 the trial's pruner says so (``experiments/search.py`` makes one for an Optuna search with a pruner)."""
+
 from __future__ import annotations
 
 import math

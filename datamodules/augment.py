@@ -9,6 +9,7 @@
 - signals (B, C, L): random circular shift by up to L/8 steps and amplitude scaling in [0.9, 1.1].
 Tabular data and sequences have no label-preserving policy: asking for one is an error.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,10 +33,15 @@ class AugmentPolicy:
 
 def policy_for(kind: str, input_shape: tuple[int, ...], flip: bool) -> AugmentPolicy:
     if kind not in KINDS_WITH_POLICY:
-        raise ValueError(f"regularization.augment=true: no label-preserving augmentation for {kind} data; policies exist for: {', '.join(KINDS_WITH_POLICY)}")
+        raise ValueError(
+            f"regularization.augment=true: no label-preserving augmentation for {kind} data; policies exist for: "
+            f"{', '.join(KINDS_WITH_POLICY)}"
+        )
     if kind == "image":
         small = min(input_shape[-2:]) < AFFINE_MIN_SIDE
-        return AugmentPolicy("image", pad=max(1, input_shape[-1] // 8), flip=flip, rotate=0.0 if small else 10.0, zoom=0.0 if small else 0.1)
+        return AugmentPolicy(
+            "image", pad=max(1, input_shape[-1] // 8), flip=flip, rotate=0.0 if small else 10.0, zoom=0.0 if small else 0.1
+        )
     return AugmentPolicy("signal", shift=max(1, input_shape[-1] // 8))
 
 

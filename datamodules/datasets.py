@@ -3,6 +3,7 @@
 Loaders only read or generate arrays; splitting, normalization and device placement are the
 DataModule's job, so every dataset gets them the same way.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

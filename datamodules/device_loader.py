@@ -8,6 +8,7 @@ slices of the result. Its ``sampler`` has ``set_epoch``, which Lightning
 calls at every epoch, so the order depends only on (seed, epoch): reproducible, resumable, and the
 same on every rank before each rank takes its shard.
 """
+
 from __future__ import annotations
 
 import math

@@ -3,6 +3,7 @@
 Each loader returns an ``ArrayDataset``; generated sets are seeded (``data.dataset.seed``) so a
 run is reproducible, and MNIST-1D is generated once and cached under ``data.cache_dir``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -55,12 +56,19 @@ def regression_truth(x: np.ndarray) -> np.ndarray:
 
 
 @DATASETS.register(
-    "regression_outliers", task="regression", kind="tabular",
+    "regression_outliers",
+    task="regression",
+    kind="tabular",
     accepts=("n_samples", "n_test", "dim", "noise", "outlier_fraction", "outlier_scale", "seed"),
 )
 def regression_outliers(
-    n_samples: int = 500, n_test: int = 1000, dim: int = 1, noise: float = 0.3,
-    outlier_fraction: float = 0.1, outlier_scale: float = 10.0, seed: int = 0,
+    n_samples: int = 500,
+    n_test: int = 1000,
+    dim: int = 1,
+    noise: float = 0.3,
+    outlier_fraction: float = 0.1,
+    outlier_scale: float = 10.0,
+    seed: int = 0,
 ) -> ArrayDataset:
     """y = f(x) + N(0, noise²) with x ~ U(−3, 3)^dim; a fraction of the training targets get a gross
     error of ±outlier_scale × noise × (1 + U(0, 1)). The test set (``n_test``) has Gaussian noise
@@ -77,8 +85,15 @@ def regression_outliers(
     y[bad, 0] += (rng.choice([-1.0, 1.0], bad.sum()) * outlier_scale * noise * (1 + rng.random(bad.sum()))).astype(np.float32)
     x_test = rng.uniform(-3, 3, (n_test, dim)).astype(np.float32)
     y_test = regression_truth(x_test) + rng.normal(0, noise, (n_test, 1)).astype(np.float32)
-    return ArrayDataset(x=x, y=y, task="regression", kind="tabular", x_test=x_test, y_test=y_test,
-                        extras={"truth": regression_truth, "outliers": np.flatnonzero(bad)})
+    return ArrayDataset(
+        x=x,
+        y=y,
+        task="regression",
+        kind="tabular",
+        x_test=x_test,
+        y_test=y_test,
+        extras={"truth": regression_truth, "outliers": np.flatnonzero(bad)},
+    )
 
 
 @DATASETS.register("sequences", task="regression", kind="sequence", accepts=("n_samples", "length", "seed"))
@@ -127,7 +142,11 @@ def mnist1d(as_sequence: bool = False, seed: int = 42, cache_dir: str | None = N
         os.replace(tmp, path)  # atomic: concurrent runs never read a half-written cache
     shape = (-1, 40, 1) if as_sequence else (-1, 1, 40)
     return ArrayDataset(
-        x=d["x"].astype(np.float32).reshape(shape), y=d["y"].astype(np.int64), task="classification",
-        kind="sequence" if as_sequence else "signal", num_classes=10,
-        x_test=d["x_test"].astype(np.float32).reshape(shape), y_test=d["y_test"].astype(np.int64),
+        x=d["x"].astype(np.float32).reshape(shape),
+        y=d["y"].astype(np.int64),
+        task="classification",
+        kind="sequence" if as_sequence else "signal",
+        num_classes=10,
+        x_test=d["x_test"].astype(np.float32).reshape(shape),
+        y_test=d["y_test"].astype(np.int64),
     )

@@ -11,6 +11,7 @@
 
 A missing or malformed file raises an error that names the file expected and the layout.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -97,9 +98,13 @@ _SCALAR = np.float64(0).__reduce__()[0]
 # Every global a CIFAR python batch refers to (numpy 1.x files name numpy.core, numpy 2.x numpy._core;
 # _codecs.encode is how protocol 2 writes bytes). Anything else is refused before it is looked up.
 CIFAR_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT, ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy.core.multiarray", "scalar"): _SCALAR, ("numpy._core.multiarray", "scalar"): _SCALAR,
-    ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype, ("_codecs", "encode"): codecs.encode,
+    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy.core.multiarray", "scalar"): _SCALAR,
+    ("numpy._core.multiarray", "scalar"): _SCALAR,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): codecs.encode,
 }
 
 
@@ -122,8 +127,10 @@ def _unpickle(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
         x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)  # rows are R, G, B planes of 32×32
         y = np.asarray(d[label_key], dtype=np.int64)
     except RefusedPickle as exc:
-        raise DataFileError(f"{path}: refused: it asks to load {exc}, which a CIFAR python batch never holds (only dicts, lists, "
-                            "bytes, numbers and numpy arrays are read; nothing in the file was run)") from exc
+        raise DataFileError(
+            f"{path}: refused: it asks to load {exc}, which a CIFAR python batch never holds (only dicts, lists, "
+            "bytes, numbers and numpy arrays are read; nothing in the file was run)"
+        ) from exc
     except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError, TypeError) as exc:
         raise DataFileError(f"{path}: not a CIFAR python batch with b'data' (N×3072 bytes) and {label_key!r} ({exc})") from exc
     if len(x) != len(y):
@@ -138,7 +145,9 @@ def _cifar(name: str, root: Optional[str], folder: str, train: list[str], test: 
         base = base / folder
     xs, ys = zip(*(_unpickle(_find(base, [b], layout), label_key) for b in train))
     xt, yt = _unpickle(_find(base, [test], layout), label_key)
-    return ArrayDataset(x=np.concatenate(xs), y=np.concatenate(ys), task="classification", kind="image", num_classes=classes, x_test=xt, y_test=yt)
+    return ArrayDataset(
+        x=np.concatenate(xs), y=np.concatenate(ys), task="classification", kind="image", num_classes=classes, x_test=xt, y_test=yt
+    )
 
 
 @DATASETS.register("cifar10", task="classification", kind="image", accepts=("root",))
@@ -196,6 +205,8 @@ def image_folder(root: Optional[str] = None, image_size: Optional[list[int]] = N
     if (base / "train").is_dir() and (base / "test").is_dir():
         x, y, classes, size = _read_folder(base / "train", size, channels)
         xt, yt, _, _ = _read_folder(base / "test", size, channels, classes)
-        return ArrayDataset(x=x, y=y, task="classification", kind="image", num_classes=len(classes), x_test=xt, y_test=yt, extras={"classes": classes})
+        return ArrayDataset(
+            x=x, y=y, task="classification", kind="image", num_classes=len(classes), x_test=xt, y_test=yt, extras={"classes": classes}
+        )
     x, y, classes, _ = _read_folder(base, size, channels)
     return ArrayDataset(x=x, y=y, task="classification", kind="image", num_classes=len(classes), extras={"classes": classes})

@@ -13,6 +13,7 @@ Targets become ``λ_i·onehot(y_i) + (1−λ_i)·onehot(y_pair)`` with λ_i the 
 is its own. Label smoothing applied by the loss to these soft targets equals smoothing first and
 mixing after (timm's order), because both are linear.
 """
+
 from __future__ import annotations
 
 import math

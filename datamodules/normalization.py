@@ -7,6 +7,7 @@ per feature for tabular data and sequences (L, F: per input feature over samples
 A constant feature or channel (zero spread, e.g. the always-blank corner pixels of digits) is
 left unscaled.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Index splits: seeded train/val/test holdout, stratified for classification."""
+
 from __future__ import annotations
 
 import math
@@ -23,7 +24,10 @@ def holdout_split(
         classes = len(np.unique(labels))
         for key, frac in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):  # both are fractions of n
             if 0 < frac and math.ceil(frac * n) < classes:
-                raise ValueError(f"data.{key}={frac}: {math.ceil(frac * n)} of {n} samples cannot hold all {classes} classes in a stratified split; raise it to >= {classes / n:.3g}")
+                raise ValueError(
+                    f"data.{key}={frac}: {math.ceil(frac * n)} of {n} samples cannot hold all {classes} classes in a stratified "
+                    f"split; raise it to >= {classes / n:.3g}"
+                )
     test = np.array([], dtype=np.int64)
     if test_fraction > 0:
         idx, test = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=None if labels is None else labels[idx])

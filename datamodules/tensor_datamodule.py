@@ -11,9 +11,11 @@ the device (``TrainTransform``).
 ``loader="dataloader"`` (and ``"auto"`` above the limit, or when ``num_workers > 0`` asks for
 workers): the splits stay in host memory and a ``torch.utils.data.DataLoader`` with workers and
 pinned memory (on a GPU) serves them; Lightning shards it under DDP with a DistributedSampler;
-augmentation and mixing then run per batch on the device, in ``on_after_batch_transfer``. ``input_shape``, ``num_outputs`` and ``task`` are known before training, so
-the network can size itself to the data.
+augmentation and mixing then run per batch on the device, in ``on_after_batch_transfer``.
+``input_shape``, ``num_outputs`` and ``task`` are known before training, so the network can size
+itself to the data.
 """
+
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -23,7 +25,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from datamodules.augment import augment, policy_for
+from datamodules.augment import policy_for
 from datamodules.datasets import DATASETS, ArrayDataset, load
 from datamodules.device_loader import DeviceBatchLoader
 from datamodules.mixing import MixConfig
@@ -73,9 +75,14 @@ class TensorDataModule(pl.LightningDataModule):
             if not isinstance(index, int) or not 0 <= index < k:
                 raise ValueError(f"data.kfold.index={index!r}: must be an integer in [0, {k - 1}] for k={k}")
             if val_fraction:
-                raise ValueError(f"data.val_fraction={val_fraction}: with data.kfold.k={k} the fold is the validation set; set data.val_fraction=0")
+                raise ValueError(
+                    f"data.val_fraction={val_fraction}: with data.kfold.k={k} the fold is the validation set; set data.val_fraction=0"
+                )
         if self.entry.info["task"] != "classification" and mix.active:
-            raise ValueError(f"regularization.mixup_alpha/cutmix_alpha: Mixup and CutMix need class labels; dataset {name!r} is a {self.entry.info['task']} task")
+            raise ValueError(
+                f"regularization.mixup_alpha/cutmix_alpha: Mixup and CutMix need class labels; dataset {name!r} is a "
+                f"{self.entry.info['task']} task"
+            )
         self.name, self.batch_size, self.eval_batch_size = self.entry.name, batch_size, eval_batch_size
         if normalize_per not in STATISTICS:
             raise ValueError(f"data.normalize_per={normalize_per!r}: unknown; valid: {', '.join(STATISTICS)}")
@@ -84,8 +91,10 @@ class TensorDataModule(pl.LightningDataModule):
         self.dataset_kwargs = dict(dataset or {})
         if root is not None:
             if "root" not in self.entry.info["accepts"]:
-                raise ValueError(f"data.root={root!r}: dataset {name!r} does not read files; datasets that do: "
-                                 f"{', '.join(e.name for e in DATASETS if 'root' in e.info['accepts'])}")
+                raise ValueError(
+                    f"data.root={root!r}: dataset {name!r} does not read files; datasets that do: "
+                    f"{', '.join(e.name for e in DATASETS if 'root' in e.info['accepts'])}"
+                )
             self.dataset_kwargs["root"] = root
         self.augment, self.mix = augment, mix
         if loader not in LOADERS:
@@ -93,7 +102,10 @@ class TensorDataModule(pl.LightningDataModule):
         if not isinstance(num_workers, int) or num_workers < 0:
             raise ValueError(f"data.num_workers={num_workers!r}: must be an integer >= 0")
         if loader == "device" and num_workers:
-            raise ValueError(f"data.num_workers={num_workers}: workers serve data.loader=dataloader; the device loader has none (set data.loader=dataloader or auto)")
+            raise ValueError(
+                f"data.num_workers={num_workers}: workers serve data.loader=dataloader; the device loader has none (set "
+                f"data.loader=dataloader or auto)"
+            )
         self.loader, self.num_workers, self.device_limit_mb = loader, num_workers, device_limit_mb
         self.policy = None
         self.split_indices: dict[str, np.ndarray] = {}  # into the dataset's own training pool
@@ -191,11 +203,22 @@ class TensorDataModule(pl.LightningDataModule):
         x, y = self._tensors[split]
         batch_size = self.batch_size if train else self.eval_batch_size
         if not self.on_device:
-            return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=train, num_workers=self.num_workers,
-                              pin_memory=self._pin, persistent_workers=self.num_workers > 0)
+            return DataLoader(
+                TensorDataset(x, y),
+                batch_size=batch_size,
+                shuffle=train,
+                num_workers=self.num_workers,
+                pin_memory=self._pin,
+                persistent_workers=self.num_workers > 0,
+            )
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
         return DeviceBatchLoader(
-            (x, y), batch_size, shuffle=train, seed=self.seed, rank=rank, world_size=world,
+            (x, y),
+            batch_size,
+            shuffle=train,
+            seed=self.seed,
+            rank=rank,
+            world_size=world,
             transform=self.transform if train and self.transform.active else None,
         )
 

@@ -1,5 +1,6 @@
 """What happens to an epoch of training data on the device before it is cut into batches:
 label-preserving augmentation, then Mixup/CutMix. Never applied to validation or test data."""
+
 from __future__ import annotations
 
 import random

@@ -1,6 +1,7 @@
 """Config → objects. The only place that knows both the config layout and the components, so
 networks, modules and DataModules never see Hydra. Each ``regularization`` key is routed here to
 the component that applies it."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,16 +17,17 @@ from callbacks.checkpoint_io import AtomicCheckpointIO
 from callbacks.history import History
 from callbacks.plots import RunFigures
 from callbacks.preemption import Preemption
+from callbacks.progress import progress_callbacks
 from callbacks.samples import SampleGrids
 from callbacks.sharpness import SharpnessProbe
-from callbacks.progress import progress_callbacks
 from datamodules.datasets import DATASETS
 from datamodules.mixing import MixConfig
 from datamodules.tensor_datamodule import TensorDataModule
 from lightning_modules import rebuild
 from lightning_modules.base import SupervisedModule
 from lightning_modules.classification import ClassificationModule
-from lightning_modules.generative import MODULES as GENERATIVE_MODULES, GenerativeModule
+from lightning_modules.generative import MODULES as GENERATIVE_MODULES
+from lightning_modules.generative import GenerativeModule
 from lightning_modules.generative.levels import Levels
 from lightning_modules.nets import MODELS
 from lightning_modules.regression import RegressionModule
@@ -67,20 +69,26 @@ def build_generative(cfg: DictConfig, dm: TensorDataModule) -> GenerativeModule:
     if reg.batch_norm:
         raise ValueError(f"regularization.batch_norm=true: not applied by the generative model {name!r}; leave it null")
     if cfg.callbacks.stop_at_train_acc is not None:
-        raise ValueError(f"callbacks.stop_at_train_acc={cfg.callbacks.stop_at_train_acc}: generative models have no accuracy; leave it null")
+        raise ValueError(
+            f"callbacks.stop_at_train_acc={cfg.callbacks.stop_at_train_acc}: generative models have no accuracy; leave it null"
+        )
     if cfg.callbacks.sharpness.enabled:
-        raise ValueError("callbacks.sharpness.enabled=true: the sharpness probes need a classifier or regressor, not the generative "
-                         f"model {name!r}; set it to false")
+        raise ValueError(
+            "callbacks.sharpness.enabled=true: the sharpness probes need a classifier or regressor, not the generative "
+            f"model {name!r}; set it to false"
+        )
     if cfg.optimizer.name == "sam":
         raise ValueError(f"optimizer=sam: not supported by the generative model {name!r}; choose another optimizer")
     module_class, module_keys = GENERATIVE_MODULES[name]
     if not module_class.takes_scheduler:  # two optimizers stepped by hand (GAN): what Lightning would do per step is not done
         strategy = str(cfg.trainer.get("strategy", "auto"))
         accumulate = cfg.trainer.get("accumulate_grad_batches", 1)
-        for key, value, fine, use in (("scheduler", cfg.scheduler.name, cfg.scheduler.name == "none", "scheduler=none"),
-                                      ("regularization.grad_clip", reg.grad_clip, reg.grad_clip is None, "null"),
-                                      ("trainer.accumulate_grad_batches", accumulate, accumulate == 1, "1"),
-                                      ("trainer.strategy", strategy, not strategy.startswith(("ddp", "fsdp")), "trainer=cpu or trainer=gpu")):
+        for key, value, fine, use in (
+            ("scheduler", cfg.scheduler.name, cfg.scheduler.name == "none", "scheduler=none"),
+            ("regularization.grad_clip", reg.grad_clip, reg.grad_clip is None, "null"),
+            ("trainer.accumulate_grad_batches", accumulate, accumulate == 1, "1"),
+            ("trainer.strategy", strategy, not strategy.startswith(("ddp", "fsdp")), "trainer=cpu or trainer=gpu"),
+        ):
             if not fine:
                 raise ValueError(f"{key}={value}: model={name} steps its optimizers by hand and does not support it; use {use}")
     hparams = _without_name(cfg.model)
@@ -99,8 +107,11 @@ def build_generative(cfg: DictConfig, dm: TensorDataModule) -> GenerativeModule:
             except ValueError as exc:  # the factory names the optimizer group's keys; these live under model.<key>
                 raise ValueError(str(exc).replace("optimizer.", f"model.{key}.", 1)) from exc
             module_kwargs[key] = spec
-    spec = {"net": net_spec(name, dm, levels.count, hparams), "levels": {"low": levels.low, "high": levels.high, "count": levels.count},
-            **optimization_spec(cfg)}
+    spec = {
+        "net": net_spec(name, dm, levels.count, hparams),
+        "levels": {"low": levels.low, "high": levels.high, "count": levels.count},
+        **optimization_spec(cfg),
+    }
     return module_class(rebuild=spec, **module_kwargs)
 
 
@@ -115,8 +126,10 @@ def _routed(group: str, given: dict, routed: dict) -> dict:
     """``given`` (a group's keys) with the regularization keys routed into it; a key set in both places is refused."""
     for key in routed:
         if key in given:
-            raise ValueError(f"{group}.{key}: not {'an optimizer' if 'optimizer' in group else 'a model'} key; set regularization.{key}"
-                             + (" (and regularization.decay_all)" if key == "weight_decay" else ""))
+            raise ValueError(
+                f"{group}.{key}: not {'an optimizer' if 'optimizer' in group else 'a model'} key; set regularization.{key}"
+                + (" (and regularization.decay_all)" if key == "weight_decay" else "")
+            )
     return {**given, **routed}
 
 
@@ -124,8 +137,10 @@ def optimization_spec(cfg: DictConfig) -> dict[str, dict]:
     """The optimizer and scheduler as plain specs (``lightning_modules/rebuild.py``)."""
     reg = cfg.regularization
     decay = {"weight_decay": reg.weight_decay, "decay_all": reg.decay_all}
-    return {"optimizer": {"name": cfg.optimizer.name, **_routed("optimizer", _without_name(cfg.optimizer), decay)},
-            "scheduler": {"name": cfg.scheduler.name, **_without_name(cfg.scheduler)}}
+    return {
+        "optimizer": {"name": cfg.optimizer.name, **_routed("optimizer", _without_name(cfg.optimizer), decay)},
+        "scheduler": {"name": cfg.scheduler.name, **_without_name(cfg.scheduler)},
+    }
 
 
 def loss_spec(cfg: DictConfig, task: str) -> dict[str, Any]:
@@ -148,9 +163,12 @@ def check_components(cfg: DictConfig) -> None:
 def build_supervised(cfg: DictConfig, dm: TensorDataModule) -> SupervisedModule:
     reg = cfg.regularization
     hparams = _routed("model", _without_name(cfg.model), {"dropout": reg.dropout, "batch_norm": reg.batch_norm})
-    spec = {"net": net_spec(cfg.model.name, dm, dm.num_outputs, hparams),
-            "loss": loss_spec(cfg, dm.task), **optimization_spec(cfg),
-            "regularization": {k: reg[k] for k in ("l1", "l2", "decay_all", "input_noise", "weight_noise")}}
+    spec = {
+        "net": net_spec(cfg.model.name, dm, dm.num_outputs, hparams),
+        "loss": loss_spec(cfg, dm.task),
+        **optimization_spec(cfg),
+        "regularization": {k: reg[k] for k in ("l1", "l2", "decay_all", "input_noise", "weight_noise")},
+    }
     return (ClassificationModule if dm.task == "classification" else RegressionModule)(rebuild=spec)
 
 
@@ -160,14 +178,39 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[list
     # last.ckpt is the end of the newest finished epoch, always: its own callback (Lightning's
     # save_last writes "last" only in epochs where the monitored metric improved). Without a
     # validation split there is nothing to choose "best" by, and only last.ckpt is kept.
-    best = [ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-epoch{epoch:03d}", auto_insert_metric_name=False,
-                            monitor=ck.monitor, mode=ck.mode, save_top_k=1)] if has_val else []
-    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename=LAST, monitor=None, save_top_k=1, enable_version_counter=False,
-                           save_on_train_epoch_end=True)  # every epoch, also those without validation (check_val_every_n_epoch)
+    best = (
+        [
+            ModelCheckpoint(
+                dirpath=run_dir / "checkpoints",
+                filename="best-epoch{epoch:03d}",
+                auto_insert_metric_name=False,
+                monitor=ck.monitor,
+                mode=ck.mode,
+                save_top_k=1,
+            )
+        ]
+        if has_val
+        else []
+    )
+    last = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename=LAST,
+        monitor=None,
+        save_top_k=1,
+        enable_version_counter=False,
+        save_on_train_epoch_end=True,
+    )  # every epoch, also those without validation (check_val_every_n_epoch)
     callbacks: list[Callback] = [*best, last, history, Preemption(run_dir / "checkpoints" / f"{LAST}.ckpt")]
     if cfg.callbacks.stop_at_train_acc is not None:  # "trained to the same training accuracy"
-        callbacks.append(EarlyStopping(monitor="train/acc", mode="max", stopping_threshold=cfg.callbacks.stop_at_train_acc,
-                                       patience=10**9, check_on_train_epoch_end=True))
+        callbacks.append(
+            EarlyStopping(
+                monitor="train/acc",
+                mode="max",
+                stopping_threshold=cfg.callbacks.stop_at_train_acc,
+                patience=10**9,
+                check_on_train_epoch_end=True,
+            )
+        )
     sharp = cfg.callbacks.sharpness
     if sharp.enabled:
         callbacks.append(SharpnessProbe(sharp.eps, sharp.lbfgs_iters, sharp.ascent_steps, sharp.hessian_iters, sharp.max_samples))

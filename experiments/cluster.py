@@ -11,6 +11,7 @@ two directories. ``run_stamp()`` replaces the time with a name all of them share
 * under ``torchrun`` with several processes: the first process's start time, passed to the others
   through torchrun's own rendezvous store (the one ``init_process_group`` connects to).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,8 +34,7 @@ def slurm_stamp(env: os._Environ | dict, argv: list[str] | None = None) -> str |
     interactive ``salloc`` shell runs ordinary, time-stamped runs."""
     if "SLURM_JOB_ID" not in env or "SLURM_STEP_ID" not in env or env.get("SLURM_JOB_NAME") in ("bash", "interactive"):
         return None
-    job = (f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}" if "SLURM_ARRAY_JOB_ID" in env
-           else env["SLURM_JOB_ID"])
+    job = f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}" if "SLURM_ARRAY_JOB_ID" in env else env["SLURM_JOB_ID"]
     digest = hashlib.sha1("\0".join(argv or []).encode()).hexdigest()[:8]
     return f"slurm{job}_{env['SLURM_STEP_ID']}_{digest}"
 
@@ -90,7 +90,9 @@ def launch_problem(trainer_cfg, env: os._Environ | dict = os.environ) -> str | N
     if world == 1 or (devices in (-1, "auto") and strategy != "auto"):
         return None
     if strategy == "auto" or devices != per_node or num_nodes != nodes:
-        return (f"trainer.devices={devices} trainer.num_nodes={num_nodes} trainer.strategy={strategy}: torchrun started "
-                f"{per_node} process(es) per node on {nodes} node(s); use trainer=ddp_cpu (or ddp) "
-                f"trainer.devices={per_node} trainer.num_nodes={nodes}")
+        return (
+            f"trainer.devices={devices} trainer.num_nodes={num_nodes} trainer.strategy={strategy}: torchrun started "
+            f"{per_node} process(es) per node on {nodes} node(s); use trainer=ddp_cpu (or ddp) "
+            f"trainer.devices={per_node} trainer.num_nodes={nodes}"
+        )
     return None

@@ -4,6 +4,7 @@ metric; with ``--out`` writes ``summary.csv`` (a row per run) and ``summary.md``
 
 A folder with no run in it is an error (one line, exit 2); nothing is written then.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,7 +47,9 @@ def print_table(table: list[dict], key: str | None) -> None:
     for name in ["configuration", *metrics, "n", "not finished"]:
         out.add_column(name, justify="left" if name == "configuration" else "right")
     for e in table:
-        out.add_row(e["configuration"], *(f"{e[m]:.4f} ± {e[m + ' ±']:.4f}" if m in e else "" for m in metrics), str(e["n"]), str(e["not finished"]))
+        out.add_row(
+            e["configuration"], *(f"{e[m]:.4f} ± {e[m + ' ±']:.4f}" if m in e else "" for m in metrics), str(e["n"]), str(e["not finished"])
+        )
     Console(width=200).print(out)
 
 

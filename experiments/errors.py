@@ -1,4 +1,5 @@
 """One-line messages for configuration errors, whether Hydra, OmegaConf or our checks raised them."""
+
 from __future__ import annotations
 
 import re

@@ -6,6 +6,7 @@ the same split (``data.split_seed``) and normalization statistics (of the same t
 then the checkpoint's weights are loaded weights-only. ``eval=`` tests them as the run did and
 writes ``<run_dir>/eval/<time>.json``; nothing else in the run directory is touched.
 """
+
 from __future__ import annotations
 
 import time
@@ -83,8 +84,10 @@ def check_same_shape(module, dm, name: str) -> None:
     trained = (tuple(rebuild.get("input_shape", ())), rebuild.get("num_outputs"))
     given = (tuple(dm.input_shape), dm.num_outputs)
     if trained != given:
-        raise ConfigError(f"eval.data={name}: inputs {given[0]} with {given[1]} outputs, but the run's network takes "
-                          f"{trained[0]} with {trained[1]} outputs")
+        raise ConfigError(
+            f"eval.data={name}: inputs {given[0]} with {given[1]} outputs, but the run's network takes "
+            f"{trained[0]} with {trained[1]} outputs"
+        )
 
 
 def evaluate(run_dir: Path, ckpt: str, data: DictConfig | None = None) -> dict[str, Any]:
@@ -103,14 +106,21 @@ def evaluate(run_dir: Path, ckpt: str, data: DictConfig | None = None) -> dict[s
     if dm.split_sizes()["test"] == 0:
         raise ConfigError(f"eval={run_dir}: the dataset {dm.name!r} has no test split here (data.test_fraction=0 and none of its own)")
     cfg = saved_config(run_dir, "eval")
-    trainer_keys = {k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items()
-                    if k in ("accelerator", "precision", "deterministic")}
-    trainer = pl.Trainer(**trainer_keys, devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False)
+    trainer_keys = {
+        k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if k in ("accelerator", "precision", "deterministic")
+    }
+    trainer = pl.Trainer(
+        **trainer_keys, devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False
+    )
     trainer.test(module, datamodule=dm, verbose=False)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
-    record = {**metrics, "checkpoint": str(checkpoint(run_dir, ckpt)), "data": dm.name, "test_size": dm.split_sizes()["test"],
-              "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    record = {
+        **metrics,
+        "checkpoint": str(checkpoint(run_dir, ckpt)),
+        "data": dm.name,
+        "test_size": dm.split_sizes()["test"],
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
     out = Path(run_dir) / "eval" / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{dm.name}.json"
     out.parent.mkdir(exist_ok=True)
     n = 1

@@ -8,6 +8,7 @@ saved config. ``on_run_start`` runs before that (``experiments/rundir.py`` says 
 Hydra turns an Exception raised in a callback into a warning, so refusals here raise ``ConfigExit``
 (a SystemExit), which ends the process with one line.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -122,8 +123,13 @@ class RunDirectories(Callback):
             import traceback
 
             traceback.print_exception(exc, file=sys.stderr)
-            record_failure(Path(config.hydra.runtime.output_dir), config.hydra.job.num, list(config.hydra.overrides.task),
-                           f"{type(exc).__name__}: {exc}", 1)
+            record_failure(
+                Path(config.hydra.runtime.output_dir),
+                config.hydra.job.num,
+                list(config.hydra.overrides.task),
+                f"{type(exc).__name__}: {exc}",
+                1,
+            )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if cluster.is_secondary():
@@ -144,9 +150,11 @@ class RunDirectories(Callback):
         failed = sorted((json.loads(p.read_text()) for p in sweep.glob(f"*/{FAILED}")), key=lambda r: r["job"])
         if failed:
             jobs = ", ".join(f"job {r['job']} (exit {r['exit']})" for r in failed)
-            raise ConfigExit(f"{len(failed)} job(s) of the sweep failed, the others finished: {jobs}; each failed job's "
-                             f"{FAILED} says why; sweep: {sweep}",
-                             code=max(r["exit"] for r in failed))
+            raise ConfigExit(
+                f"{len(failed)} job(s) of the sweep failed, the others finished: {jobs}; each failed job's "
+                f"{FAILED} says why; sweep: {sweep}",
+                code=max(r["exit"] for r in failed),
+            )
 
 
 def sweep_jobs(overrides: list[str]) -> list[tuple[list[str], list[str]]]:

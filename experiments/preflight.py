@@ -5,6 +5,7 @@ more than one key or a look at the machine: the Trainer's arguments, the acceler
 of processes, the run's name. A sweep calls it for every job before the first one starts; a run
 calls it first thing. Each failure is a ``ConfigError`` with one line naming the key and the value.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -17,9 +18,13 @@ from experiments.validation import ConfigError, check_config
 
 # The Trainer arguments the template sets itself (experiments/build.py), with the key to use instead.
 SET_BY_TEMPLATE = {
-    "default_root_dir": "hydra.run.dir", "logger": "logger=", "callbacks": "callbacks.*", "enable_progress_bar": "callbacks.progress",
-    "enable_model_summary": "callbacks.progress", "gradient_clip_val": "regularization.grad_clip", "plugins": "(none: checkpoints are "
-    "always written atomically and read weights-only)",
+    "default_root_dir": "hydra.run.dir",
+    "logger": "logger=",
+    "callbacks": "callbacks.*",
+    "enable_progress_bar": "callbacks.progress",
+    "enable_model_summary": "callbacks.progress",
+    "gradient_clip_val": "regularization.grad_clip",
+    "plugins": "(none: checkpoints are always written atomically and read weights-only)",
 }
 LOGGERS = ("tensorboard", "none")
 GPU_ACCELERATORS = ("gpu", "cuda")
@@ -50,31 +55,39 @@ def check_trainer(trainer: DictConfig, local: bool = True) -> None:
         if key in SET_BY_TEMPLATE:
             raise ConfigError(f"trainer.{key}: set by the template; use {SET_BY_TEMPLATE[key]}")
         if key not in accepted:
-            raise ConfigError(f"trainer.{key}={trainer[key]}: not an argument of pytorch_lightning.Trainer; "
-                              f"Trainer arguments: {', '.join(a for a in accepted if a not in SET_BY_TEMPLATE)}")
+            raise ConfigError(
+                f"trainer.{key}={trainer[key]}: not an argument of pytorch_lightning.Trainer; "
+                f"Trainer arguments: {', '.join(a for a in accepted if a not in SET_BY_TEMPLATE)}"
+            )
     limit = trainer.get("limit_train_batches")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit <= 0):
-        raise ConfigError(f"trainer.limit_train_batches={limit}: must be > 0 (a fraction in (0, 1] or a number of batches >= 1); "
-                          "0 would train nothing")
+        raise ConfigError(
+            f"trainer.limit_train_batches={limit}: must be > 0 (a fraction in (0, 1] or a number of batches >= 1); 0 would train nothing"
+        )
     accelerator = str(trainer.get("accelerator", "auto"))
     if accelerator in GPU_ACCELERATORS and local:
         import torch
 
         if not torch.cuda.is_available():
-            raise ConfigError(f"trainer.accelerator={accelerator}: no CUDA GPU is visible to torch {torch.__version__} on this "
-                              "machine; use trainer=cpu (or trainer=ddp_cpu for several processes)")
+            raise ConfigError(
+                f"trainer.accelerator={accelerator}: no CUDA GPU is visible to torch {torch.__version__} on this "
+                "machine; use trainer=cpu (or trainer=ddp_cpu for several processes)"
+            )
     devices, strategy = _count_devices(trainer.get("devices", 1)), str(trainer.get("strategy", "auto"))
     if devices is not None and devices > 1 and strategy == "auto":
         preset = "ddp_cpu" if accelerator == "cpu" else "ddp"
-        raise ConfigError(f"trainer.devices={trainer.devices} with trainer.strategy=auto: several processes need a distributed "
-                          f"preset; use trainer={preset} trainer.devices={trainer.devices}")
+        raise ConfigError(
+            f"trainer.devices={trainer.devices} with trainer.strategy=auto: several processes need a distributed "
+            f"preset; use trainer={preset} trainer.devices={trainer.devices}"
+        )
 
 
 def check_name(name: Any) -> None:
     text = str(name)
     if not text or "/" in text or "\\" in text or text in (".", "..") or "\0" in text:
-        raise ConfigError(f"name={text!r}: must be a plain directory name (no '/', '\\' or '..'); it names the run's "
-                          "directory under outputs/runs/")
+        raise ConfigError(
+            f"name={text!r}: must be a plain directory name (no '/', '\\' or '..'); it names the run's directory under outputs/runs/"
+        )
 
 
 def check_validation(cfg: DictConfig) -> None:
@@ -84,11 +97,14 @@ def check_validation(cfg: DictConfig) -> None:
     trainer = cfg.trainer
     limit, every = trainer.get("limit_val_batches"), trainer.get("check_val_every_n_epoch", 1)
     if limit is not None and not isinstance(limit, bool) and limit == 0:
-        raise ConfigError(f"trainer.limit_val_batches={limit} with test_ckpt=best: no validation, so no best checkpoint to test; "
-                          "set test_ckpt=last")
+        raise ConfigError(
+            f"trainer.limit_val_batches={limit} with test_ckpt=best: no validation, so no best checkpoint to test; set test_ckpt=last"
+        )
     if isinstance(every, int) and every > trainer.max_epochs:
-        raise ConfigError(f"trainer.check_val_every_n_epoch={every} > trainer.max_epochs={trainer.max_epochs} with test_ckpt=best: "
-                          "validation never runs; set test_ckpt=last or validate more often")
+        raise ConfigError(
+            f"trainer.check_val_every_n_epoch={every} > trainer.max_epochs={trainer.max_epochs} with test_ckpt=best: "
+            "validation never runs; set test_ckpt=last or validate more often"
+        )
 
 
 def preflight(cfg: DictConfig, local: bool = True) -> None:

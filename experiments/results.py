@@ -1,5 +1,6 @@
 """What a finished run leaves behind: ``metrics.json`` (written atomically, last), the HParams
 entry in TensorBoard (the flattened config next to the final metrics) and a short rich table."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,6 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from pytorch_lightning.loggers import TensorBoardLogger
-
 
 # What model selection reads from a run (a Hydra sweeper's objective, the sweep summary's order):
 # the best validation value of its headline metric — never a test metric.

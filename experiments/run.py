@@ -8,6 +8,7 @@ checkpoint stay), 4 stopped by SIGTERM or SIGINT (and SIGUSR1 while training; wh
 is kept; the line names the command that continues). A sweep checks every job before the first starts, runs all jobs
 even when some fail, and exits with the highest status of its failed jobs.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -45,7 +46,13 @@ def is_rank_zero() -> bool:
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from experiments.train import Interrupted, TrainingFailed, latest_checkpoint, resume, train  # Lightning is imported only when a job runs (--help stays fast)
+    from experiments.train import (
+        Interrupted,
+        TrainingFailed,
+        latest_checkpoint,
+        resume,
+        train,
+    )  # Lightning is imported only when a job runs (--help stays fast)
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir).resolve()
@@ -63,8 +70,10 @@ def main(cfg: DictConfig) -> float | None:
             allowed = ("resume=", "callbacks.progress=", "trainer.max_epochs=", "hydra.")
             others = [o for o in hydra_cfg.overrides.task if not o.startswith(allowed)]
             if others:  # the run continues with its own saved config: anything else would be silently ignored
-                raise ConfigError(f"resume={cfg.resume}: continues with the run's own saved config (only trainer.max_epochs and "
-                                  f"callbacks.progress may be given); drop the other overrides ({' '.join(others)})")
+                raise ConfigError(
+                    f"resume={cfg.resume}: continues with the run's own saved config (only trainer.max_epochs and "
+                    f"callbacks.progress may be given); drop the other overrides ({' '.join(others)})"
+                )
             given = {o.split("=", 1)[0] for o in hydra_cfg.overrides.task}
             progress = cfg.callbacks.progress if "callbacks.progress" in given else None
             max_epochs = cfg.trainer.max_epochs if "trainer.max_epochs" in given else None
@@ -112,8 +121,10 @@ def evaluate(cfg: DictConfig, hydra_cfg, fresh_dir: Path, single: bool) -> None:
     data_overrides = [o for o in given if o.startswith("data.")]
     others = [o for o in given if not o.startswith(("eval.", "callbacks.progress=", "hydra.", "data."))]
     if others or (data_overrides and cfg.eval.data is None):
-        raise ConfigError(f"eval.run={cfg.eval.run}: tests the run with its own saved config (only eval.ckpt, eval.data and, with "
-                          f"eval.data, data.* keys may be given); drop {' '.join(others or data_overrides)}")
+        raise ConfigError(
+            f"eval.run={cfg.eval.run}: tests the run with its own saved config (only eval.ckpt, eval.data and, with "
+            f"eval.data, data.* keys may be given); drop {' '.join(others or data_overrides)}"
+        )
     rundir.release(fresh_dir)  # nothing is written here: the results go to <run_dir>/eval/
     target = Path(cfg.eval.run).resolve()
     evaluation.saved_config(target, "eval")
@@ -167,8 +178,10 @@ def stopped_message(exc: signals.Stopped) -> str:
         from hydra_plugins.dlf_optuna_sweeper.optuna_sweeper import STORAGE_FILE
 
         if (sweeps[-1] / STORAGE_FILE).exists():
-            return (f"stopped by {signal_name}; the search's finished trials are kept in {sweeps[-1]}; continue it with the "
-                    f"same command and hydra.sweep.dir={sweeps[-1]}")
+            return (
+                f"stopped by {signal_name}; the search's finished trials are kept in {sweeps[-1]}; continue it with the "
+                f"same command and hydra.sweep.dir={sweeps[-1]}"
+            )
         return f"stopped by {signal_name}; the sweep's finished jobs are kept in {sweeps[-1]}"
     path = kept[-1]
     if (path / "members").is_dir() or (path / "parts").is_dir():

@@ -14,6 +14,7 @@ into it.
 The process remembers what it claimed, so that a run refused before training removes its own
 directory and nothing else (``release``). Pure Python: imports nothing of the project.
 """
+
 from __future__ import annotations
 
 import errno
@@ -46,9 +47,14 @@ def holds_run(path: Path) -> bool:
 
 
 def _why(exc: OSError) -> str:
-    return {errno.ENAMETOOLONG: "the name is too long for the filesystem", errno.ENOTDIR: "a part of the path is a file",
-            errno.EEXIST: "a file of that name exists", errno.EACCES: "permission denied", errno.EROFS: "read-only filesystem",
-            errno.ENOSPC: "no space left on the device"}.get(exc.errno, exc.strerror or str(exc))
+    return {
+        errno.ENAMETOOLONG: "the name is too long for the filesystem",
+        errno.ENOTDIR: "a part of the path is a file",
+        errno.EEXIST: "a file of that name exists",
+        errno.EACCES: "permission denied",
+        errno.EROFS: "read-only filesystem",
+        errno.ENOSPC: "no space left on the device",
+    }.get(exc.errno, exc.strerror or str(exc))
 
 
 def _try_claim(path: Path, marker: str) -> bool:
@@ -80,8 +86,11 @@ def claim(path: Path | str, key: str, unique: bool, marker: str = CLAIM) -> Path
         if _try_claim(path, marker):
             return path
         if not unique:
-            what = ("a run or a sweep; choose a new directory" if marker == SWEEP_CLAIM else
-                    f"a run; choose a new directory (or resume={path} to continue it)")
+            what = (
+                "a run or a sweep; choose a new directory"
+                if marker == SWEEP_CLAIM
+                else f"a run; choose a new directory (or resume={path} to continue it)"
+            )
             raise ClaimError(f"{key}={path}: already holds {what}")
         for n in range(1, 1000):
             candidate = path.with_name(f"{path.name}_{n}")
@@ -110,8 +119,9 @@ def locked(path: Path, key: str) -> Iterator[None]:
         except BlockingIOError:
             raise ClaimError(f"{key}={path}: another process is training in this directory right now; wait for it to end") from None
         except OSError as exc:  # a filesystem without flock on directories (some NFS, Lustre without -o flock)
-            logging.getLogger("dl_foundations").warning(f"{path}: cannot lock the directory ({_why(exc)}); "
-                                                        "a resume= of it while this run trains will not be refused")
+            logging.getLogger("dl_foundations").warning(
+                f"{path}: cannot lock the directory ({_why(exc)}); a resume= of it while this run trains will not be refused"
+            )
         _active.append(path.resolve())
         yield
     finally:
@@ -135,10 +145,17 @@ def has_results(path: Path) -> bool:
     """Whether ``path`` holds anything a run or study finished: metrics, a checkpoint, a finished
     study member or part, a sweep job's record."""
     path = Path(path)
-    return ((path / "metrics.json").exists() or (path / "study.json").exists() or any((path / "checkpoints").glob("*.ckpt"))
-            or any(path.glob("*/checkpoints/*.ckpt")) or any(path.glob("members/*/checkpoints/*.ckpt"))
-            or any(path.glob("members/*/metrics.json")) or any(path.glob("parts/*.json")) or any(path.glob("*/metrics.json"))
-            or any(path.glob(f"*/{FAILED}")))
+    return (
+        (path / "metrics.json").exists()
+        or (path / "study.json").exists()
+        or any((path / "checkpoints").glob("*.ckpt"))
+        or any(path.glob("*/checkpoints/*.ckpt"))
+        or any(path.glob("members/*/checkpoints/*.ckpt"))
+        or any(path.glob("members/*/metrics.json"))
+        or any(path.glob("parts/*.json"))
+        or any(path.glob("*/metrics.json"))
+        or any(path.glob(f"*/{FAILED}"))
+    )
 
 
 def _detach_log_files(path: Path) -> None:

@@ -7,6 +7,7 @@ which ``experiments/run.py`` makes the run's validation headline (``val/acc_best
 classification): the test split never takes part in choosing. ``trials.csv`` carries each
 trial's test metrics beside its value as information only.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,20 +45,27 @@ def check(config: DictConfig) -> list[tuple[list[str], list[str]]]:
     sweeper.check(config.hydra.sweeper)
     metric, direction = objective(config)
     if config.hydra.sweeper.direction != direction:
-        raise sweeper.SearchError(f"hydra.sweeper.direction={config.hydra.sweeper.direction}: each trial returns {metric}, which "
-                                  f"is better {'higher' if direction == 'maximize' else 'lower'}; use hydra.sweeper.direction={direction}")
+        raise sweeper.SearchError(
+            f"hydra.sweeper.direction={config.hydra.sweeper.direction}: each trial returns {metric}, which "
+            f"is better {'higher' if direction == 'maximize' else 'lower'}; use hydra.sweeper.direction={direction}"
+        )
     space, fixed = sweeper.search_space(config.hydra.sweeper.params, list(config.hydra.overrides.task), config)
     values = {k: list(d.choices) if hasattr(d, "choices") else [d.low, d.high] for k, d in space.items()}
-    return [([*fixed, f"{key}={sweeper.format_value(v)}"], [f"{key}={sweeper.format_value(v)}"])
-            for key, options in values.items() for v in options]
+    return [
+        ([*fixed, f"{key}={sweeper.format_value(v)}"], [f"{key}={sweeper.format_value(v)}"])
+        for key, options in values.items()
+        for v in options
+    ]
 
 
 def continue_message(hydra_config: Any, stopped: str) -> str:
     """What an interrupted search's job says: the trial is dropped, the search continues."""
     sweep = Path(hydra_config.sweep.dir)
-    return (f"{stopped.split(';')[0]} in trial {hydra_config.job.num} of the search; its finished trials are kept in {sweep}; "
-            f"continue the search with the same command and hydra.sweep.dir={sweep} (the stopped trial is recorded as "
-            "interrupted and not counted)")
+    return (
+        f"{stopped.split(';')[0]} in trial {hydra_config.job.num} of the search; its finished trials are kept in {sweep}; "
+        f"continue the search with the same command and hydra.sweep.dir={sweep} (the stopped trial is recorded as "
+        "interrupted and not counted)"
+    )
 
 
 CONTINUE_MAY_CHANGE = ("n_trials", "n_jobs")  # what a continued search may set anew
@@ -87,8 +95,10 @@ def continues(config: DictConfig, sweep_dir: Path) -> bool:
     if before != now:
         changed = sorted({k for k in {**before["sweeper"], **now["sweeper"]} if before["sweeper"].get(k) != now["sweeper"].get(k)})
         what = f"hydra.sweeper.{', hydra.sweeper.'.join(changed)}" if changed else f"the overrides ({' '.join(before['overrides'])})"
-        raise sweeper.SearchError(f"hydra.sweep.dir={sweep_dir}: holds another search ({what} differ); continue it with its own "
-                                  f"command (only hydra.sweeper.n_trials and n_jobs may change) or choose a new hydra.sweep.dir")
+        raise sweeper.SearchError(
+            f"hydra.sweep.dir={sweep_dir}: holds another search ({what} differ); continue it with its own "
+            f"command (only hydra.sweeper.n_trials and n_jobs may change) or choose a new hydra.sweep.dir"
+        )
     return True
 
 
@@ -129,8 +139,14 @@ def trial_rows(study) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"number": t.number, "state": state, "value": t.value}
         row.update({f"params.{k}": v for k, v in t.params.items()})
         row.update({k: v for k, v in sorted(metrics.items()) if k.startswith("test/")})
-        row.update({"epochs": metrics.get("epochs"), "pruned_at_epoch": metrics.get("pruned_at_epoch"),
-                    "wall_s": None if wall is None else round(wall, 3), "run_dir": run_dir})
+        row.update(
+            {
+                "epochs": metrics.get("epochs"),
+                "pruned_at_epoch": metrics.get("pruned_at_epoch"),
+                "wall_s": None if wall is None else round(wall, 3),
+                "run_dir": run_dir,
+            }
+        )
         rows.append(row)
     return rows
 

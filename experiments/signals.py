@@ -10,6 +10,7 @@ Lightning chains the handler it finds into its own, so this one is still called 
 owns the signal: it then only records the signal (``signal_name``), and a signal that arrived in
 the instant before Lightning took over is handed on to it (``take_pending``).
 """
+
 from __future__ import annotations
 
 import os

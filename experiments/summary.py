@@ -8,6 +8,7 @@ configuration — the overrides without ``seed`` — pooling seeds (mean ± half
 t-interval, n), sorted by the validation metric, which is what model selection reads; the test
 metrics stand beside it as information.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,6 +18,7 @@ from typing import Any, Iterable
 
 from experiments.results import SELECTION_KEYS
 from experiments.rundir import FAILED
+
 MINIMIZED = ("mse", "mae", "loss")  # a selection metric with one of these in its name is better when lower
 
 
@@ -32,9 +34,11 @@ def find_runs(folders: Iterable[Path]) -> list[Path]:
         if is_run(folder):
             found.append(folder)
             continue
-        found += sorted(p.parent.parent if p.parent.name == ".hydra" else p.parent
-                        for p in folder.rglob("*") if p.name in ("metrics.json", FAILED) or
-                        (p.name == "config.yaml" and p.parent.name == ".hydra"))
+        found += sorted(
+            p.parent.parent if p.parent.name == ".hydra" else p.parent
+            for p in folder.rglob("*")
+            if p.name in ("metrics.json", FAILED) or (p.name == "config.yaml" and p.parent.name == ".hydra")
+        )
     return list(dict.fromkeys(p.resolve() for p in found))
 
 
@@ -115,11 +119,16 @@ def _fmt(value: Any) -> str:
 def markdown(table: list[dict], key: str | None, title: str, common: list[str]) -> str:
     metrics = [k for k in dict.fromkeys(k for e in table for k in e) if k.startswith(("val/", "test/")) and not k.endswith("±")]
     head = ["configuration", *metrics, "n", "not finished"]
-    lines = [f"# {title}", "",
-             f"Sorted by {key} (the validation metric that selection reads; test metrics are information only). "
-             "Mean ± half-width of the 95% t-interval over seeds (n runs).",
-             f"Every run also has: `{' '.join(common)}`." if common else "", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [
+        f"# {title}",
+        "",
+        f"Sorted by {key} (the validation metric that selection reads; test metrics are information only). "
+        "Mean ± half-width of the 95% t-interval over seeds (n runs).",
+        f"Every run also has: `{' '.join(common)}`." if common else "",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
     for e in table:
         cells = [e["configuration"]]
         for m in metrics:

@@ -1,4 +1,5 @@
 """One run: check the config, build, fit, test, then write the results (metrics.json last)."""
+
 from __future__ import annotations
 
 import errno
@@ -53,8 +54,10 @@ def check_checkpoint(path: Path, key: str) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:  # weights-only refused a pickled object: it is never executed
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
-        raise ConfigError(f"{key}={path}: holds pickled Python objects ({found.group(1) if found else 'code'}), which are never "
-                          "loaded (weights only); use a checkpoint this template wrote") from exc
+        raise ConfigError(
+            f"{key}={path}: holds pickled Python objects ({found.group(1) if found else 'code'}), which are never "
+            "loaded (weights only); use a checkpoint this template wrote"
+        ) from exc
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise ConfigError(f"{key}={path}: not a readable checkpoint (empty, truncated or another format)") from exc
     missing = [k for k in ("state_dict", "epoch", "global_step", "loops") if not isinstance(state, dict) or k not in state]
@@ -73,8 +76,9 @@ def epochs_done(run_dir: Path) -> int:
         return max((int(float(row["epoch"])) for row in csv.DictReader(f)), default=0)
 
 
-def resume(run_dir: Path, fresh_dir: Path, report: bool = True, progress: str | None = None,
-           max_epochs: int | None = None) -> dict[str, Any]:
+def resume(
+    run_dir: Path, fresh_dir: Path, report: bool = True, progress: str | None = None, max_epochs: int | None = None
+) -> dict[str, Any]:
     """``resume=<run_dir>``: continue an interrupted run from its ``last.ckpt`` with its own saved
     config (epochs, optimizer and scheduler state, batch order and data augmentation per epoch are
     all restored or seeded by epoch); ``fresh_dir``, Hydra's directory for this invocation, is removed.
@@ -91,15 +95,18 @@ def resume(run_dir: Path, fresh_dir: Path, report: bool = True, progress: str | 
     if not (saved.exists() and last):
         raise ConfigError(f"resume={run_dir}: is not a run directory with .hydra/config.yaml and checkpoints/last.ckpt")
     if finished and max_epochs is None:
-        raise ConfigError(f"resume={run_dir}: already finished (it has metrics.json); to train it further: "
-                          f"resume={run_dir} trainer.max_epochs=<more than {epochs_done(run_dir)}>")
+        raise ConfigError(
+            f"resume={run_dir}: already finished (it has metrics.json); to train it further: "
+            f"resume={run_dir} trainer.max_epochs=<more than {epochs_done(run_dir)}>"
+        )
     check_checkpoint(last, "resume")
     cfg = OmegaConf.load(saved)
     if max_epochs is not None:
         done = epochs_done(run_dir)
         if not (isinstance(max_epochs, int) and max_epochs > done):
-            raise ConfigError(f"trainer.max_epochs={max_epochs}: must be an integer above the {done} epochs resume={run_dir} "
-                              "has already done")
+            raise ConfigError(
+                f"trainer.max_epochs={max_epochs}: must be an integer above the {done} epochs resume={run_dir} has already done"
+            )
         cfg.trainer.max_epochs = max_epochs  # saved into the run's .hydra/config.yaml: it is now a run of that many epochs
     if progress is not None:
         cfg.callbacks.progress = progress
@@ -129,10 +136,9 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
         if resume_from is None and ((run_dir / "metrics.json").exists() or (run_dir / "checkpoints").exists()):
             raise ConfigError(f"hydra.run.dir={run_dir}: already holds a run; choose a new directory")
         import pytorch_lightning as pl
-
-        from experiments import build
         from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+        from experiments import build
         from lightning_modules.base import NonFiniteLoss
         from lightning_modules.nets.common import count_parameters
 
@@ -157,8 +163,13 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
     if trainer.is_global_zero:
         (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml", resolve=True)  # Hydra saves it unresolved
-        outputs = (f"{module.levels.count} levels a value (generative)" if getattr(module, "generative", False)
-                   else f"{dm.num_outputs} classes" if dm.task == "classification" else f"{dm.num_outputs} targets")
+        outputs = (
+            f"{module.levels.count} levels a value (generative)"
+            if getattr(module, "generative", False)
+            else f"{dm.num_outputs} classes"
+            if dm.task == "classification"
+            else f"{dm.num_outputs} targets"
+        )
         log.info(
             f"{cfg.model.name}: {count_parameters(module.net):,} parameters | {dm.name}: "
             f"train {sizes['train']} / val {sizes['val']} / test {sizes['test']}, input {dm.input_shape} → {outputs}"
@@ -168,8 +179,10 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
         with signals.lightning_owns():
             trainer.fit(module, datamodule=dm, ckpt_path=None if resume_from is None else str(resume_from))
     except SIGTERMException as exc:
-        raise Interrupted(f"stopped by {signals.signal_name()} at epoch {trainer.current_epoch}, step {trainer.global_step}; "
-                          f"saved {last}; continue with: python experiments/run.py resume={run_dir}") from exc
+        raise Interrupted(
+            f"stopped by {signals.signal_name()} at epoch {trainer.current_epoch}, step {trainer.global_step}; "
+            f"saved {last}; continue with: python experiments/run.py resume={run_dir}"
+        ) from exc
     except NonFiniteLoss as exc:
         kept = f"the last good checkpoint is kept: {last}" if last.exists() else "no checkpoint was written before it"
         raise TrainingFailed(f"{exc}; the run stopped before updating the weights with it, {kept}") from exc
@@ -177,8 +190,10 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
         if exc.errno != errno.ENOSPC:
             raise
         kept = f"the last complete checkpoint is kept: {last}" if last.exists() else "no checkpoint was completed"
-        raise TrainingFailed(f"no space left on the device while writing the run in {run_dir}; {kept}; "
-                             f"free some space, then continue with: python experiments/run.py resume={run_dir}") from exc
+        raise TrainingFailed(
+            f"no space left on the device while writing the run in {run_dir}; {kept}; "
+            f"free some space, then continue with: python experiments/run.py resume={run_dir}"
+        ) from exc
     except (MemoryError, RuntimeError) as exc:
         if not _out_of_memory(exc) or trainer.global_step > 0:
             raise
@@ -191,8 +206,11 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
     if cfg.run_test and sizes["test"] == 0:
         tested = None
         if trainer.is_global_zero:
-            print(f"not tested: data.test_fraction={cfg.data.test_fraction} and dataset {dm.name!r} has no test split of its own; "
-                  "metrics.json holds the validation metrics only", flush=True)
+            print(
+                f"not tested: data.test_fraction={cfg.data.test_fraction} and dataset {dm.name!r} has no test split of its own; "
+                "metrics.json holds the validation metrics only",
+                flush=True,
+            )
     elif cfg.run_test and not tested and trainer.is_global_zero:  # preflight refuses the settings that lead here; said, not skipped
         print("not tested: no best checkpoint was written (validation never ran); metrics.json holds no test metrics", flush=True)
     if tested:  # run_test=false: model selection (e.g. K-fold) that must not see the test split
@@ -200,8 +218,10 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
             with signals.lightning_owns():
                 trainer.test(module, datamodule=dm, ckpt_path=tested, verbose=False)
         except SIGTERMException as exc:  # training had finished and its checkpoints are written: resume= only tests
-            raise Interrupted(f"stopped by {signals.signal_name()} while testing; the trained run is saved; continue with: "
-                              f"python experiments/run.py resume={run_dir}") from exc
+            raise Interrupted(
+                f"stopped by {signals.signal_name()} while testing; the trained run is saved; continue with: "
+                f"python experiments/run.py resume={run_dir}"
+            ) from exc
         test_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
 
     if not trainer.is_global_zero:
@@ -229,8 +249,10 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             raise
-        raise TrainingFailed(f"no space left on the device while writing {run_dir / 'metrics.json'}; the trained run is saved; "
-                             f"free some space, then continue with: python experiments/run.py resume={run_dir}") from exc
+        raise TrainingFailed(
+            f"no space left on the device while writing {run_dir / 'metrics.json'}; the trained run is saved; "
+            f"free some space, then continue with: python experiments/run.py resume={run_dir}"
+        ) from exc
     if report:
         print_table(f"{cfg.name} (seed {cfg.seed})", {k: record[k] for k in (*sorted(final), "epochs", "wall_s")})
     return record

@@ -4,6 +4,7 @@ Each rule names a config key and what it accepts; a violation raises ``ConfigErr
 line: ``optimizer.lr=-1: must be a number > 0``. Keys absent from the composed config are
 skipped, so a rule can name keys that only some options of a group have.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,7 +27,9 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
-def number(lo: Optional[float] = None, hi: Optional[float] = None, lo_open=False, hi_open=False, optional=False, integer=False) -> Callable[[Any], Optional[str]]:
+def number(
+    lo: Optional[float] = None, hi: Optional[float] = None, lo_open=False, hi_open=False, optional=False, integer=False
+) -> Callable[[Any], Optional[str]]:
     """A check for a number in a range; returns what is accepted when the value fails it."""
     lb = "" if lo is None else (f"> {lo}" if lo_open else f">= {lo}")
     ub = "" if hi is None else (f"< {hi}" if hi_open else f"<= {hi}")
@@ -63,8 +66,20 @@ def optional_boolean(v: Any) -> Optional[str]:
 
 
 fraction = number(0, 1, hi_open=True)
-PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "transformer-engine", "transformer-engine-float16",
-              "64", "32", "16", "bf16")  # Lightning's (lightning_fabric/plugins/precision/precision.py)
+PRECISIONS = (
+    "32-true",
+    "16-mixed",
+    "bf16-mixed",
+    "16-true",
+    "bf16-true",
+    "64-true",
+    "transformer-engine",
+    "transformer-engine-float16",
+    "64",
+    "32",
+    "16",
+    "bf16",
+)  # Lightning's (lightning_fabric/plugins/precision/precision.py)
 
 RULES: dict[str, Callable[[Any], Optional[str]]] = {
     "seed": number(0, integer=True),
@@ -97,7 +112,9 @@ RULES: dict[str, Callable[[Any], Optional[str]]] = {
     "data.num_workers": number(0, integer=True),
     "data.device_limit_mb": number(0),
     "trainer.max_epochs": number(1, integer=True),
-    "trainer.devices": lambda v: None if (_is_int(v) and v >= 1) or v == "auto" or isinstance(v, (list, str)) else "an integer >= 1, a list of ids or auto",
+    "trainer.devices": lambda v: (
+        None if (_is_int(v) and v >= 1) or v == "auto" or isinstance(v, (list, str)) else "an integer >= 1, a list of ids or auto"
+    ),
     "trainer.num_nodes": number(1, integer=True),
     # Lightning's documented precision values (lightning_fabric/plugins/precision/precision.py)
     "trainer.precision": lambda v: None if str(v) in PRECISIONS else f"one of {', '.join(PRECISIONS)}",

@@ -5,6 +5,7 @@ It receives a plain network, a loss module and optimizer/scheduler factories (fi
 subclass's metrics (one torchmetrics object per stage), the learning rate (``train/lr``) and the
 best validation value of the subclass's headline metric (``val/<metric>_best``).
 """
+
 from __future__ import annotations
 
 from typing import Callable, Optional
@@ -75,8 +76,11 @@ class SupervisedModule(pl.LightningModule):
     def logged_metrics(self) -> set[str]:
         """The epoch metrics a run logs (what callbacks.checkpoint.monitor may name)."""
         penalty = ["penalty"] if self.reg.l1 or self.reg.l2 else []
-        return ({"val/loss", f"val/{self.headline[0]}_best", "train/loss"} | {f"val/{m}" for m in self.val_metrics}
-                | {f"train/{m}" for m in [*self.train_metric_names, *penalty]})
+        return (
+            {"val/loss", f"val/{self.headline[0]}_best", "train/loss"}
+            | {f"val/{m}" for m in self.val_metrics}
+            | {f"train/{m}" for m in [*self.train_metric_names, *penalty]}
+        )
 
     def predictions(self, output: torch.Tensor) -> torch.Tensor:
         """What the metrics compare with the targets. Subclasses override."""
@@ -107,8 +111,9 @@ class SupervisedModule(pl.LightningModule):
         self._train_counts = (self._train_counts[0] + n, self._train_counts[1] + m)
         if batch_idx + 1 == self.trainer.num_training_batches:
             n_all, m_all = self._train_counts
-            means = self._train_sums / torch.tensor([n_all, *[m_all] * len(self.train_metric_names), *[n_all] * (penalty is not None)],
-                                                    device=step.device, dtype=step.dtype)
+            means = self._train_sums / torch.tensor(
+                [n_all, *[m_all] * len(self.train_metric_names), *[n_all] * (penalty is not None)], device=step.device, dtype=step.dtype
+            )
             names = ["loss", *self.train_metric_names, *(["penalty"] if penalty is not None else [])]
             for name, value in zip(names, means):  # sync_dist: the mean over DDP ranks (equal shards), at the epoch's end
                 self.log(f"train/{name}", value, on_step=False, on_epoch=True, sync_dist=True)

@@ -1,5 +1,6 @@
 """Classification: logits (B, C) against integer targets (B,) or soft targets (B, C) (Mixup/CutMix);
 accuracy per stage, against the argmax of soft targets."""
+
 from __future__ import annotations
 
 import torch

@@ -2,6 +2,7 @@
 privately, each isolated here and pinned by tests/test_compat.py, which fails loudly when an
 upgrade moves them (pyproject.toml bounds pytorch-lightning to the versions the suite passed on).
 """
+
 from __future__ import annotations
 
 

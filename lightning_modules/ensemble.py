@@ -7,6 +7,7 @@ On this CPU grouped layers measured 3–11× faster than K sequential loops, whe
 gave no gain (0.7–1.0× of the sequential loop, measured with hand-written code on the same 2-core
 CPU); ``benchmarks/ensemble.py`` measures this implementation.
 """
+
 from __future__ import annotations
 
 import math
@@ -72,8 +73,16 @@ class EnsembleFit:
 
 
 def train_ensemble(
-    x: torch.Tensor, y: torch.Tensor, seeds: Sequence[int], hidden: Sequence[int], d_out: int, task: str,
-    epochs: int, batch_size: int, lr: float, weights: Optional[torch.Tensor] = None,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    seeds: Sequence[int],
+    hidden: Sequence[int],
+    d_out: int,
+    task: str,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weights: Optional[torch.Tensor] = None,
 ) -> EnsembleFit:
     """Train K = len(seeds) MLPs at once. ``x`` (K, n, in) and ``y`` (K, n) class labels or (K, n, d_out)
     targets hold each member's own training set; member i's batch order comes from seed ``seeds[i]``.
@@ -90,7 +99,7 @@ def train_ensemble(
         order = torch.stack([torch.randperm(n, generator=g) for g in gens])  # (K, n)
         total = 0.0
         for s in range(steps):
-            idx = order[:, s * batch_size:(s + 1) * batch_size]  # (K, B)
+            idx = order[:, s * batch_size : (s + 1) * batch_size]  # (K, B)
             out = net(x[rows, idx])  # (K, B, d_out)
             if task == "classification":
                 per = nn.functional.cross_entropy(out.flatten(0, 1), y[rows, idx].flatten(), reduction="none").view(k, -1)
@@ -112,4 +121,4 @@ def train_ensemble(
 def predict(net: GroupedMLP, x: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
     """Every member's output on the same inputs ``x`` (n, in): (K, n, out)."""
     k = net.layers[0].weight.shape[0]
-    return torch.cat([net(x[i:i + chunk].unsqueeze(0).expand(k, -1, -1)) for i in range(0, len(x), chunk)], dim=1)
+    return torch.cat([net(x[i : i + chunk].unsqueeze(0).expand(k, -1, -1)) for i in range(0, len(x), chunk)], dim=1)

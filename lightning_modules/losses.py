@@ -1,4 +1,5 @@
 """Loss registry: a config name → an ``nn.Module`` loss; ``task`` says which targets it takes."""
+
 from __future__ import annotations
 
 from torch import nn
@@ -38,9 +39,13 @@ def build_loss(name: str | None, task: str, label_smoothing: float = 0.0, delta:
     entry = LOSSES.get(name if name is not None else DEFAULT_LOSS[task], key="loss.name")
     if entry.info["task"] != task:
         fits = [e.name for e in LOSSES if e.info["task"] == task]
-        raise ValueError(f"loss.name={entry.name!r} is a {entry.info['task']} loss but the data is a {task} task; use one of: {', '.join(fits)}")
+        raise ValueError(
+            f"loss.name={entry.name!r} is a {entry.info['task']} loss but the data is a {task} task; use one of: {', '.join(fits)}"
+        )
     if entry.name == "cross_entropy":
         return entry.factory(label_smoothing=label_smoothing)
     if label_smoothing:
-        raise ValueError(f"regularization.label_smoothing={label_smoothing}: only applies to classification; set it to 0 for loss {entry.name!r}")
+        raise ValueError(
+            f"regularization.label_smoothing={label_smoothing}: only applies to classification; set it to 0 for loss {entry.name!r}"
+        )
     return entry.factory(delta=delta) if entry.name == "huber" else entry.factory()

@@ -6,6 +6,7 @@ is an error that names it. Weight decay comes from ``regularization.weight_decay
 per parameter group: by default only to weight matrices and kernels (``p.ndim >= 2``), not to
 biases and normalization weights (``regularization.decay_all=true`` decays everything).
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Optional
@@ -105,10 +106,14 @@ def _check_sam(hparams: dict) -> None:
         raise ValueError("optimizer.base: missing; sam wraps a base optimizer, e.g. optimizer.base=momentum")
     entry = OPTIMIZERS.get(base, key="optimizer.base")  # lists the valid names when unknown
     if entry.info.get("wraps"):
-        raise ValueError(f"optimizer.base={base!r}: sam cannot wrap itself; use one of: {', '.join(n for n in OPTIMIZERS.list() if n != 'sam')}")
+        raise ValueError(
+            f"optimizer.base={base!r}: sam cannot wrap itself; use one of: {', '.join(n for n in OPTIMIZERS.list() if n != 'sam')}"
+        )
     for key in hparams:
         if key not in ("base", "rho", "adaptive") and key not in entry.info["accepts"]:
-            raise ValueError(f"optimizer.{key}: not accepted by sam around {base!r}; accepted: base, rho, adaptive, {', '.join(entry.info['accepts'])}")
+            raise ValueError(
+                f"optimizer.{key}: not accepted by sam around {base!r}; accepted: base, rho, adaptive, {', '.join(entry.info['accepts'])}"
+            )
 
 
 def optimizer_factory(name: str, weight_decay: float = 0.0, decay_all: bool = False, **hparams: Any) -> OptimizerFactory:

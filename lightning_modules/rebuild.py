@@ -7,6 +7,7 @@ family's hyperparameters), ``optimizer`` and ``scheduler`` (registry name and ke
 supervised modules, ``loss`` and ``regularization``; for the generative ones, ``levels``.
 ``experiments/build.py`` writes it from the config; the modules build their parts from it here.
 """
+
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -42,13 +43,22 @@ def supervised(spec: Mapping[str, Any]) -> dict[str, Any]:
     """The parts of a ClassificationModule or RegressionModule."""
     from lightning_modules.regularizers import Regularization
 
-    return {"net": net(spec["net"]), "loss": loss(spec["loss"]), "optimizer": optimizer(spec["optimizer"]),
-            "scheduler": scheduler(spec["scheduler"]), "regularization": Regularization(**spec["regularization"])}
+    return {
+        "net": net(spec["net"]),
+        "loss": loss(spec["loss"]),
+        "optimizer": optimizer(spec["optimizer"]),
+        "scheduler": scheduler(spec["scheduler"]),
+        "regularization": Regularization(**spec["regularization"]),
+    }
 
 
 def generative(spec: Mapping[str, Any]) -> dict[str, Any]:
     """The parts of a generative module (its own keys, e.g. the VAE's beta, are saved beside the spec)."""
     from lightning_modules.generative.levels import Levels
 
-    return {"net": net(spec["net"]), "levels": Levels(**spec["levels"]), "optimizer": optimizer(spec["optimizer"]),
-            "scheduler": scheduler(spec["scheduler"])}
+    return {
+        "net": net(spec["net"]),
+        "levels": Levels(**spec["levels"]),
+        "optimizer": optimizer(spec["optimizer"]),
+        "scheduler": scheduler(spec["scheduler"]),
+    }

@@ -5,6 +5,7 @@ Names are lower-case; an unknown name raises an error that lists the valid ones 
 factory is the model, with the list added). Each entry carries an ``info`` dict of capability
 flags (what a dataset's task is, which hyperparameters an optimizer accepts, ...).
 """
+
 from __future__ import annotations
 
 import functools
@@ -51,8 +52,9 @@ class Registry:
         """The entry named ``name``; ``key``, the config key it came from, is named in the error."""
         if not isinstance(name, str) or name.lower() not in self._entries:
             valid = ", ".join(self.list())
-            raise UnknownNameError(f"{key}={name!r}: unknown {self.kind}; valid: {valid}" if key else
-                                   f"unknown {self.kind} {name!r}; valid: {valid}")
+            raise UnknownNameError(
+                f"{key}={name!r}: unknown {self.kind}; valid: {valid}" if key else f"unknown {self.kind} {name!r}; valid: {valid}"
+            )
         return self._entries[name.lower()]
 
     def create(self, name: str, *args: Any, **kwargs: Any) -> Any:

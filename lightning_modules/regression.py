@@ -1,4 +1,5 @@
 """Regression: outputs (B, k) against float targets (B, k); MSE and MAE per stage."""
+
 from __future__ import annotations
 
 import torch

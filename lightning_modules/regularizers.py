@@ -5,6 +5,7 @@ Weight noise evaluates the network at ``w + n`` through ``torch.func.functional_
 gradient is taken at the noisy point and applied to the clean weights, which are never modified,
 so there is nothing to restore and no drift from adding and subtracting noise.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -6,6 +6,7 @@ step runs the closure once at w, then lets SAM perturb to w + e, run it again an
 gradient at w + e: two forward/backward passes per step. ``perturbed`` is true during the second
 pass, so the module logs the loss at w only.
 """
+
 from __future__ import annotations
 
 import torch

@@ -4,6 +4,7 @@ Each entry steps per optimizer step or per epoch as it needs (``interval`` in th
 returns); ``plateau`` monitors ``val/loss``; ``none`` keeps the learning rate fixed. The learning
 rate is logged as ``train/lr`` by the module.
 """
+
 from __future__ import annotations
 
 import math
@@ -50,12 +51,21 @@ def cosine(optimizer: torch.optim.Optimizer, total_steps: int, min_lr_ratio: flo
 
 
 @SCHEDULERS.register("onecycle", accepts=("pct_start", "div_factor", "final_div_factor"))
-def onecycle(optimizer: torch.optim.Optimizer, total_steps: int, pct_start: float = 0.3, div_factor: float = 25.0, final_div_factor: float = 1e4) -> dict:
+def onecycle(
+    optimizer: torch.optim.Optimizer, total_steps: int, pct_start: float = 0.3, div_factor: float = 25.0, final_div_factor: float = 1e4
+) -> dict:
     """Smith's one-cycle policy, peaking at optimizer.lr after ``pct_start`` of the run."""
     _check_fraction("pct_start", pct_start, closed_hi=False)
     max_lr = [g["lr"] for g in optimizer.param_groups]
     return _per_step(
-        sched.OneCycleLR(optimizer, max_lr=max_lr, total_steps=max(2, total_steps), pct_start=pct_start, div_factor=div_factor, final_div_factor=final_div_factor)
+        sched.OneCycleLR(
+            optimizer,
+            max_lr=max_lr,
+            total_steps=max(2, total_steps),
+            pct_start=pct_start,
+            div_factor=div_factor,
+            final_div_factor=final_div_factor,
+        )
     )
 
 
@@ -81,7 +91,12 @@ def plateau(optimizer: torch.optim.Optimizer, total_steps: int, factor: float = 
     """Multiply the lr by ``factor`` after ``patience`` epochs without a lower val/loss."""
     if not 0 < factor < 1 or patience < 0:
         raise ValueError(f"scheduler.factor={factor}, scheduler.patience={patience}: need factor in (0, 1) and patience >= 0")
-    return {"scheduler": sched.ReduceLROnPlateau(optimizer, mode="min", factor=factor, patience=patience, min_lr=min_lr), "interval": "epoch", "frequency": 1, "monitor": "val/loss"}
+    return {
+        "scheduler": sched.ReduceLROnPlateau(optimizer, mode="min", factor=factor, patience=patience, min_lr=min_lr),
+        "interval": "epoch",
+        "frequency": 1,
+        "monitor": "val/loss",
+    }
 
 
 def scheduler_factory(name: str, **hparams: Any) -> SchedulerFactory:

@@ -12,6 +12,7 @@ ascent (the L∞ box's steepest-ascent direction), which reaches the corners in 
 start from the same seeded random point at a tenth of the box (at an exact stationary point the
 gradient is zero and neither would move).
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -39,7 +40,7 @@ class FlatLoss:
         out, i = {}, 0
         for name, shape in zip(self.names, self.shapes):
             n = int(np.prod(shape))
-            out[name] = w[i:i + n].view(shape)
+            out[name] = w[i : i + n].view(shape)
             i += n
         return out
 
@@ -48,7 +49,7 @@ class FlatLoss:
         params, n = self.unflatten(w), len(self.x)
         total = 0.0
         for i in range(0, n, self.chunk):
-            xb, yb = self.x[i:i + self.chunk], self.y[i:i + self.chunk]
+            xb, yb = self.x[i : i + self.chunk], self.y[i : i + self.chunk]
             total = total + self.loss_fn(functional_call(self.net, {**params, **self.buffers}, (xb,)), yb) * len(xb)
         return total / n
 
@@ -82,7 +83,9 @@ def keskar_sharpness(f: FlatLoss, eps: float = 1e-3, iters: int = 10, seed: int 
         return -value, -grad.double().cpu().numpy()
 
     h = half.double().cpu().numpy()
-    result = minimize(negative, start(half, seed).double().cpu().numpy(), jac=True, method="L-BFGS-B", bounds=list(zip(-h, h)), options={"maxiter": iters})
+    result = minimize(
+        negative, start(half, seed).double().cpu().numpy(), jac=True, method="L-BFGS-B", bounds=list(zip(-h, h)), options={"maxiter": iters}
+    )
     return 100 * (max(-result.fun, base) - base) / (1 + base)
 
 

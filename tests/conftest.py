@@ -1,4 +1,5 @@
 """Shared helpers: compose the real Hydra config, shrink it, run it in-process or through the CLI."""
+
 from __future__ import annotations
 
 import logging
@@ -15,7 +16,12 @@ CONFIG_DIR = ROOT / "experiments" / "configs"
 RUN = ROOT / "experiments" / "run.py"
 
 # Keeps a run to seconds without changing what it exercises.
-SHRINK = ("trainer.max_epochs=3", "trainer.deterministic=true", "callbacks.progress=none", "callbacks.figures=false")  # figures: tests/test_plots.py
+SHRINK = (
+    "trainer.max_epochs=3",
+    "trainer.deterministic=true",
+    "callbacks.progress=none",
+    "callbacks.figures=false",
+)  # figures: tests/test_plots.py
 
 
 def compose_config(*overrides: str) -> DictConfig:

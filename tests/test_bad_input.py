@@ -1,5 +1,6 @@
 """Bad input fails before training: one line on stderr naming the key, the value and what is
 accepted; exit status 2; no run directory left behind."""
+
 from __future__ import annotations
 
 import pytest
@@ -7,7 +8,10 @@ import pytest
 from conftest import error_lines, run_cli
 
 CASES = {
-    "unknown group option": (["optimizer=adamm"], "error: optimizer=adamm: unknown option; valid: adadelta, adagrad, adam, adamp, adamw, momentum"),
+    "unknown group option": (
+        ["optimizer=adamm"],
+        "error: optimizer=adamm: unknown option; valid: adadelta, adagrad, adam, adamp, adamw, momentum",
+    ),
     "unknown key": (["optimizer.lrr=0.1"], "error: optimizer.lrr=0.1: unknown key; keys under optimizer: betas, eps, lr, name"),
     "unknown top-level key": (["sed=3"], "error: sed=3: unknown key; keys under the top level: callbacks, data,"),
     "lr zero": (["optimizer.lr=0"], "error: optimizer.lr=0: must be a number > 0"),
@@ -19,29 +23,69 @@ CASES = {
     "epochs not a number": (["trainer.max_epochs=ten"], "error: trainer.max_epochs='ten': must be an integer >= 1"),
     "val fraction one": (["data.val_fraction=1"], "error: data.val_fraction=1: must be a number in [0, 1)"),
     "test fraction negative": (["data.test_fraction=-0.2"], "error: data.test_fraction=-0.2: must be a number in [0, 1)"),
-    "fractions sum": (["data.val_fraction=0.5", "data.test_fraction=0.5"], "error: data.val_fraction + data.test_fraction = 0.5 + 0.5: must be < 1"),
+    "fractions sum": (
+        ["data.val_fraction=0.5", "data.test_fraction=0.5"],
+        "error: data.val_fraction + data.test_fraction = 0.5 + 0.5: must be < 1",
+    ),
     "seed not a number": (["seed=abc"], "error: seed='abc': must be an integer >= 0"),
     "dropout one": (["regularization.dropout=1.0"], "error: regularization.dropout=1.0: must be a number in [0, 1)"),
     "unknown registry name": (["model.activation=swish"], "error: model.activation='swish': unknown; valid: elu, gelu, leaky_relu, relu"),
-    "key the optimizer lacks": (["optimizer=sgd", "+optimizer.betas=[0.9,0.99]"], "error: optimizer.betas: not accepted by optimizer 'sgd'"),
-    "weight decay on the optimizer": (["+optimizer.weight_decay=0.1"], "error: optimizer.weight_decay: not an optimizer key; set regularization.weight_decay"),
+    "key the optimizer lacks": (
+        ["optimizer=sgd", "+optimizer.betas=[0.9,0.99]"],
+        "error: optimizer.betas: not accepted by optimizer 'sgd'",
+    ),
+    "weight decay on the optimizer": (
+        ["+optimizer.weight_decay=0.1"],
+        "error: optimizer.weight_decay: not an optimizer key; set regularization.weight_decay",
+    ),
     "dropout on the model": (["+model.dropout=0.2"], "error: model.dropout: not a model key; set regularization.dropout"),
-    "plateau without validation": (["scheduler=plateau", "data.val_fraction=0", "test_ckpt=last"], "error: scheduler=plateau monitors val/loss"),
+    "plateau without validation": (
+        ["scheduler=plateau", "data.val_fraction=0", "test_ckpt=last"],
+        "error: scheduler=plateau monitors val/loss",
+    ),
     "negative l2": (["regularization.l2=-1e-4"], "error: regularization.l2=-0.0001: must be a number >= 0"),
     "sam rho zero": (["optimizer=sam", "optimizer.rho=0"], "error: optimizer.rho=0: must be a number > 0"),
     "k-fold k below 2": (["data.kfold.k=1", "data.val_fraction=0"], "error: data.kfold.k=1: must be an integer >= 2 or null"),
-    "k-fold index beyond k": (["data.kfold.k=3", "data.kfold.index=3", "data.val_fraction=0"], "error: data.kfold.index=3: must be < data.kfold.k=3"),
+    "k-fold index beyond k": (
+        ["data.kfold.k=3", "data.kfold.index=3", "data.val_fraction=0"],
+        "error: data.kfold.index=3: must be < data.kfold.k=3",
+    ),
     "file dataset without root": (["data=mnist"], "error: data.root: missing; dataset 'mnist' reads local files laid out as"),
     "missing root folder": (["data=cifar10", "data.root=/no/such/folder"], "error: data.root='/no/such/folder': not a directory"),
-    "augment on tabular data": (["data=moons", "regularization.augment=true"], "error: regularization.augment=true: no label-preserving augmentation for tabular data"),
-    "dataset key it lacks": (["data=moons", "+data.dataset.radius=2"], "error: data.dataset.radius: not accepted by dataset 'moons'; accepted: n_samples, noise, seed"),
+    "augment on tabular data": (
+        ["data=moons", "regularization.augment=true"],
+        "error: regularization.augment=true: no label-preserving augmentation for tabular data",
+    ),
+    "dataset key it lacks": (
+        ["data=moons", "+data.dataset.radius=2"],
+        "error: data.dataset.radius: not accepted by dataset 'moons'; accepted: n_samples, noise, seed",
+    ),
     "mix probability above one": (["regularization.mix_prob=1.5"], "error: regularization.mix_prob=1.5: must be a number in [0, 1]"),
-    "family and data shape": (["model=lenet", "data=sequences"], "error: model=lenet: cannot take sequence data of shape (50, 2); it takes image, signal data"),
-    "key the family lacks": (["model=gru", "+model.depth=3"], "error: model.depth: not a hyperparameter of model 'gru'; it has: hidden, layers, bidirectional, readout"),
-    "batch norm not a boolean": (["regularization.batch_norm=maybe"], "error: regularization.batch_norm='maybe': must be true, false or null"),
-    "resume with other overrides": (["resume=outputs/none", "optimizer.lr=0.5"], "error: resume=outputs/none: continues with the run's own saved config (only trainer.max_epochs and callbacks.progress may be given); drop the other overrides (optimizer.lr=0.5)"),
-    "resume of a folder that is no run": (["resume=/tmp"], "error: resume=/tmp: is not a run directory with .hydra/config.yaml and checkpoints/last.ckpt"),
-    "normalization axes": (["data=moons", "data.normalize_per=channel"], "error: data.normalize_per=channel: tabular data has no channels; use feature or auto"),
+    "family and data shape": (
+        ["model=lenet", "data=sequences"],
+        "error: model=lenet: cannot take sequence data of shape (50, 2); it takes image, signal data",
+    ),
+    "key the family lacks": (
+        ["model=gru", "+model.depth=3"],
+        "error: model.depth: not a hyperparameter of model 'gru'; it has: hidden, layers, bidirectional, readout",
+    ),
+    "batch norm not a boolean": (
+        ["regularization.batch_norm=maybe"],
+        "error: regularization.batch_norm='maybe': must be true, false or null",
+    ),
+    "resume with other overrides": (
+        ["resume=outputs/none", "optimizer.lr=0.5"],
+        "error: resume=outputs/none: continues with the run's own saved config (only trainer.max_epochs and callbacks.progress may be "
+        "given); drop the other overrides (optimizer.lr=0.5)",
+    ),
+    "resume of a folder that is no run": (
+        ["resume=/tmp"],
+        "error: resume=/tmp: is not a run directory with .hydra/config.yaml and checkpoints/last.ckpt",
+    ),
+    "normalization axes": (
+        ["data=moons", "data.normalize_per=channel"],
+        "error: data.normalize_per=channel: tabular data has no channels; use feature or auto",
+    ),
 }
 
 

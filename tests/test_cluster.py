@@ -1,6 +1,7 @@
 """Cluster launches and pre-emption: torchrun (two "nodes" over loopback), submitit (local, and the
 SLURM preset's sbatch header), SIGTERM/SIGUSR1 saving the run, a requeued job continuing in place,
 and checkpoints read without running pickled code."""
+
 from __future__ import annotations
 
 import json
@@ -23,6 +24,7 @@ QUICK = ("trainer.max_epochs=2", "callbacks.progress=none", "callbacks.figures=f
 
 # ---- names and checks (no processes) ---------------------------------------------------------
 
+
 def test_slurm_stamp_is_shared_by_the_steps_tasks_and_kept_by_a_requeue():
     job = {"SLURM_JOB_ID": "4711", "SLURM_JOB_NAME": "train", "SLURM_STEP_ID": "0", "SLURM_PROCID": "3"}
     stamp = cluster.slurm_stamp(job, ["seed=0"])
@@ -43,7 +45,8 @@ def test_torchrun_with_a_trainer_that_expects_fewer_processes_is_an_error():
     single = OmegaConf.create({"devices": 1, "num_nodes": 1})
     assert cluster.launch_problem(single, env) == (
         "trainer.devices=1 trainer.num_nodes=1 trainer.strategy=auto: torchrun started 2 process(es) per node on 2 node(s); "
-        "use trainer=ddp_cpu (or ddp) trainer.devices=2 trainer.num_nodes=2")
+        "use trainer=ddp_cpu (or ddp) trainer.devices=2 trainer.num_nodes=2"
+    )
     assert cluster.launch_problem(OmegaConf.create({"devices": 2, "num_nodes": 2, "strategy": "ddp"}), env) is None
     assert cluster.launch_problem(single, {}) is None
 
@@ -53,13 +56,30 @@ def test_the_slurm_preset_asks_for_one_task_per_device_on_every_node():
     from submitit.slurm.slurm import _make_sbatch_string
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=["hydra/launcher=submitit_slurm", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2",
-                                          "hydra.launcher.partition=gpu"], return_hydra_config=True)
+        cfg = compose(
+            "train",
+            overrides=[
+                "hydra/launcher=submitit_slurm",
+                "trainer=ddp",
+                "trainer.devices=4",
+                "trainer.num_nodes=2",
+                "hydra.launcher.partition=gpu",
+            ],
+            return_hydra_config=True,
+        )
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
-    script = _make_sbatch_string(command="python run.py", folder="/tmp/x", partition=launcher.partition, time=launcher.timeout_min,
-                                 nodes=launcher.nodes, ntasks_per_node=launcher.tasks_per_node, gpus_per_node=launcher.gpus_per_node,
-                                 cpus_per_task=launcher.cpus_per_task, signal_delay_s=launcher.signal_delay_s)
+    script = _make_sbatch_string(
+        command="python run.py",
+        folder="/tmp/x",
+        partition=launcher.partition,
+        time=launcher.timeout_min,
+        nodes=launcher.nodes,
+        ntasks_per_node=launcher.tasks_per_node,
+        gpus_per_node=launcher.gpus_per_node,
+        cpus_per_task=launcher.cpus_per_task,
+        signal_delay_s=launcher.signal_delay_s,
+    )
     for line in ("--nodes=2", "--ntasks-per-node=4", "--gpus-per-node=4", "--partition=gpu", "--time=240", "--signal=USR2@120"):
         assert f"#SBATCH {line}\n" in script
 
@@ -77,14 +97,32 @@ def test_checkpoints_are_loaded_without_running_pickled_code(tmp_path):
 
 # ---- real processes ----------------------------------------------------------------------------
 
+
 def test_torchrun_two_nodes_over_loopback_write_one_run(tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
     args = [*QUICK, "trainer=ddp_cpu", "trainer.devices=1", "trainer.num_nodes=2"]
     env = {k: v for k, v in os.environ.items() if k != "DLF_RUN_STAMP"}
     port = str(29400 + os.getpid() % 500)
-    nodes = [subprocess.Popen([str(torchrun), "--nnodes=2", f"--node_rank={rank}", "--nproc_per_node=1", "--master_addr=127.0.0.1",
-                               f"--master_port={port}", str(RUN), *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for rank in (0, 1)]
+    nodes = [
+        subprocess.Popen(
+            [
+                str(torchrun),
+                "--nnodes=2",
+                f"--node_rank={rank}",
+                "--nproc_per_node=1",
+                "--master_addr=127.0.0.1",
+                f"--master_port={port}",
+                str(RUN),
+                *args,
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for rank in (0, 1)
+    ]
     outputs = [node.communicate(timeout=240)[0] for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], outputs[0][-1500:] + outputs[1][-1500:]
     runs = list((tmp_path / "outputs" / "runs").iterdir())
@@ -106,8 +144,9 @@ def test_submitit_local_runs_a_multirun_of_two_jobs(tmp_path):
 
 
 def _start_and_signal(tmp_path: Path, signum: int, args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.Popen([sys.executable, str(RUN), *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, str(RUN), *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
     for line in proc.stdout:  # one line per finished epoch; the signal lands in epoch 2 (most likely mid-epoch)
         if line.startswith("epoch 1/"):
             time.sleep(0.1)
@@ -118,16 +157,27 @@ def _start_and_signal(tmp_path: Path, signum: int, args: list[str], env: dict | 
 
 
 # SIGTERM in the default suite; SIGINT and SIGUSR1 take the same save-and-resume path (20 s each) behind -m slow
-@pytest.mark.parametrize("signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow),
-                                    pytest.param(signal.SIGUSR1, marks=pytest.mark.slow)], ids=["SIGTERM", "SIGINT (Ctrl-C)", "SIGUSR1"])
+@pytest.mark.parametrize(
+    "signum",
+    [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow), pytest.param(signal.SIGUSR1, marks=pytest.mark.slow)],
+    ids=["SIGTERM", "SIGINT (Ctrl-C)", "SIGUSR1"],
+)
 def test_a_preemption_signal_saves_the_run_and_resume_finishes_it(tmp_path, signum):
-    args = ["data.batch_size=8", "trainer.max_epochs=4", "callbacks.progress=plain", "logger=none", "callbacks.figures=false",
-            "hydra.run.dir=outputs/run"]
+    args = [
+        "data.batch_size=8",
+        "trainer.max_epochs=4",
+        "callbacks.progress=plain",
+        "logger=none",
+        "callbacks.figures=false",
+        "hydra.run.dir=outputs/run",
+    ]
     stopped = _start_and_signal(tmp_path, signum, args)
     run = tmp_path / "outputs" / "run"
     assert stopped.returncode == 4, stopped.stderr[-2000:]
     error = stopped.stderr.strip().splitlines()[-1]
-    assert error.startswith(f"error: stopped by {signal.Signals(signum).name} at epoch 1, step ") and error.endswith(f"resume={run.resolve()}")
+    assert error.startswith(f"error: stopped by {signal.Signals(signum).name} at epoch 1, step ") and error.endswith(
+        f"resume={run.resolve()}"
+    )
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["global_step"] >= 158 and not (run / "metrics.json").exists()  # in epoch 2 (158 steps an epoch)
     resumed = run_cli("resume=outputs/run", cwd=tmp_path)

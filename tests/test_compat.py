@@ -1,5 +1,6 @@
 """The private Lightning and TensorBoard attributes the template relies on (lightning_modules/compat.py)
 still exist: an upgrade that moves them fails here, by name, instead of somewhere in a run."""
+
 from __future__ import annotations
 
 

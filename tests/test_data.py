@@ -1,4 +1,5 @@
 """Device loader, splits, normalization and the tensor DataModule."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -52,7 +53,9 @@ def test_holdout_split_is_disjoint_stratified_and_seeded():
 
 def test_stratified_split_too_small_for_the_classes_names_the_key():
     y = np.repeat(np.arange(100), 4)
-    with pytest.raises(ValueError, match=r"data.val_fraction=0.1: 40 of 400 samples cannot hold all 100 classes in a stratified split; raise it to >= 0.25"):
+    with pytest.raises(
+        ValueError, match=r"data.val_fraction=0.1: 40 of 400 samples cannot hold all 100 classes in a stratified split; raise it to >= 0.25"
+    ):
         holdout_split(len(y), 0.1, 0.0, seed=0, labels=y)
 
 

@@ -1,5 +1,6 @@
 """Every dataset loads with the right shapes, dtypes and classes (file formats from fixtures written
 here in their exact formats); K-fold and bootstrap; bad inputs give errors naming what is expected."""
+
 from __future__ import annotations
 
 import gzip
@@ -54,15 +55,22 @@ def fixtures(tmp_path_factory):
     c100 = root / "cifar100"
     c100.mkdir()
     for b in ("train", "test"):
-        pickle.dump({b"data": rng.integers(0, 256, (200, 3072), dtype=np.uint8), b"fine_labels": list(np.arange(200) % 100)}, open(c100 / b, "wb"))
+        pickle.dump(
+            {b"data": rng.integers(0, 256, (200, 3072), dtype=np.uint8), b"fine_labels": list(np.arange(200) % 100)}, open(c100 / b, "wb")
+        )
     from PIL import Image
 
     for cls in ("ant", "bee", "cat"):
         (root / "images" / cls).mkdir(parents=True)
         for i in range(4):
             Image.fromarray(rng.integers(0, 256, (6, 5, 3), dtype=np.uint8)).save(root / "images" / cls / f"{i}.png")
-    return {"mnist": root / "mnist", "fashion_mnist": root / "fashion_mnist", "cifar10": root / "cifar10",
-            "cifar100": root / "cifar100", "image_folder": root / "images"}
+    return {
+        "mnist": root / "mnist",
+        "fashion_mnist": root / "fashion_mnist",
+        "cifar10": root / "cifar10",
+        "cifar100": root / "cifar100",
+        "image_folder": root / "images",
+    }
 
 
 def test_expectations_cover_the_registry():
@@ -105,13 +113,20 @@ def test_adding_problem_targets_are_the_marked_sums():
     assert np.allclose((ds.x[:, :, 0] * ds.x[:, :, 1]).sum(1), ds.y[:, 0]) and (ds.x[:, :, 1].sum(1) == 2).all()
 
 
-@pytest.mark.parametrize("name,setup,message", [
-    ("mnist", lambda r: None, r"data.root: missing; dataset 'mnist' reads local files laid out as data.root/\{train,t10k\}"),
-    ("mnist", lambda r: r, r"train-images-idx3-ubyte: missing \(expected layout: data.root/"),
-    ("mnist", lambda r: ((r / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x0d\x03garbage"), r)[1], r"not an IDX file of unsigned bytes"),
-    ("cifar10", lambda r: ((r / "data_batch_1").write_bytes(b"not a pickle"), r)[1], r"data_batch_1: not a CIFAR python batch"),
-    ("image_folder", lambda r: (r / "only").mkdir() or r, r"found 1 class folders; image_folder expects data.root/<class>/<image>"),
-])
+@pytest.mark.parametrize(
+    "name,setup,message",
+    [
+        ("mnist", lambda r: None, r"data.root: missing; dataset 'mnist' reads local files laid out as data.root/\{train,t10k\}"),
+        ("mnist", lambda r: r, r"train-images-idx3-ubyte: missing \(expected layout: data.root/"),
+        (
+            "mnist",
+            lambda r: ((r / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x0d\x03garbage"), r)[1],
+            r"not an IDX file of unsigned bytes",
+        ),
+        ("cifar10", lambda r: ((r / "data_batch_1").write_bytes(b"not a pickle"), r)[1], r"data_batch_1: not a CIFAR python batch"),
+        ("image_folder", lambda r: (r / "only").mkdir() or r, r"found 1 class folders; image_folder expects data.root/<class>/<image>"),
+    ],
+)
 def test_bad_files_name_what_is_expected(name, setup, message, tmp_path):
     root = setup(tmp_path)
     with pytest.raises(DataFileError, match=message):
@@ -136,18 +151,23 @@ def test_bootstrap_is_seeded_same_size_with_out_of_bag():
     plain = TensorDataModule("digits")
     plain.arrays("train")
     assert len(a.split_indices["train"]) == len(plain.split_indices["train"]) == 1257
-    assert np.array_equal(a.split_indices["train"], b.split_indices["train"]) and not np.array_equal(a.split_indices["train"], c.split_indices["train"])
+    assert np.array_equal(a.split_indices["train"], b.split_indices["train"]) and not np.array_equal(
+        a.split_indices["train"], c.split_indices["train"]
+    )
     drawn = set(a.split_indices["train"])
     assert len(drawn) < 1257 and drawn | set(a.oob_indices) == set(plain.split_indices["train"]) and not drawn & set(a.oob_indices)
     assert 0.3 < len(a.oob_indices) / 1257 < 0.42  # ≈ 1/e of the samples are never drawn
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"kfold": {"k": 1}, "val_fraction": 0.0}, r"data.kfold.k=1: must be an integer >= 2"),
-    ({"kfold": {"k": 3, "index": 3}, "val_fraction": 0.0}, r"data.kfold.index=3: must be an integer in \[0, 2\] for k=3"),
-    ({"kfold": {"k": 3}}, r"data.val_fraction=0.1: with data.kfold.k=3 the fold is the validation set"),
-    ({"root": "/tmp"}, r"data.root='/tmp': dataset 'digits' does not read files"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"kfold": {"k": 1}, "val_fraction": 0.0}, r"data.kfold.k=1: must be an integer >= 2"),
+        ({"kfold": {"k": 3, "index": 3}, "val_fraction": 0.0}, r"data.kfold.index=3: must be an integer in \[0, 2\] for k=3"),
+        ({"kfold": {"k": 3}}, r"data.val_fraction=0.1: with data.kfold.k=3 the fold is the validation set"),
+        ({"root": "/tmp"}, r"data.root='/tmp': dataset 'digits' does not read files"),
+    ],
+)
 def test_datamodule_rejects_bad_resampling(kwargs, message):
     with pytest.raises(ValueError, match=message):
         TensorDataModule("digits", **kwargs)
@@ -176,5 +196,7 @@ def test_auto_loader_picks_by_size_and_workers():
 
 
 def test_file_dataset_trains_from_the_config(fixtures, train_run):
-    _, record = train_run("data=cifar10", f"data.root={fixtures['cifar10']}", "regularization=cutmix", "regularization.augment=true", "trainer.max_epochs=2")
+    _, record = train_run(
+        "data=cifar10", f"data.root={fixtures['cifar10']}", "regularization=cutmix", "regularization.augment=true", "trainer.max_epochs=2"
+    )
     assert 0.0 <= record["test/acc"] <= 1.0 and record["epochs"] == 2

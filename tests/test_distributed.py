@@ -1,5 +1,6 @@
 """DDP on the CPU (gloo, 2 processes) through the command line: one run directory, rank 0 prints,
 the same accuracy as one process; inside a Hydra multirun, one sweep folder and no hang."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,16 @@ def test_ddp_on_two_cpu_processes_matches_one_process_and_makes_one_run_dir(tmp_
 
 
 def test_ddp_inside_a_multirun_finishes_every_job_in_one_sweep_folder(tmp_path):
-    proc = run_cli("-m", "trainer=ddp_cpu", "seed=1,2", "trainer.max_epochs=2", "callbacks.progress=none", "callbacks.figures=false",
-                   cwd=tmp_path, timeout=300)
+    proc = run_cli(
+        "-m",
+        "trainer=ddp_cpu",
+        "seed=1,2",
+        "trainer.max_epochs=2",
+        "callbacks.progress=none",
+        "callbacks.figures=false",
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     sweeps = list((tmp_path / "outputs" / "multiruns").iterdir())
     assert len(sweeps) == 1, sweeps  # the extra processes joined the first one's folder

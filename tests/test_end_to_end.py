@@ -1,4 +1,5 @@
 """The real pipeline end to end: in-process runs on the composed config, and the CLI itself."""
+
 from __future__ import annotations
 
 import csv
@@ -61,9 +62,15 @@ def test_default_mlp_learns_digits(train_run):
 
 def test_regularization_keys_reach_their_components(train_run):
     run_dir, record = train_run(
-        "regularization.dropout=0.2", "regularization.batch_norm=true", "regularization.label_smoothing=0.1",
-        "regularization.weight_decay=1e-4", "regularization.grad_clip=1.0", "regularization.early_stopping=1",
-        "optimizer=sgd", "scheduler=cosine", "trainer.max_epochs=4",
+        "regularization.dropout=0.2",
+        "regularization.batch_norm=true",
+        "regularization.label_smoothing=0.1",
+        "regularization.weight_decay=1e-4",
+        "regularization.grad_clip=1.0",
+        "regularization.early_stopping=1",
+        "optimizer=sgd",
+        "scheduler=cosine",
+        "trainer.max_epochs=4",
     )
     assert record["test/acc"] > 0.5 and 1 <= record["epochs"] <= 4
 
@@ -139,6 +146,12 @@ def test_families_train_from_the_config(train_run, overrides, bar):
 def test_recurrent_regression_head_on_the_adding_problem(train_run):
     """The LSTM's regression head learns the adding problem: predicting the mean scores the variance of
     the sum of two U(0, 1) values, 1/6 ≈ 0.167; 15 short epochs get well below it."""
-    _, record = train_run("model=lstm", "data=sequences", "data.dataset.n_samples=1000", "data.dataset.length=10",
-                          "optimizer.lr=1e-2", "trainer.max_epochs=15")
+    _, record = train_run(
+        "model=lstm",
+        "data=sequences",
+        "data.dataset.n_samples=1000",
+        "data.dataset.length=10",
+        "optimizer.lr=1e-2",
+        "trainer.max_epochs=15",
+    )
     assert record["test/mse"] < 0.1, record

@@ -1,4 +1,5 @@
 """The vectorized ensemble and the bias-variance estimators."""
+
 from __future__ import annotations
 
 import torch
@@ -13,7 +14,7 @@ def test_grouped_members_equal_separately_trained_members():
     together = train_ensemble(x, y, [11, 12, 13], [16], 4, "classification", epochs=5, batch_size=16, lr=1e-2)
     probe = torch.randn(10, 5, generator=g)
     for i, seed in enumerate([11, 12, 13]):
-        alone = train_ensemble(x[i:i + 1], y[i:i + 1], [seed], [16], 4, "classification", epochs=5, batch_size=16, lr=1e-2)
+        alone = train_ensemble(x[i : i + 1], y[i : i + 1], [seed], [16], 4, "classification", epochs=5, batch_size=16, lr=1e-2)
         assert torch.allclose(predict(together.net, probe)[i], predict(alone.net, probe)[0], atol=1e-5)
 
 

@@ -1,6 +1,7 @@
 """A finished run loaded again: load_run reproduces its test metrics, every module family's
 checkpoint rebuilds with load_from_checkpoint alone (weights-only), and eval=<run_dir> re-tests a
 run (or tests it on another dataset) into <run_dir>/eval/ without touching the run."""
+
 from __future__ import annotations
 
 import hashlib
@@ -15,8 +16,11 @@ from conftest import compose_config, error_lines
 
 
 def _files(run_dir: Path) -> dict[str, str]:
-    return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(run_dir.rglob("*")) if p.is_file() and "eval" not in p.relative_to(run_dir).parts}
+    return {
+        str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file() and "eval" not in p.relative_to(run_dir).parts
+    }
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +29,14 @@ def digits_run(tmp_path_factory):
 
     run_dir = tmp_path_factory.mktemp("runs") / "digits"
     run_dir.mkdir()
-    cfg = compose_config("trainer.max_epochs=3", "trainer.deterministic=true", "callbacks.progress=none", "callbacks.figures=false",
-                         "logger=none", "model.hidden=[64]")
+    cfg = compose_config(
+        "trainer.max_epochs=3",
+        "trainer.deterministic=true",
+        "callbacks.progress=none",
+        "callbacks.figures=false",
+        "logger=none",
+        "model.hidden=[64]",
+    )
     return run_dir, train(cfg, run_dir, report=False)
 
 
@@ -56,8 +66,10 @@ def test_load_from_checkpoint_needs_no_arguments_and_loads_weights_only(digits_r
     assert module.num_classes == 10 and module.hparams["rebuild"]["net"]["hparams"]["hidden"] == [64]
 
 
-@pytest.mark.parametrize("overrides", [("model=mlp", "data=regression_outliers"), ("model=vae",), ("model=gan",),
-                                       ("model=ddpm", "model.timesteps=50"), ("model=pixelcnn",)])
+@pytest.mark.parametrize(
+    "overrides",
+    [("model=mlp", "data=regression_outliers"), ("model=vae",), ("model=gan",), ("model=ddpm", "model.timesteps=50"), ("model=pixelcnn",)],
+)
 def test_every_family_round_trips_through_a_checkpoint(tmp_path, overrides):
     import pytorch_lightning as pl
 
@@ -67,8 +79,9 @@ def test_every_family_round_trips_through_a_checkpoint(tmp_path, overrides):
     dm = build.build_datamodule(cfg)
     module = build.build_module(cfg, dm)
     path = tmp_path / "m.ckpt"
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
-                "pytorch-lightning_version": pl.__version__}, path)
+    torch.save(
+        {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams), "pytorch-lightning_version": pl.__version__}, path
+    )
     torch.load(path, weights_only=True)
     again = type(module).load_from_checkpoint(path, map_location="cpu")
     assert type(again) is type(module) and dict(again.hparams) == dict(module.hparams)
@@ -100,20 +113,31 @@ def test_eval_on_another_dataset_of_the_same_shape(cli, tmp_path):
 
     run_dir = tmp_path / "moons"
     run_dir.mkdir()
-    train(compose_config("data=moons", "trainer.max_epochs=2", "callbacks.progress=none", "callbacks.figures=false", "logger=none",
-                         "model.hidden=[16]"), run_dir, report=False)
+    train(
+        compose_config(
+            "data=moons", "trainer.max_epochs=2", "callbacks.progress=none", "callbacks.figures=false", "logger=none", "model.hidden=[16]"
+        ),
+        run_dir,
+        report=False,
+    )
     code, _, err = cli(f"eval={run_dir}", "eval.data=circles", "data.test_fraction=0.3")  # the keys every dataset shares may be given
     assert code == 0, err
     result = json.loads(next((run_dir / "eval").glob("*circles.json")).read_text())
     assert result["data"] == "circles" and result["test_size"] == 300 and 0.0 <= result["test/acc"] <= 1.0
 
 
-@pytest.mark.parametrize("args, message", [
-    (("eval.data=mnist1d",), "eval.data=mnist1d: inputs (1, 40) with 10 outputs, but the run's network takes (1, 8, 8) with 10 outputs"),
-    (("optimizer.lr=0.1",), "drop optimizer.lr=0.1"),
-    (("eval.ckpt=nope.ckpt",), "eval.ckpt=nope.ckpt: no such checkpoint"),
-    (("eval.data=nope",), "eval.data='nope': unknown dataset"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ("eval.data=mnist1d",),
+            "eval.data=mnist1d: inputs (1, 40) with 10 outputs, but the run's network takes (1, 8, 8) with 10 outputs",
+        ),
+        (("optimizer.lr=0.1",), "drop optimizer.lr=0.1"),
+        (("eval.ckpt=nope.ckpt",), "eval.ckpt=nope.ckpt: no such checkpoint"),
+        (("eval.data=nope",), "eval.data='nope': unknown dataset"),
+    ],
+)
 def test_bad_eval_settings_end_in_one_line(cli, digits_run, tmp_path, args, message):
     run_dir, _ = digits_run
     before = _files(run_dir)
@@ -124,5 +148,6 @@ def test_bad_eval_settings_end_in_one_line(cli, digits_run, tmp_path, args, mess
 
 def test_eval_of_a_folder_that_is_not_a_finished_run(cli, tmp_path):
     code, _, err = cli(f"eval={tmp_path}")
-    assert code == 2 and error_lines(err) == [f"error: eval={tmp_path}: not a finished run (a run directory has .hydra/config.yaml "
-                                              "and metrics.json)"]
+    assert code == 2 and error_lines(err) == [
+        f"error: eval={tmp_path}: not a finished run (a run directory has .hydra/config.yaml and metrics.json)"
+    ]

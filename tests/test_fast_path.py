@@ -1,5 +1,6 @@
 """The training fast path: the template computes exactly what a hand-written loop computes, and the
 training metrics it accumulates on the device (no per-step logging) are the true epoch means."""
+
 from __future__ import annotations
 
 import csv

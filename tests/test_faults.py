@@ -4,6 +4,7 @@ Each case asserts the exit status, the one line, and the state on disk afterward
 
 Most cases run the real command line inside this process (the ``cli`` fixture: the imports are paid
 once); the ones about signals and concurrent processes start real processes."""
+
 from __future__ import annotations
 
 import csv
@@ -65,8 +66,12 @@ def test_cifar_batches_written_by_numpy_1_and_2_still_load(tmp_path):
 
     rng = np.random.default_rng(0)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {b"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8), b"labels": [0, 1, 2, 3], b"batch_label": b"x",
-                 b"filenames": [b"a", b"b", b"c", b"d"]}
+        batch = {
+            b"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8),
+            b"labels": [0, 1, 2, 3],
+            b"batch_label": b"x",
+            b"filenames": [b"a", b"b", b"c", b"d"],
+        }
         raw = pickle.dumps(batch, protocol=2)
         if name.endswith(("1", "3", "5")):  # as numpy 1.x wrote them
             raw = raw.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
@@ -95,13 +100,21 @@ def test_claims_are_atomic_across_processes(tmp_path):
         named = pool.map(_claim_worker, [(tmp_path / "mine", False)] * 8)
     assert sorted(stamped) == sorted([str(tmp_path / "2026_mlp"), *(str(tmp_path / f"2026_mlp_{n}") for n in range(1, 8))])
     assert sum(not r.startswith("refused") for r in named) == 1
-    assert all(r == f"refused: hydra.run.dir={tmp_path / 'mine'}: already holds a run; choose a new directory "
-                    f"(or resume={tmp_path / 'mine'} to continue it)" for r in named if r.startswith("refused"))
+    assert all(
+        r == f"refused: hydra.run.dir={tmp_path / 'mine'}: already holds a run; choose a new directory "
+        f"(or resume={tmp_path / 'mine'} to continue it)"
+        for r in named
+        if r.startswith("refused")
+    )
 
 
 def test_runs_started_together_never_share_a_directory(tmp_path):
-    procs = [subprocess.Popen([sys.executable, str(RUN), *TINY, f"seed={seed}"], cwd=tmp_path, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for seed in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(RUN), *TINY, f"seed={seed}"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for seed in range(3)
+    ]
     outs = [p.communicate(timeout=240) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], [o[1][-1500:] for o in outs]
     printed = {Path(o[0].strip().splitlines()[-1].removeprefix("run_dir: ")) for o in outs}
@@ -119,7 +132,7 @@ def test_a_refused_run_leaves_the_run_it_was_aimed_at_unchanged(cli, tmp_path):
     done = tmp_path / "outputs" / "done"
     before = snapshot(done)
     code, _, err = cli(*TINY, "hydra.run.dir=outputs/done", "optimizer.lr=0.5")
-    one_error(code, err, 2, f"error: hydra.run.dir=outputs/done: already holds a run; choose a new directory (or resume=")
+    one_error(code, err, 2, "error: hydra.run.dir=outputs/done: already holds a run; choose a new directory (or resume=")
     code, _, err = cli(*TINY, "name=../../outputs/done")
     one_error(code, err, 2, "error: name='../../outputs/done': must be a plain directory name (no '/', '\\' or '..')")
     code, _, err = cli("-m", *TINY, "hydra.sweep.dir=outputs/done", "seed=1,2")
@@ -145,8 +158,13 @@ def test_a_run_killed_after_a_worse_epoch_resumes_from_that_epoch(cli, tmp_path)
     still be epoch 5 when the process is killed in epoch 6, and the resume redoes only epoch 6.
     While the process is alive, ``resume=`` of its directory is refused (it holds the lock)."""
     run = tmp_path / "outputs" / "k"
-    proc = subprocess.Popen([sys.executable, str(RUN), *SLOW, "trainer.max_epochs=6", "callbacks.progress=none", "hydra.run.dir=outputs/k"],
-                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(RUN), *SLOW, "trainer.max_epochs=6", "callbacks.progress=none", "hydra.run.dir=outputs/k"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 240
     while _global_step(run / "checkpoints" / "last.ckpt") < 5 * STEPS and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
@@ -159,8 +177,13 @@ def test_a_run_killed_after_a_worse_epoch_resumes_from_that_epoch(cli, tmp_path)
     rows = list(csv.DictReader(open(run / "history.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5]
     assert float(rows[4]["val/loss"]) > float(rows[3]["val/loss"])  # epoch 5 was worse: "best" stayed at epoch 4
-    resumed = subprocess.run([sys.executable, str(RUN), "resume=outputs/k", "callbacks.progress=plain"], cwd=tmp_path,
-                             capture_output=True, text=True, timeout=240)
+    resumed = subprocess.run(
+        [sys.executable, str(RUN), "resume=outputs/k", "callbacks.progress=plain"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert [line.split()[1] for line in resumed.stdout.splitlines() if line.startswith("epoch ")] == ["6/6"]  # only epoch 6 again
     after = list(csv.DictReader(open(run / "history.csv")))
@@ -185,7 +208,8 @@ def test_a_sweep_with_a_bad_job_runs_nothing(cli, tmp_path):
     assert error_lines(err) == [
         "error: job 1 (optimizer.lr=-1): optimizer.lr=-1: must be a number > 0",
         "error: job 3 (optimizer.lr=nan): optimizer.lr=nan: must be a number > 0",
-        "error: 2 of the sweep's jobs have bad settings; no job was run"]
+        "error: 2 of the sweep's jobs have bad settings; no job was run",
+    ]
     multiruns = tmp_path / "outputs" / "multiruns"
     assert not multiruns.exists() or not any(multiruns.iterdir())
 
@@ -200,8 +224,10 @@ def test_a_failing_job_is_recorded_and_the_others_finish(cli, tmp_path):
     assert failed["exit"] == 3 and failed["job"] == 1 and failed["error"].startswith("train/loss is nan at step")
     lines = error_lines(err)
     assert lines[0].startswith("error: job 1: train/loss is nan at step") and len(lines) == 2
-    assert lines[1] == (f"error: 1 job(s) of the sweep failed, the others finished: job 1 (exit 3); each failed job's failed.json says "
-                        f"why; sweep: {sweep.resolve()}")
+    assert lines[1] == (
+        f"error: 1 job(s) of the sweep failed, the others finished: job 1 (exit 3); each failed job's failed.json says "
+        f"why; sweep: {sweep.resolve()}"
+    )
 
 
 # ---------------------------------------------------------------- 7, 9. one line instead of a traceback
@@ -220,27 +246,42 @@ ONE_LINERS = {
     "gpu preset without a GPU": (["trainer=gpu"], "error: trainer.accelerator=gpu: no CUDA GPU is visible to torch"),
     "lr nan": (["optimizer.lr=nan"], "error: optimizer.lr=nan: must be a number > 0"),
     "lr inf": (["optimizer.lr=inf"], "error: optimizer.lr=inf: must be a number > 0"),
-    "unknown monitored metric": (["callbacks.checkpoint.monitor=val/accuracy"],
-                                 "error: callbacks.checkpoint.monitor='val/accuracy': not a metric this run logs; valid: train/acc, "
-                                 "train/loss, val/acc, val/acc_best, val/loss"),
+    "unknown monitored metric": (
+        ["callbacks.checkpoint.monitor=val/accuracy"],
+        "error: callbacks.checkpoint.monitor='val/accuracy': not a metric this run logs; valid: train/acc, "
+        "train/loss, val/acc, val/acc_best, val/loss",
+    ),
     "no training batches": (["+trainer.limit_train_batches=0"], "error: trainer.limit_train_batches=0: must be > 0"),
-    "not a Trainer argument": (["+trainer.foo=1"], "error: trainer.foo=1: not an argument of pytorch_lightning.Trainer; Trainer arguments: "
-                                                   "accelerator, strategy, devices"),
-    "a Trainer argument the template sets": (["+trainer.gradient_clip_val=1"], "error: trainer.gradient_clip_val: set by the template; "
-                                                                               "use regularization.grad_clip"),
+    "not a Trainer argument": (
+        ["+trainer.foo=1"],
+        "error: trainer.foo=1: not an argument of pytorch_lightning.Trainer; Trainer arguments: accelerator, strategy, devices",
+    ),
+    "a Trainer argument the template sets": (
+        ["+trainer.gradient_clip_val=1"],
+        "error: trainer.gradient_clip_val: set by the template; use regularization.grad_clip",
+    ),
     "unknown precision": (["trainer.precision=foo"], "error: trainer.precision='foo': must be one of 32-true, 16-mixed, bf16-mixed"),
     "unknown loss": (["loss.name=foo"], "error: loss.name='foo': unknown loss; valid: cross_entropy, huber, mae, mse"),
     "unknown sam base": (["optimizer=sam", "optimizer.base=foo"], "error: optimizer.base='foo': unknown optimizer; valid: adadelta"),
-    "two devices on the cpu preset": (["trainer.devices=2"], "error: trainer.devices=2 with trainer.strategy=auto: several processes need "
-                                                            "a distributed preset; use trainer=ddp_cpu trainer.devices=2"),
-    "best checkpoint without validation": (["+trainer.limit_val_batches=0"], "error: trainer.limit_val_batches=0 with test_ckpt=best: "
-                                                                            "no validation, so no best checkpoint to test; set test_ckpt=last"),
+    "two devices on the cpu preset": (
+        ["trainer.devices=2"],
+        "error: trainer.devices=2 with trainer.strategy=auto: several processes need "
+        "a distributed preset; use trainer=ddp_cpu trainer.devices=2",
+    ),
+    "best checkpoint without validation": (
+        ["+trainer.limit_val_batches=0"],
+        "error: trainer.limit_val_batches=0 with test_ckpt=best: no validation, so no best checkpoint to test; set test_ckpt=last",
+    ),
     "run dir under /proc": (["hydra.run.dir=/proc/dlf/run"], "error: hydra.run.dir=/proc/dlf/run: cannot create the directory"),
-    "run dir inside a file": (["hydra.run.dir=a_file/run"], "error: hydra.run.dir=a_file/run: cannot create the directory (a part of "
-                                                            "the path is a file)"),
+    "run dir inside a file": (
+        ["hydra.run.dir=a_file/run"],
+        "error: hydra.run.dir=a_file/run: cannot create the directory (a part of the path is a file)",
+    ),
     "run dir name too long": ([f"hydra.run.dir=outputs/{'a' * 300}"], "error: hydra.run.dir=outputs/aaaa"),
-    "out of memory while building": (["model.hidden=[2000000,2000000]"], "error: out of memory while building the model or the data "
-                                                                          "(model=mlp model.hidden=[2000000, 2000000]"),
+    "out of memory while building": (
+        ["model.hidden=[2000000,2000000]"],
+        "error: out of memory while building the model or the data (model=mlp model.hidden=[2000000, 2000000]",
+    ),
 }
 
 
@@ -293,8 +334,10 @@ CHECKPOINTS = {
     "empty": (b"", "not a readable checkpoint (empty, truncated or another format)"),
     "truncated": ("truncate", "not a readable checkpoint (empty, truncated or another format)"),
     "foreign": ({"weights": torch.zeros(3)}, "not a training checkpoint of this template (missing state_dict, epoch, global_step, loops)"),
-    "pickled objects": ({"state_dict": {}, "epoch": 0, "global_step": 0, "loops": {}, "where": Path("/")},
-                        "holds pickled Python objects (pathlib.PosixPath), which are never loaded (weights only)"),
+    "pickled objects": (
+        {"state_dict": {}, "epoch": 0, "global_step": 0, "loops": {}, "where": Path("/")},
+        "holds pickled Python objects (pathlib.PosixPath), which are never loaded (weights only)",
+    ),
 }
 
 
@@ -319,8 +362,13 @@ def test_out_of_memory_in_the_first_step_names_the_sizes(cli, tmp_path, monkeypa
 
     monkeypatch.setattr(SupervisedModule, "training_step", oom)
     code, _, err = cli(*TINY)
-    one_error(code, err, 2, "error: out of memory in the first training step (model=mlp model.hidden=[1024] model.activation=relu "
-                            "data.batch_size=64); lower data.batch_size or the model's size")
+    one_error(
+        code,
+        err,
+        2,
+        "error: out of memory in the first training step (model=mlp model.hidden=[1024] model.activation=relu "
+        "data.batch_size=64); lower data.batch_size or the model's size",
+    )
     assert run_dirs(tmp_path) == []
 
 
@@ -328,13 +376,22 @@ def test_a_full_disk_keeps_the_last_complete_checkpoint(cli, tmp_path):
     """A 2.1 MB filesystem holds epoch 1's two checkpoints (930 kB each) but not epoch 2's new best."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2100k", "tmpfs", str(disk)], capture_output=True).returncode:
+    if (
+        os.geteuid() != 0
+        or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2100k", "tmpfs", str(disk)], capture_output=True).returncode
+    ):
         pytest.skip("needs root to mount a small tmpfs")
     try:
-        code, _, err = cli("trainer.max_epochs=5", "callbacks.progress=none", "callbacks.figures=false", "logger=none",
-                           f"hydra.run.dir={disk}/run")
-        line = one_error(code, err, 3, f"error: no space left on the device while writing the run in {disk}/run; the last complete "
-                                       f"checkpoint is kept: {disk}/run/checkpoints/last.ckpt; free some space, then continue with")
+        code, _, err = cli(
+            "trainer.max_epochs=5", "callbacks.progress=none", "callbacks.figures=false", "logger=none", f"hydra.run.dir={disk}/run"
+        )
+        line = one_error(
+            code,
+            err,
+            3,
+            f"error: no space left on the device while writing the run in {disk}/run; the last complete "
+            f"checkpoint is kept: {disk}/run/checkpoints/last.ckpt; free some space, then continue with",
+        )
         assert line.endswith(f"resume={disk}/run")
         assert _global_step(disk / "run" / "checkpoints" / "last.ckpt") == 20  # epoch 1 of 20 steps, whole
         assert not list(disk.rglob("*.tmp")) and not (disk / "run" / "metrics.json").exists()
@@ -343,21 +400,26 @@ def test_a_full_disk_keeps_the_last_complete_checkpoint(cli, tmp_path):
 
 
 # ---------------------------------------------------------------- 8, 9. leftovers and silent nonsense
-@pytest.mark.parametrize("args,expected", [
-    (["study=kfold", "study.seeds=[]"], "error: study.seeds=[]: "),
-    (["study=mnist1d_table", "study.only=[unknown]"], "error: study.only=['unknown']: unknown or empty ['unknown']"),
-], ids=["no seeds", "unknown member"])
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["study=kfold", "study.seeds=[]"], "error: study.seeds=[]: "),
+        (["study=mnist1d_table", "study.only=[unknown]"], "error: study.only=['unknown']: unknown or empty ['unknown']"),
+    ],
+    ids=["no seeds", "unknown member"],
+)
 def test_a_refused_study_leaves_no_directory(cli, tmp_path, args, expected):
     code, _, err = cli(*args)
     one_error(code, err, 2, expected)
-    studies = tmp_path / "outputs" / "studies"
     assert not (tmp_path / "outputs").exists(), list((tmp_path / "outputs").rglob("*"))
 
 
 def test_a_run_without_a_test_split_says_it_was_not_tested(cli, tmp_path):
     code, out, err = cli(*TINY, "data.test_fraction=0")
     assert code == 0, err
-    assert "not tested: data.test_fraction=0 and dataset 'digits' has no test split of its own; metrics.json holds the validation " \
-           "metrics only" in out
+    assert (
+        "not tested: data.test_fraction=0 and dataset 'digits' has no test split of its own; metrics.json holds the validation "
+        "metrics only" in out
+    )
     metrics = json.loads((run_dirs(tmp_path)[0] / "metrics.json").read_text())
     assert not any(k.startswith("test/") for k in metrics) and metrics["test_checkpoint"] is None and metrics["val/acc_best"] > 0.5

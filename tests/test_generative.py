@@ -1,6 +1,7 @@
 """The generative families: shapes and finite losses, the ELBO's terms, the KL at the prior, the
 autoregressive mask (a gradient test), the diffusion forward process against its closed form, a GAN
 step that moves both networks, seeded sampling, the data's levels, and each family end to end."""
+
 from __future__ import annotations
 
 import math
@@ -19,8 +20,12 @@ from lightning_modules.nets import build_net
 from lightning_modules.optimizers import optimizer_factory
 
 SHAPES = {"image": (1, 8, 8), "signal": (1, 40)}
-SMALL = {"vae": {"hidden": [32]}, "gan": {"hidden": [32]}, "ddpm": {"hidden": [32, 32], "timesteps": 20},
-         "pixelcnn": {"channels": 8, "blocks": 1}}
+SMALL = {
+    "vae": {"hidden": [32]},
+    "gan": {"hidden": [32]},
+    "ddpm": {"hidden": [32, 32], "timesteps": 20},
+    "pixelcnn": {"channels": 8, "blocks": 1},
+}
 
 
 def module_for(name: str, kind: str = "image", shape=None, levels: int = 17, **overrides):
@@ -115,14 +120,23 @@ def test_gan_training_step_moves_the_generator_and_the_discriminator():
     module = module_for("gan")
     before = {k: v.clone() for k, v in module.net.state_dict().items()}
     x = digits_like(64, SHAPES["image"])
-    trainer = pl.Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         limit_val_batches=0, accelerator="cpu")
+    trainer = pl.Trainer(
+        max_steps=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        accelerator="cpu",
+    )
     trainer.fit(module, DataLoader(TensorDataset(x, torch.zeros(64)), batch_size=16))
     changed = {k.split(".")[0] for k, v in module.net.state_dict().items() if not torch.equal(v, before[k])}
     assert changed == {"generator", "discriminator"}
     g_opt, d_opt = module.optimizers()
-    assert [len(o.optimizer.state) for o in (g_opt, d_opt)] == [len(list(module.net.generator.parameters())),
-                                                                len(list(module.net.discriminator.parameters()))]
+    assert [len(o.optimizer.state) for o in (g_opt, d_opt)] == [
+        len(list(module.net.generator.parameters())),
+        len(list(module.net.discriminator.parameters())),
+    ]
     assert {"train/d_loss", "train/g_loss", "train/d_real", "train/d_fake"} <= set(trainer.callback_metrics)
 
 
@@ -143,11 +157,17 @@ def test_mmd_is_near_zero_for_one_distribution_and_grows_with_a_shift():
     assert abs(float(mmd(a, b))) < 0.02 < float(mmd(a + 0.5, b)) < float(mmd(a + 2, b))
 
 
-@pytest.mark.parametrize("name,data", [("vae", "digits"), ("gan", "digits"), ("ddpm", "digits"), ("pixelcnn", "digits"),
-                                       ("vae", "mnist1d"), ("pixelcnn", "mnist1d")])
+@pytest.mark.parametrize(
+    "name,data",
+    [("vae", "digits"), ("gan", "digits"), ("ddpm", "digits"), ("pixelcnn", "digits"), ("vae", "mnist1d"), ("pixelcnn", "mnist1d")],
+)
 def test_each_family_trains_from_the_config(train_run, name, data):
-    small = {"vae": [], "gan": ["model.hidden=[64]"], "ddpm": ["model.hidden=[64,64]", "model.timesteps=50"],
-             "pixelcnn": ["model.channels=16", "model.blocks=1"]}[name]
+    small = {
+        "vae": [],
+        "gan": ["model.hidden=[64]"],
+        "ddpm": ["model.hidden=[64,64]", "model.timesteps=50"],
+        "pixelcnn": ["model.channels=16", "model.blocks=1"],
+    }[name]
     figures = ["callbacks.figures=true", "callbacks.histograms_every=null", "model.latent=2"] if (name, data) == ("vae", "digits") else []
     run_dir, record = train_run(f"model={name}", f"data={data}", "trainer.max_epochs=2", *small, *figures)
     assert record["model"] == name and math.isfinite(record["test/loss"]) and math.isfinite(record["test/mmd"])
@@ -162,23 +182,38 @@ def test_each_family_trains_from_the_config(train_run, name, data):
         assert "figures/samples" in events.Tags()["images"]
 
 
-@pytest.mark.parametrize("overrides,message", [
-    (["model=gan", "scheduler=cosine"], "scheduler=cosine: model=gan steps its optimizers by hand and does not support it; use scheduler=none"),
-    (["model=vae", "regularization.dropout=0.1"], "regularization.dropout=0.1: not applied by the generative model 'vae'; set it to 0"),
-    (["model=pixelcnn", "model.levels=1"], "model.levels=1: must be an integer >= 2 or null"),
-    (["model=pixelcnn", "model.kernel=4"], "model.kernel=4: must be an odd integer >= 3"),
-    (["model=vae", "data=moons"], "model=vae: cannot take tabular data of shape (2,); it takes image, signal data"),
-    (["model=gan", "trainer=ddp_cpu"], "trainer.strategy=ddp: model=gan steps its optimizers by hand and does not support it; "
-                                       "use trainer=cpu or trainer=gpu"),
-    (["model=gan", "regularization.grad_clip=1.0"], "regularization.grad_clip=1.0: model=gan steps its optimizers by hand and does "
-                                                    "not support it; use null"),
-    (["model=gan", "~model.generator_optimizer.lr"], "model.generator_optimizer.lr=None: must be a number > 0"),
-    (["model=gan", "+model.generator_optimizer.moment=1"],
-     "model.generator_optimizer.moment: not accepted by optimizer 'adam'; accepted: lr, betas, eps, amsgrad"),
-    (["model=ddpm", "model.time_dim=63"], "model.time_dim=63: must be an even integer (sines and cosines in pairs)"),
-    (["model=vae", "optimizer=sam"], "optimizer=sam: not supported by the generative model 'vae'; choose another optimizer"),
-    (["model=vae", "callbacks.stop_at_train_acc=0.9"], "callbacks.stop_at_train_acc=0.9: generative models have no accuracy; leave it null"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (
+            ["model=gan", "scheduler=cosine"],
+            "scheduler=cosine: model=gan steps its optimizers by hand and does not support it; use scheduler=none",
+        ),
+        (["model=vae", "regularization.dropout=0.1"], "regularization.dropout=0.1: not applied by the generative model 'vae'; set it to 0"),
+        (["model=pixelcnn", "model.levels=1"], "model.levels=1: must be an integer >= 2 or null"),
+        (["model=pixelcnn", "model.kernel=4"], "model.kernel=4: must be an odd integer >= 3"),
+        (["model=vae", "data=moons"], "model=vae: cannot take tabular data of shape (2,); it takes image, signal data"),
+        (
+            ["model=gan", "trainer=ddp_cpu"],
+            "trainer.strategy=ddp: model=gan steps its optimizers by hand and does not support it; use trainer=cpu or trainer=gpu",
+        ),
+        (
+            ["model=gan", "regularization.grad_clip=1.0"],
+            "regularization.grad_clip=1.0: model=gan steps its optimizers by hand and does not support it; use null",
+        ),
+        (["model=gan", "~model.generator_optimizer.lr"], "model.generator_optimizer.lr=None: must be a number > 0"),
+        (
+            ["model=gan", "+model.generator_optimizer.moment=1"],
+            "model.generator_optimizer.moment: not accepted by optimizer 'adam'; accepted: lr, betas, eps, amsgrad",
+        ),
+        (["model=ddpm", "model.time_dim=63"], "model.time_dim=63: must be an even integer (sines and cosines in pairs)"),
+        (["model=vae", "optimizer=sam"], "optimizer=sam: not supported by the generative model 'vae'; choose another optimizer"),
+        (
+            ["model=vae", "callbacks.stop_at_train_acc=0.9"],
+            "callbacks.stop_at_train_acc=0.9: generative models have no accuracy; leave it null",
+        ),
+    ],
+)
 def test_bad_generative_settings_are_one_line_errors(train_run, overrides, message):
     from experiments.validation import ConfigError
 

@@ -1,5 +1,6 @@
 """Mixup/CutMix and augmentation: soft labels, the pixel fraction, Beta means, off at α = 0, and
 nothing at evaluation."""
+
 from __future__ import annotations
 
 import random
@@ -26,7 +27,9 @@ def mixed(cfg: MixConfig, shape=(64, 1, 8, 8), batch_size=16, seed=0):
     return x, y, xm, t, draws
 
 
-@pytest.mark.parametrize("cfg", [MixConfig(mixup_alpha=0.4), MixConfig(cutmix_alpha=1.0), MixConfig(0.4, 1.0, switch_prob=0.5)], ids=["mixup", "cutmix", "both"])
+@pytest.mark.parametrize(
+    "cfg", [MixConfig(mixup_alpha=0.4), MixConfig(cutmix_alpha=1.0), MixConfig(0.4, 1.0, switch_prob=0.5)], ids=["mixup", "cutmix", "both"]
+)
 def test_soft_labels_sum_to_one_and_carry_lambda_per_batch(cfg):
     for seed in range(10):
         x, y, xm, t, draws = mixed(cfg, seed=seed)
@@ -110,7 +113,12 @@ def test_small_affine_keeps_the_image_near_itself_and_identity_is_exact():
 
 def test_policies_by_kind():
     small, large = policy_for("image", (1, 8, 8), flip=False), policy_for("image", (3, 32, 32), flip=True)
-    assert (small.flip, small.rotate, small.pad) == (False, 0.0, 1) and (large.flip, large.rotate, large.zoom, large.pad) == (True, 10.0, 0.1, 4)
+    assert (small.flip, small.rotate, small.pad) == (False, 0.0, 1) and (large.flip, large.rotate, large.zoom, large.pad) == (
+        True,
+        10.0,
+        0.1,
+        4,
+    )
     assert not torch.equal(augment(torch.rand(4, 3, 32, 32), large), torch.zeros(4, 3, 32, 32))
     x = torch.randn(8, 1, 40)
     out = augment(x, policy_for("signal", (1, 40), flip=False))

@@ -1,4 +1,5 @@
 """The supervised LightningModules on their own (no Hydra): what they log and that they learn."""
+
 from __future__ import annotations
 
 import pytorch_lightning as pl
@@ -23,9 +24,7 @@ def test_regression_module_fits_a_line_and_tracks_best_mse():
     x = torch.linspace(-1, 1, 256)[:, None]  # (256, 1)
     y = 2 * x + 1  # (256, 1)
     net = MODELS.create("mlp", (1,), 1, hidden=[])  # linear regression
-    module = RegressionModule(
-        net, build_loss("mae", "regression"), optimizer_factory("adam", lr=0.05), scheduler_factory("cosine")
-    )
+    module = RegressionModule(net, build_loss("mae", "regression"), optimizer_factory("adam", lr=0.05), scheduler_factory("cosine"))
     trainer = quiet_trainer(max_epochs=40)
     trainer.fit(module, DeviceBatchLoader((x, y), 32, shuffle=True), DeviceBatchLoader((x, y), 256, shuffle=False))
     m = trainer.callback_metrics

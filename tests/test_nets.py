@@ -1,5 +1,6 @@
 """Every network family, parametrized over the model registry and the input kinds each one takes:
 shapes, gradients, parameter counts, the dropout/batch-norm switches, learning, known answers."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,8 +9,8 @@ from omegaconf import OmegaConf
 
 from conftest import CONFIG_DIR
 from lightning_modules.nets import MODELS, build_net
-from lightning_modules.nets.resnet import BasicBlock
 from lightning_modules.nets.common import count_parameters
+from lightning_modules.nets.resnet import BasicBlock
 
 SHAPES = {"tabular": (64,), "image": (1, 8, 8), "signal": (1, 40), "sequence": (40, 1)}
 MORE_IMAGES = [(3, 32, 32), (1, 28, 28)]
@@ -42,9 +43,19 @@ def test_forward_shape_and_gradients_reach_every_parameter(name, kind, shape):
 
 # On MNIST-1D signals (1, 40), 10 classes, with the shipped configs: small enough for a CPU.
 PARAMS = {
-    "mlp": (50_000, 55_000), "cnn": (8_710, 8_710), "lenet": (20_000, 30_000), "alexnet": (150_000, 300_000),
-    "vgg": (80_000, 120_000), "googlenet": (15_000, 30_000), "resnet": (50_000, 70_000), "densenet": (50_000, 70_000),
-    "rnn": (4_000, 6_000), "lstm": (15_000, 20_000), "gru": (12_000, 15_000), "transformer": (60_000, 75_000), "vit": (60_000, 75_000),
+    "mlp": (50_000, 55_000),
+    "cnn": (8_710, 8_710),
+    "lenet": (20_000, 30_000),
+    "alexnet": (150_000, 300_000),
+    "vgg": (80_000, 120_000),
+    "googlenet": (15_000, 30_000),
+    "resnet": (50_000, 70_000),
+    "densenet": (50_000, 70_000),
+    "rnn": (4_000, 6_000),
+    "lstm": (15_000, 20_000),
+    "gru": (12_000, 15_000),
+    "transformer": (60_000, 75_000),
+    "vit": (60_000, 75_000),
 }
 
 
@@ -132,7 +143,13 @@ def test_recurrent_steps_are_causal_and_attention_is_not():
     [
         ("lenet", "sequence", (40, 1), {}, r"model=lenet: cannot take sequence data of shape \(40, 1\); it takes image, signal data"),
         ("vit", "tabular", (64,), {}, r"model=vit: cannot take tabular data of shape \(64,\); it takes image, signal data"),
-        ("gru", "signal", (1, 40), {"depth": 3}, r"model.depth: not a hyperparameter of model 'gru'; it has: hidden, layers, bidirectional, readout"),
+        (
+            "gru",
+            "signal",
+            (1, 40),
+            {"depth": 3},
+            r"model.depth: not a hyperparameter of model 'gru'; it has: hidden, layers, bidirectional, readout",
+        ),
         ("vit", "image", (1, 8, 8), {"patch": 9}, r"model.patch=9: must be in \[1, 8\] for input shape \(1, 8, 8\)"),
         ("gru", "signal", (1, 40), {"readout": "max"}, r"model.readout='max': unknown; valid: last, mean, flatten"),
         ("cnn", "signal", (1, 2), {}, r"model=cnn: input shape \(1, 2\) is too small for kernels \[5, 3, 3\] with strides \[2, 1, 1\]"),

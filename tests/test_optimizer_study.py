@@ -1,5 +1,6 @@
 """The optimizer study: its 2-D surfaces and stall detection, then a shrunken study through the
 CLI, resumed without redoing finished members."""
+
 from __future__ import annotations
 
 import csv
@@ -41,8 +42,15 @@ def test_divergence_is_cut_short_not_propagated():
 
 @pytest.mark.slow  # the default suite must stay under 10 minutes on 2 cores; `pytest -m slow` runs it
 def test_shrunken_study_writes_report_figures_and_resumes(tmp_path):
-    args = ["study=optimizers", "study.seeds=[0]", "study.optimizers=[sgd,adagrad]", "study.surfaces=[rosenbrock]",
-            "study.surface_steps=30", "study.lr_grid=[0.001,0.01]", "trainer.max_epochs=2"]
+    args = [
+        "study=optimizers",
+        "study.seeds=[0]",
+        "study.optimizers=[sgd,adagrad]",
+        "study.surfaces=[rosenbrock]",
+        "study.surface_steps=30",
+        "study.lr_grid=[0.001,0.01]",
+        "trainer.max_epochs=2",
+    ]
     first = run_cli(*args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     study = tmp_path / first.stdout.strip().splitlines()[-1].removeprefix("study_dir: ")
@@ -71,6 +79,7 @@ def test_shrunken_study_writes_report_figures_and_resumes(tmp_path):
 
 def test_study_rejects_unknown_optimizer(tmp_path):
     proc = run_cli("study=optimizers", "study.optimizers=[sgd,adamm]", cwd=tmp_path)
-    assert proc.returncode == 2 and proc.stderr.strip().startswith("error: study.optimizers=['sgd', 'adamm']: unknown ['adamm']; valid: adadelta")
+    assert proc.returncode == 2 and proc.stderr.strip().startswith(
+        "error: study.optimizers=['sgd', 'adamm']: unknown ['adamm']; valid: adadelta"
+    )
     assert not (tmp_path / "outputs").exists()  # the refused study left no directory
-

@@ -1,4 +1,5 @@
 """Per-run figures: the confusion matrix's arithmetic, mode restoring, and what a run leaves."""
+
 from __future__ import annotations
 
 import numpy as np

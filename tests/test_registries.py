@@ -2,6 +2,7 @@
 
 Each entry must also have its config file (one hop from config name to code) and vice versa.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,9 +31,7 @@ def group_config(group: str, option: str) -> dict:
     return d
 
 
-@pytest.mark.parametrize(
-    "group,registry", [("model", MODELS), ("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS), ("data", DATASETS)]
-)
+@pytest.mark.parametrize("group,registry", [("model", MODELS), ("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS), ("data", DATASETS)])
 def test_every_config_option_has_an_entry_and_back(group, registry):
     assert group_options(group) == registry.list()
     for option in registry.list():
@@ -62,9 +61,18 @@ def test_mlp_refuses_an_empty_shape():
 
 
 EXPECTED_CLASS = {
-    "sgd": "SGD", "momentum": "SGD", "nesterov": "SGD", "adagrad": "Adagrad", "adadelta": "Adadelta",
-    "rmsprop": "RMSprop", "adam": "Adam", "adamw": "AdamW", "radam": "RAdam", "nadam": "NAdam",
-    "adamp": "AdamP", "sam": "ClosureSAM",
+    "sgd": "SGD",
+    "momentum": "SGD",
+    "nesterov": "SGD",
+    "adagrad": "Adagrad",
+    "adadelta": "Adadelta",
+    "rmsprop": "RMSprop",
+    "adam": "Adam",
+    "adamw": "AdamW",
+    "radam": "RAdam",
+    "nadam": "NAdam",
+    "adamp": "AdamP",
+    "sam": "ClosureSAM",
 }
 
 
@@ -179,5 +187,7 @@ def test_loss_known_value(name):
 
 
 def test_loss_must_fit_the_task():
-    with pytest.raises(ValueError, match=r"loss.name='mse' is a regression loss but the data is a classification task; use one of: cross_entropy"):
+    with pytest.raises(
+        ValueError, match=r"loss.name='mse' is a regression loss but the data is a classification task; use one of: cross_entropy"
+    ):
         build_loss("mse", "classification")

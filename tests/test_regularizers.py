@@ -1,11 +1,13 @@
 """Each regularizer has a real, tested effect and is a no-op at its neutral value; SAM takes two
 forward passes per step; early stopping stops where a scripted loss says it should."""
+
 from __future__ import annotations
 
 import pytest
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import EarlyStopping
+from test_modules import quiet_trainer
 
 from datamodules.device_loader import DeviceBatchLoader
 from lightning_modules.classification import ClassificationModule
@@ -13,18 +15,21 @@ from lightning_modules.losses import build_loss
 from lightning_modules.nets import MODELS
 from lightning_modules.optimizers import optimizer_factory
 from lightning_modules.regularizers import Regularization, norm_penalty
-from test_modules import quiet_trainer
 
 
 def tiny_module(reg: Regularization = Regularization(), optimizer: str = "sgd", **opt) -> ClassificationModule:
     torch.manual_seed(0)
     net = MODELS.create("mlp", (4,), 3, hidden=[8])
-    return ClassificationModule(net, build_loss(None, "classification"), optimizer_factory(optimizer, lr=0.1, **opt), None, reg, num_classes=3)
+    return ClassificationModule(
+        net, build_loss(None, "classification"), optimizer_factory(optimizer, lr=0.1, **opt), None, reg, num_classes=3
+    )
 
 
 def ready_to_step(module: ClassificationModule) -> ClassificationModule:
     """What training_step reads when called outside a Trainer: the optimizers, and a log to ignore."""
-    module.trainer = type("T", (), {"optimizers": [torch.optim.SGD(module.parameters(), lr=0.1)], "num_training_batches": 1, "_logger_connector": None})()
+    module.trainer = type(
+        "T", (), {"optimizers": [torch.optim.SGD(module.parameters(), lr=0.1)], "num_training_batches": 1, "_logger_connector": None}
+    )()
     module.log = lambda *a, **k: None
     return module
 

@@ -1,5 +1,6 @@
 """Never lose a run: a NaN loss stops training with one line naming the step, and the last good
 checkpoint stays."""
+
 from __future__ import annotations
 
 import pytest
@@ -29,7 +30,10 @@ def test_nan_loss_stops_at_its_step_and_keeps_the_last_good_checkpoint(train_run
         return Poisoned()
 
     monkeypatch.setattr(losses, "build_loss", poisoned)
-    with pytest.raises(TrainingFailed, match=r"^train/loss is nan at step 25 \(epoch 2\); the run stopped .* the last good checkpoint is kept: .*last\.ckpt$"):
+    with pytest.raises(
+        TrainingFailed,
+        match=r"^train/loss is nan at step 25 \(epoch 2\); the run stopped .* the last good checkpoint is kept: .*last\.ckpt$",
+    ):
         train_run("trainer.max_epochs=5")  # digits: 20 steps an epoch, so step 25 is in epoch 2
     last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert last["epoch"] == 0 and all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
@@ -54,11 +58,22 @@ def test_a_killed_run_resumes_to_the_same_final_metrics(tmp_path):
 
     from conftest import RUN
 
-    args = ["data.batch_size=16", "trainer.max_epochs=6", "trainer.deterministic=true", "callbacks.progress=plain", "logger=none",
-            "callbacks.figures=false"]
+    args = [
+        "data.batch_size=16",
+        "trainer.max_epochs=6",
+        "trainer.deterministic=true",
+        "callbacks.progress=plain",
+        "logger=none",
+        "callbacks.figures=false",
+    ]
     assert run_cli(*args, "hydra.run.dir=outputs/full", cwd=tmp_path).returncode == 0
-    proc = subprocess.Popen([sys.executable, str(RUN), *args, "hydra.run.dir=outputs/killed"], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(RUN), *args, "hydra.run.dir=outputs/killed"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     for line in proc.stdout:  # one line per finished epoch
         if line.startswith("epoch 2/"):
             proc.send_signal(signal.SIGKILL)

@@ -1,18 +1,18 @@
 """Hyperparameter search (hydra_plugins/dlf_optuna_sweeper, experiments/search.py): the search
 space syntax, a search's files and their agreement with the runs, continuation after an
 interruption, pruning recorded as pruned, choosing by validation only, and bad settings."""
+
 from __future__ import annotations
 
 import csv
 import json
-import math
 from pathlib import Path
 
 import pytest
 import yaml
+from test_sweeps import _fake_train
 
 from conftest import error_lines
-from test_sweeps import _fake_train
 
 TINY = ("trainer.max_epochs=2", "callbacks.progress=none", "callbacks.figures=false", "logger=none", "model.hidden=[32]")
 
@@ -29,18 +29,26 @@ def test_the_search_space_syntax_is_the_hydra_optuna_plugins():
     config = compose_config()  # first: Hydra's plugin scan runs the sweeper's module again (new class objects)
     from hydra_plugins.dlf_optuna_sweeper.optuna_sweeper import SearchError, format_value, search_space
 
-    params = {"optimizer.lr": "tag(log, interval(1e-4, 1e-1))", "regularization.dropout": "interval(0, 0.5)",
-              "data.batch_size": "choice(32, 64)", "seed": "range(0, 10, 3)", "model.hidden": "[64]",
-              "trainer.max_epochs": "tag(int, interval(2, 8))"}
+    params = {
+        "optimizer.lr": "tag(log, interval(1e-4, 1e-1))",
+        "regularization.dropout": "interval(0, 0.5)",
+        "data.batch_size": "choice(32, 64)",
+        "seed": "range(0, 10, 3)",
+        "model.hidden": "[64]",
+        "trainer.max_epochs": "tag(int, interval(2, 8))",
+    }
     space, fixed = search_space(params, ["optimizer.lr=0.01", "optimizer=sgd,adam"], config)
-    assert space == {"regularization.dropout": FloatDistribution(0.0, 0.5),
-                     "data.batch_size": CategoricalDistribution([32, 64]),
-                     "seed": IntDistribution(0, 9, step=3),  # range's stop is excluded, as in Python
-                     "trainer.max_epochs": IntDistribution(2, 8),
-                     "optimizer": CategoricalDistribution(["sgd", "adam"])}
+    assert space == {
+        "regularization.dropout": FloatDistribution(0.0, 0.5),
+        "data.batch_size": CategoricalDistribution([32, 64]),
+        "seed": IntDistribution(0, 9, step=3),  # range's stop is excluded, as in Python
+        "trainer.max_epochs": IntDistribution(2, 8),
+        "optimizer": CategoricalDistribution(["sgd", "adam"]),
+    }
     assert fixed == ["model.hidden=[64]", "optimizer.lr=0.01"]  # the command line wins over params
     assert search_space({"optimizer.lr": "tag(log, interval(1e-4, 1e-1))"}, [], config)[0] == {
-        "optimizer.lr": FloatDistribution(1e-4, 1e-1, log=True)}
+        "optimizer.lr": FloatDistribution(1e-4, 1e-1, log=True)
+    }
     assert format_value(0.1 + 0.2) == "0.30000000000000004" and format_value(None) == "null"
     with pytest.raises(SearchError, match=r"'optimizer.lrr' is not a config key"):
         search_space({"optimizer.lrr": "interval(0, 1)"}, [], config)
@@ -82,8 +90,13 @@ def test_a_search_writes_consistent_files_and_continues_after_an_interruption(cl
     code, _, err = cli(*args, "hydra.sweeper.n_trials=4")
     assert code == 0, err
     rows = _trials(sweep)
-    assert [(r["number"], r["state"]) for r in rows] == [("0", "complete"), ("1", "complete"), ("2", "complete"),
-                                                         ("3", "interrupted"), ("4", "complete")]
+    assert [(r["number"], r["state"]) for r in rows] == [
+        ("0", "complete"),
+        ("1", "complete"),
+        ("2", "complete"),
+        ("3", "interrupted"),
+        ("4", "complete"),
+    ]
     assert {r["number"]: (Path(r["run_dir"]) / "metrics.json").stat().st_mtime_ns for r in rows[:3]} == finished  # not redone
     params = [tuple(v for k, v in r.items() if k.startswith("params.")) for r in rows]
     assert params[4] not in params[:3]  # the seeded sampler draws on; it does not replay the first invocation's trials
@@ -94,10 +107,19 @@ def test_a_search_writes_consistent_files_and_continues_after_an_interruption(cl
 
 def test_pruned_trials_are_recorded_as_pruned_not_failed(cli, tmp_path):
     sweep = tmp_path / "search"
-    code, _, err = cli("-m", "hparams_search=mlp_digits", *TINY, "trainer.max_epochs=3", "hydra.sweeper.n_trials=4",
-                       "hydra.sweeper.pruner=median", "hydra.sweeper.pruner_startup_trials=1",
-                       "hydra.sweeper.pruner_warmup_epochs=0", "hydra.sweeper.sampler=random", "hydra.sweeper.seed=3",
-                       f"hydra.sweep.dir={sweep}")
+    code, _, err = cli(
+        "-m",
+        "hparams_search=mlp_digits",
+        *TINY,
+        "trainer.max_epochs=3",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.pruner=median",
+        "hydra.sweeper.pruner_startup_trials=1",
+        "hydra.sweeper.pruner_warmup_epochs=0",
+        "hydra.sweeper.sampler=random",
+        "hydra.sweeper.seed=3",
+        f"hydra.sweep.dir={sweep}",
+    )
     assert code == 0, err  # pruning is not a failure
     rows = _trials(sweep)
     pruned = [r for r in rows if r["state"] == "pruned"]
@@ -124,8 +146,16 @@ def test_the_search_chooses_by_validation_and_records_crashed_trials(cli, tmp_pa
 
     monkeypatch.setattr(experiments.train, "train", train)
     sweep = tmp_path / "search"
-    code, _, err = cli("-m", "hydra/sweeper=optuna", "logger=none", "optimizer.lr=choice(0.1,0.2,0.3)", "hydra.sweeper.n_trials=8",
-                       "hydra.sweeper.sampler=random", "hydra.sweeper.seed=0", f"hydra.sweep.dir={sweep}")
+    code, _, err = cli(
+        "-m",
+        "hydra/sweeper=optuna",
+        "logger=none",
+        "optimizer.lr=choice(0.1,0.2,0.3)",
+        "hydra.sweeper.n_trials=8",
+        "hydra.sweeper.sampler=random",
+        "hydra.sweeper.seed=0",
+        f"hydra.sweep.dir={sweep}",
+    )
     rows = _trials(sweep)
     assert {r["params.optimizer.lr"] for r in rows} == {"0.1", "0.2", "0.3"}  # all tried
     crashed = [r for r in rows if r["params.optimizer.lr"] == "0.3"]
@@ -135,16 +165,28 @@ def test_the_search_chooses_by_validation_and_records_crashed_trials(cli, tmp_pa
     assert results["best_params"] == {"optimizer.lr": 0.1} and results["best_value"] == 0.90
 
 
-@pytest.mark.parametrize("args, message", [
-    (("hparams_search=nope",), "hparams_search=nope: unknown option; valid: cnn_mnist1d, mlp_digits"),
-    (("hparams_search=mlp_digits", "hydra.sweeper.n_trials=0"), "hydra.sweeper.n_trials=0: must be an integer >= 1"),
-    (("hparams_search=mlp_digits", "optimizer.lrr=interval(0,1)"), "'optimizer.lrr' is not a config key"),
-    (("hparams_search=mlp_digits", "hydra.sweeper.pruner=hyperband"), "hydra.sweeper.pruner=hyperband: unknown; accepted: none, median"),
-    (("hparams_search=mlp_digits", "data.batch_size=choice(0,32)"), "searched data.batch_size=0: data.batch_size=0: must be an integer >= 1"),
-    (("hparams_search=mlp_digits", "data=regression_outliers"),
-     "hydra.sweeper.direction=maximize: each trial returns val/mse_best, which is better lower; use hydra.sweeper.direction=minimize"),
-    (("hparams_search=mlp_digits", "seed=tag(log, range(1, 10, 2))"), "tag log needs step 1"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("hparams_search=nope",), "hparams_search=nope: unknown option; valid: cnn_mnist1d, mlp_digits"),
+        (("hparams_search=mlp_digits", "hydra.sweeper.n_trials=0"), "hydra.sweeper.n_trials=0: must be an integer >= 1"),
+        (("hparams_search=mlp_digits", "optimizer.lrr=interval(0,1)"), "'optimizer.lrr' is not a config key"),
+        (
+            ("hparams_search=mlp_digits", "hydra.sweeper.pruner=hyperband"),
+            "hydra.sweeper.pruner=hyperband: unknown; accepted: none, median",
+        ),
+        (
+            ("hparams_search=mlp_digits", "data.batch_size=choice(0,32)"),
+            "searched data.batch_size=0: data.batch_size=0: must be an integer >= 1",
+        ),
+        (
+            ("hparams_search=mlp_digits", "data=regression_outliers"),
+            "hydra.sweeper.direction=maximize: each trial returns val/mse_best, which is better lower; "
+            "use hydra.sweeper.direction=minimize",
+        ),
+        (("hparams_search=mlp_digits", "seed=tag(log, range(1, 10, 2))"), "tag log needs step 1"),
+    ],
+)
 def test_bad_search_settings_end_in_one_line_and_create_nothing(cli, tmp_path, args, message):
     code, _, err = cli("-m", *args, f"hydra.sweep.dir={tmp_path / 'search'}")
     assert code == 2 and message in error_lines(err)[0], err
@@ -154,5 +196,6 @@ def test_bad_search_settings_end_in_one_line_and_create_nothing(cli, tmp_path, a
 def test_a_search_without_multirun_is_refused(cli, tmp_path):
     code, _, err = cli("hparams_search=mlp_digits")
     assert code == 2 and error_lines(err) == [
-        "error: hparams_search=mlp_digits: a search runs as a sweep; add -m (python experiments/run.py -m hparams_search=mlp_digits ...)"]
+        "error: hparams_search=mlp_digits: a search runs as a sweep; add -m (python experiments/run.py -m hparams_search=mlp_digits ...)"
+    ]
     assert not (tmp_path / "outputs").exists()

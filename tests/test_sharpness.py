@@ -1,4 +1,5 @@
 """Sharpness probes against closed forms: a quadratic with a known Hessian."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,6 +24,7 @@ def quadratic_loss(a: torch.Tensor, target: torch.Tensor):
     def loss(out: torch.Tensor, _y: torch.Tensor) -> torch.Tensor:
         d = out[0] - target
         return 0.5 * d @ a @ d
+
     return loss
 
 
@@ -62,8 +64,14 @@ def test_power_iteration_finds_the_top_eigenvalue_of_a_known_matrix():
 
 
 def test_probe_callback_writes_sharpness_into_the_run_metrics(train_run):
-    _, record = train_run("data=moons", "model.hidden=[16]", "callbacks.sharpness.enabled=true", "callbacks.sharpness.lbfgs_iters=3",
-                          "callbacks.sharpness.ascent_steps=5", "callbacks.sharpness.hessian_iters=5")
+    _, record = train_run(
+        "data=moons",
+        "model.hidden=[16]",
+        "callbacks.sharpness.enabled=true",
+        "callbacks.sharpness.lbfgs_iters=3",
+        "callbacks.sharpness.ascent_steps=5",
+        "callbacks.sharpness.hessian_iters=5",
+    )
     assert record["sharpness/sign_ascent"] > 0 and record["sharpness/keskar"] >= 0 and record["sharpness/train_loss"] > 0
     assert record["sharpness/hessian_top"] > 0  # a trained net's loss curves upward somewhere
 

@@ -1,5 +1,6 @@
 """The studies made of named members (mnist1d_table, regularizers), each shrunk and run end to end
 through the command line."""
+
 from __future__ import annotations
 
 import csv
@@ -19,7 +20,12 @@ def test_mnist1d_table_study_writes_the_table_next_to_the_published_figures(tmp_
     assert proc.returncode == 0, proc.stderr[-2000:]
     study = tmp_path / proc.stdout.strip().splitlines()[-1].removeprefix("study_dir: ")
     rows = list(csv.DictReader(open(study / "results.csv")))
-    assert [(r["member"], r["seed"], r["model"]) for r in rows] == [("logistic", "0", "mlp"), ("logistic", "1", "mlp"), ("cnn", "0", "cnn"), ("cnn", "1", "cnn")]
+    assert [(r["member"], r["seed"], r["model"]) for r in rows] == [
+        ("logistic", "0", "mlp"),
+        ("logistic", "1", "mlp"),
+        ("cnn", "0", "cnn"),
+        ("cnn", "1", "cnn"),
+    ]
     summary = {r["member"]: r for r in csv.DictReader(open(study / "summary.csv"))}
     assert summary["logistic"]["params"] == "410" and summary["cnn"]["params"] == "8710"  # 40·10 + 10; the reference CNN
     assert float(summary["cnn"]["test_acc_mean"]) > float(summary["logistic"]["test_acc_mean"])  # after 2 epochs already
@@ -31,7 +37,8 @@ def test_mnist1d_table_study_writes_the_table_next_to_the_published_figures(tmp_
 def test_mnist1d_table_rejects_an_unknown_member(tmp_path):
     proc = run_cli("study=mnist1d_table", "study.only=[cnn,lenet5]", cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.strip() == (
-        "error: study.only=['cnn', 'lenet5']: unknown or empty ['lenet5']; members: logistic, mlp, cnn, gru, lstm, resnet, transformer, vit")
+        "error: study.only=['cnn', 'lenet5']: unknown or empty ['lenet5']; members: logistic, mlp, cnn, gru, lstm, resnet, transformer, vit"
+    )
 
 
 @pytest.mark.slow  # the default suite must stay under 10 minutes on 2 cores; `pytest -m slow` runs it
@@ -54,13 +61,22 @@ def test_regularizer_ablation_reports_accuracy_gap_and_verdicts(tmp_path):
 
 def test_regularizer_ablation_needs_its_baseline(tmp_path):
     proc = run_cli("study=regularizers", "study.only=[dropout]", cwd=tmp_path)
-    assert proc.returncode == 2 and proc.stderr.strip() == "error: study.only=['dropout']: must include 'none', the baseline every member is compared with"
+    assert (
+        proc.returncode == 2
+        and proc.stderr.strip() == "error: study.only=['dropout']: must include 'none', the baseline every member is compared with"
+    )
 
 
 @pytest.mark.slow  # the default suite must stay under 10 minutes on 2 cores; `pytest -m slow` runs it
 def test_loss_robustness_grid_and_figures(tmp_path):
-    proc = run_cli("study=loss_robustness", "study.seeds=[0,1]", "study.losses=[mse,mae]", "study.outlier_fractions=[0.0,0.3]",
-                   "study.epochs=3", cwd=tmp_path)
+    proc = run_cli(
+        "study=loss_robustness",
+        "study.seeds=[0,1]",
+        "study.losses=[mse,mae]",
+        "study.outlier_fractions=[0.0,0.3]",
+        "study.epochs=3",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     study = tmp_path / proc.stdout.strip().splitlines()[-1].removeprefix("study_dir: ")
     rows = list(csv.DictReader(open(study / "results.csv")))
@@ -104,9 +120,20 @@ def test_run_test_false_never_touches_the_test_split(train_run, monkeypatch):
 
 @pytest.mark.slow  # the default suite must stay under 10 minutes on 2 cores; `pytest -m slow` runs it
 def test_batch_size_study_two_protocols_sharpness_and_line(tmp_path):
-    proc = run_cli("study=batch_size", "study.sizes=[256,1024]", "study.seeds=[0]", "study.epochs=2", "study.max_epochs=3",
-                   "study.lr_grid=[0.001,0.01]", "study.target_train_acc=0.5", "callbacks.sharpness.lbfgs_iters=2",
-                   "callbacks.sharpness.ascent_steps=3", "callbacks.sharpness.hessian_iters=3", "callbacks.sharpness.max_samples=512", cwd=tmp_path)
+    proc = run_cli(
+        "study=batch_size",
+        "study.sizes=[256,1024]",
+        "study.seeds=[0]",
+        "study.epochs=2",
+        "study.max_epochs=3",
+        "study.lr_grid=[0.001,0.01]",
+        "study.target_train_acc=0.5",
+        "callbacks.sharpness.lbfgs_iters=2",
+        "callbacks.sharpness.ascent_steps=3",
+        "callbacks.sharpness.hessian_iters=3",
+        "callbacks.sharpness.max_samples=512",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     study = tmp_path / proc.stdout.strip().splitlines()[-1].removeprefix("study_dir: ")
     rows = list(csv.DictReader(open(study / "results.csv")))
@@ -121,8 +148,17 @@ def test_batch_size_study_two_protocols_sharpness_and_line(tmp_path):
 
 
 def test_bias_variance_decomposes_both_parts_and_marks_the_threshold(tmp_path):
-    proc = run_cli("study=bias_variance", "study.seeds=[0,1]", "study.widths=[2,64]", "study.regression.members=3", "study.regression.epochs=20",
-                   "study.classification.members=2", "study.classification.part_size=200", "study.classification.epochs=200", cwd=tmp_path)
+    proc = run_cli(
+        "study=bias_variance",
+        "study.seeds=[0,1]",
+        "study.widths=[2,64]",
+        "study.regression.members=3",
+        "study.regression.epochs=20",
+        "study.classification.members=2",
+        "study.classification.part_size=200",
+        "study.classification.epochs=200",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     study = tmp_path / proc.stdout.strip().splitlines()[-1].removeprefix("study_dir: ")
     rows = list(csv.DictReader(open(study / "results.csv")))
@@ -141,8 +177,15 @@ def test_bias_variance_decomposes_both_parts_and_marks_the_threshold(tmp_path):
 
 @pytest.mark.slow  # the default suite must stay under 10 minutes on 2 cores; `pytest -m slow` runs it
 def test_bagging_and_boosting_curves_and_out_of_bag(tmp_path):
-    proc = run_cli("study=bagging", "study.seeds=[0]", "study.bagging.members=4", "study.bagging.epochs=2", "study.boosting.rounds=3",
-                   "study.boosting.epochs=2", cwd=tmp_path)
+    proc = run_cli(
+        "study=bagging",
+        "study.seeds=[0]",
+        "study.bagging.members=4",
+        "study.bagging.epochs=2",
+        "study.boosting.rounds=3",
+        "study.boosting.epochs=2",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     study = tmp_path / proc.stdout.strip().splitlines()[-1].removeprefix("study_dir: ")
     rows = list(csv.DictReader(open(study / "results.csv")))
@@ -150,12 +193,22 @@ def test_bagging_and_boosting_curves_and_out_of_bag(tmp_path):
     boost = [r for r in rows if r["part"] == "boosting"]
     assert 1 <= len(boost) <= 3 and all(float(r["alpha"]) > 0 for r in boost)
     summary = next(csv.DictReader(open(study / "summary.csv")))
-    assert 0.3 < float(summary["oob_fraction_per_member"]) < 0.45 and float(summary["oob_coverage"]) > 0.8  # ≈ 1/e each; 1 − (1 − 1/e)^4 overall
+    assert (
+        0.3 < float(summary["oob_fraction_per_member"]) < 0.45 and float(summary["oob_coverage"]) > 0.8
+    )  # ≈ 1/e each; 1 − (1 − 1/e)^4 overall
     assert (study / "figures" / "bagging_boosting.png").stat().st_size > 10_000
     kept = (study / "parts" / "bagging_seed0.json").read_text()
     (study / "parts" / "boosting_seed0.json").unlink()  # as if killed during boosting
-    again = run_cli("study=bagging", "study.seeds=[0]", "study.bagging.members=4", "study.bagging.epochs=2", "study.boosting.rounds=3",
-                    "study.boosting.epochs=2", "study.resume=true", cwd=tmp_path)
+    again = run_cli(
+        "study=bagging",
+        "study.seeds=[0]",
+        "study.bagging.members=4",
+        "study.bagging.epochs=2",
+        "study.boosting.rounds=3",
+        "study.boosting.epochs=2",
+        "study.resume=true",
+        cwd=tmp_path,
+    )
     assert again.returncode == 0, again.stderr[-2000:]
     assert (study / "parts" / "bagging_seed0.json").read_text() == kept and (study / "parts" / "boosting_seed0.json").exists()
     assert len(list(study.parent.iterdir())) == 1
@@ -163,8 +216,13 @@ def test_bagging_and_boosting_curves_and_out_of_bag(tmp_path):
 
 @pytest.mark.slow  # the default suite must stay under 10 minutes on 2 cores; `pytest -m slow` runs it
 def test_generative_study_scores_samples_with_a_trained_classifier(tmp_path):
-    args = ("study=generative", "study.seeds=[0,1]", "study.epochs=1", "study.samples=50",
-            'study.classifier=["model=mlp","model.hidden=[32,16]","trainer.max_epochs=3"]')
+    args = (
+        "study=generative",
+        "study.seeds=[0,1]",
+        "study.epochs=1",
+        "study.samples=50",
+        'study.classifier=["model=mlp","model.hidden=[32,16]","trainer.max_epochs=3"]',
+    )
     proc = run_cli(*args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     study_dir = Path(proc.stdout.strip().splitlines()[-1].removeprefix("study_dir: "))

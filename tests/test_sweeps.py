@@ -1,5 +1,6 @@
 """The researcher's loop around sweeps: what a sweeper optimizes is the validation headline, never
 a test metric; every -m sweep ends with summary.csv and summary.md; compare.py tables any folders."""
+
 from __future__ import annotations
 
 import csv
@@ -65,7 +66,7 @@ def test_the_summary_pools_seeds_and_lists_failed_jobs(cli, tmp_path):
     mean, std = sum(acc) / 3, math.sqrt(sum((a - sum(acc) / 3) ** 2 for a in acc) / 2)
     half = 4.302652729911275 * std / math.sqrt(3)  # t(0.975, 2 degrees of freedom)
     md = (sweep / "summary.md").read_text()
-    assert f"| optimizer.lr=0.05 | " in md and f"{mean:.4f} ± {half:.4f} | 3 | 0 |" in md, md
+    assert "| optimizer.lr=0.05 | " in md and f"{mean:.4f} ± {half:.4f} | 3 | 0 |" in md, md
     assert "| optimizer.lr=1000000.0 |" in md and md.rstrip().endswith("| 0 | 3 |")
     assert "Every run also has: `trainer.max_epochs=2 callbacks.progress=none callbacks.figures=False logger=none optimizer=sgd`" in md
 
@@ -83,10 +84,14 @@ def test_compare_tables_runs_sweeps_and_refuses_an_empty_folder(cli, tmp_path, c
     rows = list(csv.DictReader(open(tmp_path / "cmp" / "summary.csv")))
     assert len(rows) == 3 and {r["status"] for r in rows} == {"finished"}
     single = json.loads((tmp_path / "outputs" / "single" / "metrics.json").read_text())
-    assert any(r["run_dir"] == str((tmp_path / "outputs" / "single").resolve()) and float(r["test/acc"]) == pytest.approx(single["test/acc"])
-               for r in rows)
+    assert any(
+        r["run_dir"] == str((tmp_path / "outputs" / "single").resolve()) and float(r["test/acc"]) == pytest.approx(single["test/acc"])
+        for r in rows
+    )
     assert "val/acc_best" in proc.out and (tmp_path / "cmp" / "summary.md").exists()
     (tmp_path / "empty").mkdir()
     assert compare.main(["empty", "--out", "cmp2"]) == 2
-    assert error_lines(capsys.readouterr().err) == ["error: empty: holds no run (no metrics.json, failed.json or .hydra/config.yaml below it)"]
+    assert error_lines(capsys.readouterr().err) == [
+        "error: empty: holds no run (no metrics.json, failed.json or .hydra/config.yaml below it)"
+    ]
     assert not (tmp_path / "cmp2").exists()

@@ -1,5 +1,6 @@
 """Studies: ``study=NAME`` runs ``experiments/studies/NAME.py::run(cfg, study_dir)``, which trains
 its member runs, writes ``report.md``, ``results.csv`` and ``figures/``, and can be resumed."""
+
 from __future__ import annotations
 
 import importlib
@@ -7,7 +8,17 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-STUDIES = ("optimizers", "mnist1d_table", "regularizers", "loss_robustness", "kfold", "batch_size", "bias_variance", "bagging", "generative")
+STUDIES = (
+    "optimizers",
+    "mnist1d_table",
+    "regularizers",
+    "loss_robustness",
+    "kfold",
+    "batch_size",
+    "bias_variance",
+    "bagging",
+    "generative",
+)
 
 
 def run_study(cfg: DictConfig, study_dir: Path) -> dict:

@@ -4,6 +4,7 @@ trained to the same training accuracy, its lr tuned on a grid (chosen by val acc
 Per size and protocol over seeds: train and test accuracy, the gap, Keskar's ε-box sharpness,
 sign-ascent sharpness in the same box, the top Hessian eigenvalue; and train/test loss along the
 line from the smallest-batch to the largest-batch minimizer (protocol a, first seed)."""
+
 from __future__ import annotations
 
 import json
@@ -86,14 +87,27 @@ def figure(table: list[dict], folder: Path, writer) -> None:
     fig, axes = new_figure(1, 3, width=3.3, height=3.0)
     colors = dict(zip(("a", "b"), palette(2)))
     labels = {"a": "(a) same epochs", "b": "(b) same train acc, tuned lr"}
-    for ax, (key, ylabel, log) in zip(axes[0], (("test_acc", "test accuracy", False), ("gap", "gap: train − test acc", False),
-                                                ("sign_ascent", "sharpness, sign ascent (%)", True))):
+    for ax, (key, ylabel, log_scale) in zip(
+        axes[0],
+        (
+            ("test_acc", "test accuracy", False),
+            ("gap", "gap: train − test acc", False),
+            ("sign_ascent", "sharpness, sign ascent (%)", True),
+        ),
+    ):
         for protocol in ("a", "b"):
             rs = [r for r in table if r["protocol"] == protocol]
-            ax.errorbar([r["batch"] for r in rs], [r[f"{key}_mean"] for r in rs], yerr=[r[f"{key}_ci95"] for r in rs],
-                        marker="o", capsize=3, color=colors[protocol], label=labels[protocol])
+            ax.errorbar(
+                [r["batch"] for r in rs],
+                [r[f"{key}_mean"] for r in rs],
+                yerr=[r[f"{key}_ci95"] for r in rs],
+                marker="o",
+                capsize=3,
+                color=colors[protocol],
+                label=labels[protocol],
+            )
         ax.set_xscale("log", base=2)
-        if log:
+        if log_scale:
             ax.set_yscale("log")
         ax.set_xlabel("batch size")
         ax.set_ylabel(ylabel)
@@ -107,40 +121,65 @@ def write_report(study_dir: Path, s: DictConfig, table: list[dict], line: list[d
         return next(r for r in table if r["protocol"] == p and r["batch"] == b)
 
     lo, hi = min(s.sizes), max(s.sizes)
-    lines = ["# Batch size and sharp minima", "",
-             f"Recipe `{' '.join(s.recipe)}`, seeds {list(s.seeds)}, batch sizes {list(s.sizes)}. (a) {s.epochs} epochs at lr "
-             f"{at('a', lo)['lr']} for every size. (b) each size stops when its training accuracy reaches {s.target_train_acc} "
-             f"(or after {s.max_epochs} epochs), lr per size from {list(s.lr_grid)} by val accuracy on seed {s.seeds[0]}. "
-             f"Sharpness at the final weights on the training split: Keskar's ε-box (ε = 1e-3, 10 L-BFGS-B iterations), "
-             f"sign ascent in the same box (20 steps), top Hessian eigenvalue (power iteration). Mean ± 95% CI. Wall time {wall_s:.0f} s.",
-             "", "## Claims and what this study measured", "", "| claim | protocol | measured here | verdict |", "|---|---|---|---|"]
+    lines = [
+        "# Batch size and sharp minima",
+        "",
+        f"Recipe `{' '.join(s.recipe)}`, seeds {list(s.seeds)}, batch sizes {list(s.sizes)}. (a) {s.epochs} epochs at lr "
+        f"{at('a', lo)['lr']} for every size. (b) each size stops when its training accuracy reaches {s.target_train_acc} "
+        f"(or after {s.max_epochs} epochs), lr per size from {list(s.lr_grid)} by val accuracy on seed {s.seeds[0]}. "
+        f"Sharpness at the final weights on the training split: Keskar's ε-box (ε = 1e-3, 10 L-BFGS-B iterations), "
+        f"sign ascent in the same box (20 steps), top Hessian eigenvalue (power iteration). Mean ± 95% CI. Wall time {wall_s:.0f} s.",
+        "",
+        "## Claims and what this study measured",
+        "",
+        "| claim | protocol | measured here | verdict |",
+        "|---|---|---|---|",
+    ]
     for p in ("a", "b"):
         d_acc = at(p, hi)["test_acc_mean"] - at(p, lo)["test_acc_mean"]
         sharper = at(p, hi)["sign_ascent_mean"] / max(at(p, lo)["sign_ascent_mean"], 1e-12)
         hess = at(p, hi)["hessian_top_mean"] / max(at(p, lo)["hessian_top_mean"], 1e-12)
         worse = d_acc < -(at(p, hi)["test_acc_ci95"] + at(p, lo)["test_acc_ci95"])
-        lines.append(f"| Large batches generalize worse (Keskar et al. 2017) | {p} | test acc {hi} vs {lo}: {d_acc * 100:+.1f} points | "
-                     f"{'consistent' if worse else 'not beyond the intervals' if d_acc < 0 else 'not observed'} |")
+        lines.append(
+            f"| Large batches generalize worse (Keskar et al. 2017) | {p} | test acc {hi} vs {lo}: {d_acc * 100:+.1f} points | "
+            f"{'consistent' if worse else 'not beyond the intervals' if d_acc < 0 else 'not observed'} |"
+        )
         gap_lo, gap_hi = at(p, lo)["gap_mean"], at(p, hi)["gap_mean"]
         wider = gap_hi - gap_lo > at(p, hi)["gap_ci95"] + at(p, lo)["gap_ci95"]
-        lines.append(f"| … with a larger generalization gap | {p} | train − test accuracy {gap_lo * 100:.1f} → {gap_hi * 100:.1f} points "
-                     f"({lo} → {hi}; train acc {at(p, lo)['train_acc_mean']:.3f} → {at(p, hi)['train_acc_mean']:.3f}) | "
-                     f"{'consistent' if wider else 'not beyond the intervals' if gap_hi > gap_lo else 'not observed'} |")
-        lines.append(f"| … and converge to sharper minima | {p} | sign-ascent sharpness ×{sharper:.2f}, Keskar ×"
-                     f"{at(p, hi)['keskar_mean'] / max(at(p, lo)['keskar_mean'], 1e-12):.2f}, top Hessian eigenvalue ×{hess:.2f} ({hi} vs {lo}) | "
-                     f"{'consistent' if sharper > 1 and hess > 1 else 'mixed' if sharper > 1 or hess > 1 else 'not observed'} |")
-    lines += ["", "| protocol | batch | lr | epochs | train acc | test acc | gap | Keskar (%) | sign ascent (%) | top Hessian eig. |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| … with a larger generalization gap | {p} | train − test accuracy {gap_lo * 100:.1f} → {gap_hi * 100:.1f} points "
+            f"({lo} → {hi}; train acc {at(p, lo)['train_acc_mean']:.3f} → {at(p, hi)['train_acc_mean']:.3f}) | "
+            f"{'consistent' if wider else 'not beyond the intervals' if gap_hi > gap_lo else 'not observed'} |"
+        )
+        lines.append(
+            f"| … and converge to sharper minima | {p} | sign-ascent sharpness ×{sharper:.2f}, Keskar ×"
+            f"{at(p, hi)['keskar_mean'] / max(at(p, lo)['keskar_mean'], 1e-12):.2f}, top Hessian eigenvalue ×{hess:.2f} ({hi} vs {lo}) | "
+            f"{'consistent' if sharper > 1 and hess > 1 else 'mixed' if sharper > 1 or hess > 1 else 'not observed'} |"
+        )
+    lines += [
+        "",
+        "| protocol | batch | lr | epochs | train acc | test acc | gap | Keskar (%) | sign ascent (%) | top Hessian eig. |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in table:
-        lines.append(f"| {r['protocol']} | {r['batch']} | {r['lr']:g} | {r['epochs_mean']:.0f} | {r['train_acc_mean']:.4f} | "
-                     f"{r['test_acc_mean']:.4f} ± {r['test_acc_ci95']:.4f} | {r['gap_mean'] * 100:.1f} ± {r['gap_ci95'] * 100:.1f} | "
-                     f"{r['keskar_mean']:.3g} ± {r['keskar_ci95']:.2g} | {r['sign_ascent_mean']:.3g} ± {r['sign_ascent_ci95']:.2g} | "
-                     f"{r['hessian_top_mean']:.3g} ± {r['hessian_top_ci95']:.2g} |")
+        lines.append(
+            f"| {r['protocol']} | {r['batch']} | {r['lr']:g} | {r['epochs_mean']:.0f} | {r['train_acc_mean']:.4f} | "
+            f"{r['test_acc_mean']:.4f} ± {r['test_acc_ci95']:.4f} | {r['gap_mean'] * 100:.1f} ± {r['gap_ci95'] * 100:.1f} | "
+            f"{r['keskar_mean']:.3g} ± {r['keskar_ci95']:.2g} | {r['sign_ascent_mean']:.3g} ± {r['sign_ascent_ci95']:.2g} | "
+            f"{r['hessian_top_mean']:.3g} ± {r['hessian_top_ci95']:.2g} |"
+        )
     mid = min(line, key=lambda p: abs(p["alpha"] - 0.5))
-    lines += ["", f"Along the line from the batch-{lo} to the batch-{hi} minimizer (protocol a, seed {s.seeds[0]}): train loss "
-              f"{line[10]['train_loss']:.3g} at α = 0, {mid['train_loss']:.3g} at α = 0.5, {line[30]['train_loss']:.3g} at α = 1.",
-              "", "![batch size](figures/batch_size.png)", "", "![interpolation](figures/interpolation.png)", "",
-              "Files: `results.csv`, `summary.csv`, `interpolation.csv`, `figures/`, runs in `members/`."]
+    lines += [
+        "",
+        f"Along the line from the batch-{lo} to the batch-{hi} minimizer (protocol a, seed {s.seeds[0]}): train loss "
+        f"{line[10]['train_loss']:.3g} at α = 0, {mid['train_loss']:.3g} at α = 0.5, {line[30]['train_loss']:.3g} at α = 1.",
+        "",
+        "![batch size](figures/batch_size.png)",
+        "",
+        "![interpolation](figures/interpolation.png)",
+        "",
+        "Files: `results.csv`, `summary.csv`, `interpolation.csv`, `figures/`, runs in `members/`.",
+    ]
     (study_dir / "report.md").write_text("\n".join(lines) + "\n")
 
 
@@ -156,21 +195,37 @@ def run(cfg: DictConfig, study_dir: Path) -> dict:
     stop = [f"callbacks.stop_at_train_acc={s.target_train_acc}"]
     tune = {name("tune", b, lr): (b, lr) for b in s.sizes for lr in s.lr_grid}
     tune_s = OmegaConf.create({"recipe": list(s.recipe), "seeds": [s.seeds[0]]})
-    tuned = run_members(tune_s, study_dir, list(tune), lambda n: [f"data.batch_size={tune[n][0]}", f"optimizer.lr={tune[n][1]}", *stop,
-                                                                 "callbacks.sharpness.enabled=false"], lambda n: s.max_epochs)
+    tuned = run_members(
+        tune_s,
+        study_dir,
+        list(tune),
+        lambda n: [f"data.batch_size={tune[n][0]}", f"optimizer.lr={tune[n][1]}", *stop, "callbacks.sharpness.enabled=false"],
+        lambda n: s.max_epochs,
+    )
     chosen = {}
     for b in s.sizes:
-        val = {lr: json.loads((study_dir / "members" / name("tune", b, lr) / f"seed{s.seeds[0]}" / "metrics.json").read_text())["val/acc_best"] for lr in s.lr_grid}
+        val = {
+            lr: json.loads((study_dir / "members" / name("tune", b, lr) / f"seed{s.seeds[0]}" / "metrics.json").read_text())["val/acc_best"]
+            for lr in s.lr_grid
+        }
         chosen[b] = max(val, key=val.get)
         log.info(f"(b) batch {b}: lr {chosen[b]} (val acc {val[chosen[b]]:.4f})")
     b_members = {name("b", b): b for b in s.sizes}
-    b_rows = run_members(s, study_dir, list(b_members), lambda n: [f"data.batch_size={b_members[n]}", f"optimizer.lr={chosen[b_members[n]]}", *stop],
-                         lambda n: s.max_epochs, score_train=True)
+    b_rows = run_members(
+        s,
+        study_dir,
+        list(b_members),
+        lambda n: [f"data.batch_size={b_members[n]}", f"optimizer.lr={chosen[b_members[n]]}", *stop],
+        lambda n: s.max_epochs,
+        score_train=True,
+    )
     for r in b_rows:
         r["protocol"], r["batch"] = "b", b_members[r["member"]]
     rows = [member_row({**r, "gap": r["train_acc"] - r["test_acc"]}, study_dir) for r in rows + b_rows]
     write_csv(study_dir / "tuning.csv", [{**r, "batch": tune[r["member"]][0], "lr": tune[r["member"]][1]} for r in tuned])
-    a_lr = float(OmegaConf.load(study_dir / "members" / name("a", s.sizes[0]) / f"seed{s.seeds[0]}" / ".hydra" / "config.yaml").optimizer.lr)
+    a_lr = float(
+        OmegaConf.load(study_dir / "members" / name("a", s.sizes[0]) / f"seed{s.seeds[0]}" / ".hydra" / "config.yaml").optimizer.lr
+    )
     table = summarize(rows, "a", s.sizes, {b: a_lr for b in s.sizes}) + summarize(rows, "b", s.sizes, chosen)
     line: list[dict] = []
 

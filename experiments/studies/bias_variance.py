@@ -4,6 +4,7 @@ training data: (a) regression — independent draws from a known function with G
 decomposition against the truth; (b) classification — disjoint parts of MNIST-1D, Yang et al.
 (2020)'s MSE and cross-entropy decompositions on the test split. The interpolation threshold is the
 first width whose members fit their (noisy) training labels completely."""
+
 from __future__ import annotations
 
 import math
@@ -27,7 +28,9 @@ def check(s: DictConfig) -> None:
         raise ConfigError(f"study.widths={list(s.widths)}: a non-empty list of integers >= 1")
     c = s.classification
     if c.members * c.part_size > 4000:
-        raise ConfigError(f"study.classification: members × part_size = {c.members * c.part_size} exceeds MNIST-1D's 4,000 training signals")
+        raise ConfigError(
+            f"study.classification: members × part_size = {c.members * c.part_size} exceeds MNIST-1D's 4,000 training signals"
+        )
     if not 0 <= c.label_noise < 1:
         raise ConfigError(f"study.classification.label_noise={c.label_noise}: must be in [0, 1)")
     for part in ("regression", "classification"):
@@ -40,7 +43,10 @@ def regression_rows(s: DictConfig, seed: int) -> list[dict]:
     from datamodules.embedded import regression_outliers, regression_truth
 
     r = s.regression
-    sets = [regression_outliers(n_samples=r.n_train, n_test=1, noise=r.noise, outlier_fraction=0.0, seed=1000 * seed + k) for k in range(r.members)]
+    sets = [
+        regression_outliers(n_samples=r.n_train, n_test=1, noise=r.noise, outlier_fraction=0.0, seed=1000 * seed + k)
+        for k in range(r.members)
+    ]
     x = torch.from_numpy(np.stack([d.x for d in sets]))  # (K, n, 1)
     y = torch.from_numpy(np.stack([d.y for d in sets]))  # (K, n, 1)
     grid = torch.linspace(-3, 3, 600).unsqueeze(1)
@@ -51,8 +57,18 @@ def regression_rows(s: DictConfig, seed: int) -> list[dict]:
         parts = dec.regression(predict(fit.net, grid), truth)
         with torch.no_grad():
             train_mse = float(((fit.net(x) - y) ** 2).mean())  # each member on its own training set
-        rows.append({"part": "regression", "seed": seed, "width": width, "bias2": parts["bias2"], "variance": parts["variance"],
-                     "noise": r.noise**2, "risk": parts["bias2"] + parts["variance"] + r.noise**2, "train_mse": train_mse})
+        rows.append(
+            {
+                "part": "regression",
+                "seed": seed,
+                "width": width,
+                "bias2": parts["bias2"],
+                "variance": parts["variance"],
+                "noise": r.noise**2,
+                "risk": parts["bias2"] + parts["variance"] + r.noise**2,
+                "train_mse": train_mse,
+            }
+        )
     return rows
 
 
@@ -77,7 +93,9 @@ def classification_rows(s: DictConfig, seed: int) -> list[dict]:
     x, y, xt, yt, classes = mnist1d_parts(s, seed)
     rows = []
     for width in s.widths:
-        fit = train_ensemble(x, y, [1000 * seed + k for k in range(c.members)], [width], classes, "classification", c.epochs, c.batch_size, c.lr)
+        fit = train_ensemble(
+            x, y, [1000 * seed + k for k in range(c.members)], [width], classes, "classification", c.epochs, c.batch_size, c.lr
+        )
         logits = predict(fit.net, xt)  # (K, n_test, C)
         log_probs = torch.log_softmax(logits, -1)
         mse, ce = dec.classification_mse(log_probs.exp(), yt), dec.classification_ce(log_probs, yt)
@@ -85,9 +103,22 @@ def classification_rows(s: DictConfig, seed: int) -> list[dict]:
             train_acc = float((fit.net(x).argmax(-1) == y).float().mean())
         test_acc = float((logits.argmax(-1) == yt).float().mean())
         ensemble_acc = float((log_probs.exp().mean(0).argmax(-1) == yt).float().mean())
-        rows.append({"part": "classification", "seed": seed, "width": width, "mse_risk": mse["risk"], "mse_bias2": mse["bias2"],
-                     "mse_variance": mse["variance"], "ce_risk": ce["risk"], "ce_bias": ce["bias"], "ce_variance": ce["variance"],
-                     "train_acc": train_acc, "test_acc": test_acc, "ensemble_test_acc": ensemble_acc})
+        rows.append(
+            {
+                "part": "classification",
+                "seed": seed,
+                "width": width,
+                "mse_risk": mse["risk"],
+                "mse_bias2": mse["bias2"],
+                "mse_variance": mse["variance"],
+                "ce_risk": ce["risk"],
+                "ce_bias": ce["bias"],
+                "ce_variance": ce["variance"],
+                "train_acc": train_acc,
+                "test_acc": test_acc,
+                "ensemble_test_acc": ensemble_acc,
+            }
+        )
     return rows
 
 
@@ -113,9 +144,11 @@ def threshold(table: list[dict]) -> int | None:
 def figure(table: list[dict], folder: Path, writer) -> None:
     fig, axes = new_figure(1, 3, width=3.6, height=3.1)
     colors = dict(zip(("risk", "bias", "variance"), palette(3)))
-    panels = (("regression", "regression: test MSE", (("risk", "risk"), ("bias2", "bias"), ("variance", "variance"))),
-              ("classification", "MNIST-1D: MSE on one-hot", (("mse_risk", "risk"), ("mse_bias2", "bias"), ("mse_variance", "variance"))),
-              ("classification", "MNIST-1D: cross-entropy", (("ce_risk", "risk"), ("ce_bias", "bias"), ("ce_variance", "variance"))))
+    panels = (
+        ("regression", "regression: test MSE", (("risk", "risk"), ("bias2", "bias"), ("variance", "variance"))),
+        ("classification", "MNIST-1D: MSE on one-hot", (("mse_risk", "risk"), ("mse_bias2", "bias"), ("mse_variance", "variance"))),
+        ("classification", "MNIST-1D: cross-entropy", (("ce_risk", "risk"), ("ce_bias", "bias"), ("ce_variance", "variance"))),
+    )
     t = threshold(table)
     for ax, (part, title, series) in zip(axes[0], panels):
         rs = [r for r in table if r["part"] == part]
@@ -152,40 +185,64 @@ def write_report(study_dir: Path, s: DictConfig, table: list[dict], wall_s: floa
         flat = next(i for i in range(len(v)) if all(abs(x - v[-1]) <= 0.05 * abs(v[-1]) for x in v[i:]))
         trend = "rises" if v[-1] > v[0] else "falls"
         if 0 < flat < len(v) - 1:
-            return f"{trend} from {v[0]:.4f} (width {w[0]}) to {v[flat]:.4f} at width {w[flat]}, then stays within 5% ({v[-1]:.4f} at {w[-1]})"
+            return (
+                f"{trend} from {v[0]:.4f} (width {w[0]}) to {v[flat]:.4f} at width {w[flat]}, then stays within 5% ({v[-1]:.4f} at {w[-1]})"
+            )
         return f"{trend} from {v[0]:.4f} (width {w[0]}) to {v[-1]:.4f} (width {w[-1]})"
 
     c, r = s.classification, s.regression
     lines = [
-        "# Bias and variance against width", "",
+        "# Bias and variance against width",
+        "",
         f"One-hidden-layer MLPs of widths {list(s.widths)}, seeds {list(s.seeds)} (each seed repeats every ensemble), members "
         f"trained together as one vectorized ensemble. (a) Regression: {r.members} members, each on its own {r.n_train} points of "
         f"y = sin x + 0.1 x² + N(0, {r.noise}²), {r.epochs} epochs; bias² and variance on a 600-point grid against the true function. "
         f"(b) MNIST-1D: {c.members} members on disjoint parts of {c.part_size} training signals with {c.label_noise:.0%} of labels "
         f"replaced by another class, {c.epochs} epochs, decompositions on the 1,000 test signals. Mean ± 95% CI over seeds. "
-        f"Wall time {wall_s:.0f} s.", "",
-        "## Claims and what this study measured", "",
-        "| claim | measured here |", "|---|---|",
-        f"| Classical: bias falls and variance rises with capacity (Geman et al. 1992) | regression: bias² {shape(reg, 'bias2')}; variance {shape(reg, 'variance')} |",
+        f"Wall time {wall_s:.0f} s.",
+        "",
+        "## Claims and what this study measured",
+        "",
+        "| claim | measured here |",
+        "|---|---|",
+        f"| Classical: bias falls and variance rises with capacity (Geman et al. 1992) | regression: bias² {shape(reg, 'bias2')}; "
+        f"variance {shape(reg, 'variance')} |",
         f"| Modern: variance is unimodal in width, peaking near the interpolation threshold, while bias falls (Yang et al. 2020) | "
         f"MNIST-1D, MSE: variance {shape(cls, 'mse_variance')}; bias² {shape(cls, 'mse_bias2')}; interpolation threshold "
         f"{'width ' + str(t) if t else 'not reached at these widths'} |",
         f"| Cross-entropy decomposition (Yang et al. 2020) | bias {shape(cls, 'ce_bias')}; variance {shape(cls, 'ce_variance')} |",
         "| Interpolating members are overconfident, so the cross-entropy bias can rise at the threshold | CE bias at widths "
-        + ", ".join(f"{x['width']}: {x['ce_bias_mean']:.3f}" for x in cls) + " |",
-        "", "| part | width | risk | bias² (CE: bias) | variance | train fit | test acc (one member / ensemble) |", "|---|---|---|---|---|---|---|",
+        + ", ".join(f"{x['width']}: {x['ce_bias_mean']:.3f}" for x in cls)
+        + " |",
+        "",
+        "| part | width | risk | bias² (CE: bias) | variance | train fit | test acc (one member / ensemble) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for x in reg:
-        lines.append(f"| regression | {x['width']} | {x['risk_mean']:.4f} | {x['bias2_mean']:.4f} | {x['variance_mean']:.4f} ± {x['variance_ci95']:.4f} | "
-                     f"train MSE {x['train_mse_mean']:.4f} | |")
+        lines.append(
+            f"| regression | {x['width']} | {x['risk_mean']:.4f} | {x['bias2_mean']:.4f} | {x['variance_mean']:.4f} ± "
+            f"{x['variance_ci95']:.4f} | "
+            f"train MSE {x['train_mse_mean']:.4f} | |"
+        )
     for x in cls:
-        lines.append(f"| MNIST-1D MSE | {x['width']} | {x['mse_risk_mean']:.4f} | {x['mse_bias2_mean']:.4f} | {x['mse_variance_mean']:.4f} ± "
-                     f"{x['mse_variance_ci95']:.4f} | train acc {x['train_acc_mean']:.3f} | {x['test_acc_mean']:.3f} / {x['ensemble_test_acc_mean']:.3f} |")
+        lines.append(
+            f"| MNIST-1D MSE | {x['width']} | {x['mse_risk_mean']:.4f} | {x['mse_bias2_mean']:.4f} | {x['mse_variance_mean']:.4f} ± "
+            f"{x['mse_variance_ci95']:.4f} | train acc {x['train_acc_mean']:.3f} | {x['test_acc_mean']:.3f} / "
+            f"{x['ensemble_test_acc_mean']:.3f} |"
+        )
     for x in cls:
-        lines.append(f"| MNIST-1D CE | {x['width']} | {x['ce_risk_mean']:.4f} | {x['ce_bias_mean']:.4f} | {x['ce_variance_mean']:.4f} ± "
-                     f"{x['ce_variance_ci95']:.4f} | | |")
-    lines += ["", f"Noise σ² = {r.noise**2:.3f} is part of the regression risk (risk = bias² + variance + σ²).", "",
-              "![bias and variance](figures/bias_variance.png)", "", "Files: `results.csv` (per part, seed and width), `summary.csv`, `figures/`."]
+        lines.append(
+            f"| MNIST-1D CE | {x['width']} | {x['ce_risk_mean']:.4f} | {x['ce_bias_mean']:.4f} | {x['ce_variance_mean']:.4f} ± "
+            f"{x['ce_variance_ci95']:.4f} | | |"
+        )
+    lines += [
+        "",
+        f"Noise σ² = {r.noise**2:.3f} is part of the regression risk (risk = bias² + variance + σ²).",
+        "",
+        "![bias and variance](figures/bias_variance.png)",
+        "",
+        "Files: `results.csv` (per part, seed and width), `summary.csv`, `figures/`.",
+    ]
     (study_dir / "report.md").write_text("\n".join(lines) + "\n")
 
 
@@ -198,7 +255,13 @@ def run(cfg: DictConfig, study_dir: Path) -> dict:
         rows += cached(study_dir, f"classification_seed{seed}", lambda: classification_rows(s, seed))
         log.info(f"seed {seed} done ({clock()} s)")
     table = summarize(rows)
-    finish(study_dir, clock, rows, table, lambda writer: figure(table, study_dir / "figures", writer),
-           lambda wall_s: write_report(study_dir, s, table, wall_s))
+    finish(
+        study_dir,
+        clock,
+        rows,
+        table,
+        lambda writer: figure(table, study_dir / "figures", writer),
+        lambda wall_s: write_report(study_dir, s, table, wall_s),
+    )
     t = threshold(table)
     return {"interpolation_width": t if t is not None else math.nan}

@@ -1,5 +1,6 @@
 """What every study shares: its directory (new, or the latest one again with ``study.resume``),
 member runs composed from the study's own overrides and skipped once finished, CSV tables."""
+
 from __future__ import annotations
 
 import csv
@@ -26,8 +27,11 @@ def study_dir_for(cfg: DictConfig, fresh_dir: Path) -> Path:
     directory of the same study, in which finished members are kept."""
     if not cfg.study.resume:
         return fresh_dir
-    earlier = sorted(p for p in fresh_dir.parent.iterdir()
-                     if p.is_dir() and p != fresh_dir.resolve() and ((p / "members").is_dir() or (p / "parts").is_dir()))
+    earlier = sorted(
+        p
+        for p in fresh_dir.parent.iterdir()
+        if p.is_dir() and p != fresh_dir.resolve() and ((p / "members").is_dir() or (p / "parts").is_dir())
+    )
     if not earlier:
         raise ConfigError(f"study.resume=true: no earlier '{cfg.study.name}' study with finished work under {fresh_dir.parent} to resume")
     rundir.release(fresh_dir)  # holds only Hydra's record of this invocation

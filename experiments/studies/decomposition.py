@@ -7,6 +7,7 @@
   cross-entropy: mean_k −log p_k,y = −log p̃_y (bias) + mean_k KL(p̃ ‖ p_k) (variance), with p̃ the
   renormalized geometric mean ∝ exp(mean_k log p_k). Both identities are exact per sample.
 """
+
 from __future__ import annotations
 
 import torch

@@ -10,9 +10,9 @@ template makes of ``study.samples`` seeded samples:
   (the FID recipe with this classifier in place of Inception), next to the distance between the
   training and test splits of the real data, the floor a perfect model would reach.
 """
+
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -68,8 +68,11 @@ class Judge:
         probs = self.module(x_normalized).softmax(1)
         shares = np.bincount(probs.argmax(1).numpy(), minlength=probs.shape[1]) / len(probs)
         shares = shares[shares > 0]
-        return {"class_entropy": float(-(shares * np.log2(shares)).sum()), "confidence": float(probs.max(1).values.mean()),
-                "frechet": frechet_distance(features, self.test_features)}
+        return {
+            "class_entropy": float(-(shares * np.log2(shares)).sum()),
+            "confidence": float(probs.max(1).values.mean()),
+            "frechet": frechet_distance(features, self.test_features),
+        }
 
     def score(self, raw: torch.Tensor) -> dict[str, float]:
         x = torch.from_numpy(self.dm.normalize_like_training(raw.numpy()))
@@ -84,15 +87,28 @@ def summarize(rows: list[dict], names: list[str], real: dict) -> list[dict]:
     table = []
     for name in names:
         mine = [r for r in rows if r["member"] == name]
-        entry = {"member": name, "seeds": len(mine), "params": mine[0]["params"], "epochs": mine[0]["epochs"],
-                 "wall_s_mean": float(np.mean([r["wall_s"] for r in mine]))}
+        entry = {
+            "member": name,
+            "seeds": len(mine),
+            "params": mine[0]["params"],
+            "epochs": mine[0]["epochs"],
+            "wall_s_mean": float(np.mean([r["wall_s"] for r in mine])),
+        }
         for key in ("test_bits_per_dim", "frechet", "class_entropy", "confidence", "test_mmd"):
             if all(key in r for r in mine):
                 mean, std, half = interval(r[key] for r in mine)
                 entry.update({f"{key}_mean": mean, f"{key}_std": std, f"{key}_ci95": half})
         table.append(entry)
-    table.append({"member": "real digits (train vs test)", "seeds": 1, "params": "", "epochs": "", "wall_s_mean": "",
-                  **{f"{k}_mean": v for k, v in real.items()}})
+    table.append(
+        {
+            "member": "real digits (train vs test)",
+            "seeds": 1,
+            "params": "",
+            "epochs": "",
+            "wall_s_mean": "",
+            **{f"{k}_mean": v for k, v in real.items()},
+        }
+    )
     return table
 
 
@@ -112,34 +128,55 @@ def write_report(study_dir: Path, s: DictConfig, table: list[dict], wall_s: floa
         f"run's seed, judged by the template's digits classifier (`{' '.join(s.classifier)}`; its last hidden layer gives "
         f"the features). ± is the half-width of the 95% interval over seeds. Wall time {wall_s:.0f} s.",
         "",
-        "| family | test bits/dim | Fréchet distance ↓ | class entropy (bits, max 3.32) | classifier confidence | MMD ↓ | parameters | epochs | s per run |",
+        "| family | test bits/dim | Fréchet distance ↓ | class entropy (bits, max 3.32) | classifier confidence | MMD ↓ | parameters "
+        "| epochs | s per run |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in table:
         params = f"{int(r['params']):,}" if r["params"] != "" else ""
         wall = f"{r['wall_s_mean']:.0f}" if r["wall_s_mean"] != "" else ""
-        lines.append(f"| {r['member']} | {_cell(r, 'test_bits_per_dim', 3)} | {_cell(r, 'frechet')} | {_cell(r, 'class_entropy')} | "
-                     f"{_cell(r, 'confidence', 3)} | {_cell(r, 'test_mmd', 3)} | {params} | {r['epochs']} | {wall} |")
-    lines += ["", "Bits per dimension: the VAE's figure is its ELBO, an upper bound on −log₂ p(x) / 64; PixelCNN's is exact. "
-              "Uniform over the 17 levels would be log₂ 17 = 4.09.", "", "## Claims and what was measured", ""]
+        lines.append(
+            f"| {r['member']} | {_cell(r, 'test_bits_per_dim', 3)} | {_cell(r, 'frechet')} | {_cell(r, 'class_entropy')} | "
+            f"{_cell(r, 'confidence', 3)} | {_cell(r, 'test_mmd', 3)} | {params} | {r['epochs']} | {wall} |"
+        )
+    lines += [
+        "",
+        "Bits per dimension: the VAE's figure is its ELBO, an upper bound on −log₂ p(x) / 64; PixelCNN's is exact. "
+        "Uniform over the 17 levels would be log₂ 17 = 4.09.",
+        "",
+        "## Claims and what was measured",
+        "",
+    ]
     if "vae" in by and "pixelcnn" in by:
         v, p = by["vae"], by["pixelcnn"]
         gap = v["test_bits_per_dim_mean"] - p["test_bits_per_dim_mean"]
         verdict = "consistent" if gap > v["test_bits_per_dim_ci95"] + p["test_bits_per_dim_ci95"] else "not beyond the intervals"
-        lines.append(f"- *An autoregressive model's exact likelihood beats a VAE's bound* (van den Oord et al. 2016): PixelCNN "
-                     f"{p['test_bits_per_dim_mean']:.3f} vs VAE ≤ {v['test_bits_per_dim_mean']:.3f} bits/dim, {gap:.3f} lower — {verdict}.")
+        lines.append(
+            f"- *An autoregressive model's exact likelihood beats a VAE's bound* (van den Oord et al. 2016): PixelCNN "
+            f"{p['test_bits_per_dim_mean']:.3f} vs VAE ≤ {v['test_bits_per_dim_mean']:.3f} bits/dim, {gap:.3f} lower — {verdict}."
+        )
     families = [r for r in table if r["member"] in s.members]
     if families:
         best = min(families, key=lambda r: r["frechet_mean"])
         real = by["real digits (train vs test)"]
-        lines.append(f"- Closest to the test digits in the classifier's features: {best['member']} (Fréchet {best['frechet_mean']:.2f}; "
-                     f"real training digits {real['frechet_mean']:.2f}, the floor).")
+        lines.append(
+            f"- Closest to the test digits in the classifier's features: {best['member']} (Fréchet {best['frechet_mean']:.2f}; "
+            f"real training digits {real['frechet_mean']:.2f}, the floor)."
+        )
         collapsed = [r["member"] for r in families if r["class_entropy_mean"] < 3.0]
-        lines.append(f"- Mode collapse (class entropy under 3.0 bits, i.e. whole classes missing or rare): "
-                     f"{', '.join(collapsed) if collapsed else 'none of the four'}; real digits {real['class_entropy_mean']:.2f}.")
-    lines += ["", "![samples](figures/samples.png)", "", "![Fréchet distance](figures/frechet.png)", "",
-              "Files: `results.csv` (one row per run, with the sample scores), `summary.csv`, `figures/`, runs in "
-              "`members/<family>/seed<k>/` (each with its own sample grids in `figures/`), the classifier in `classifier/`."]
+        lines.append(
+            f"- Mode collapse (class entropy under 3.0 bits, i.e. whole classes missing or rare): "
+            f"{', '.join(collapsed) if collapsed else 'none of the four'}; real digits {real['class_entropy_mean']:.2f}."
+        )
+    lines += [
+        "",
+        "![samples](figures/samples.png)",
+        "",
+        "![Fréchet distance](figures/frechet.png)",
+        "",
+        "Files: `results.csv` (one row per run, with the sample scores), `summary.csv`, `figures/`, runs in "
+        "`members/<family>/seed<k>/` (each with its own sample grids in `figures/`), the classifier in `classifier/`.",
+    ]
     (study_dir / "report.md").write_text("\n".join(lines) + "\n")
 
 
@@ -179,17 +216,32 @@ def run(cfg: DictConfig, study_dir: Path) -> dict:
             return judge.score(module.sample_data(s.samples, seed))
 
         row.update(cached(study_dir, f"scores_{row['member']}_seed{row['seed']}", scores))
-        log.info(f"{row['member']} seed {row['seed']}: Fréchet {row['frechet']:.2f}, class entropy {row['class_entropy']:.2f} bits, "
-                 f"confidence {row['confidence']:.3f}")
+        log.info(
+            f"{row['member']} seed {row['seed']}: Fréchet {row['frechet']:.2f}, class entropy {row['class_entropy']:.2f} bits, "
+            f"confidence {row['confidence']:.3f}"
+        )
     table = summarize(rows, names, judge.reference())
 
     def draw(writer):
         families = [r for r in table if r["member"] in names]
-        sorted_bars(families, "member", "frechet_mean", "frechet_ci95", "Fréchet distance to the test digits (classifier features)",
-                    study_dir / "figures", "frechet", writer, percent=False, suffix="")
+        sorted_bars(
+            families,
+            "member",
+            "frechet_mean",
+            "frechet_ci95",
+            "Fréchet distance to the test digits (classifier features)",
+            study_dir / "figures",
+            "frechet",
+            writer,
+            percent=False,
+            suffix="",
+        )
         draw_samples(study_dir, names, s.seeds[0], writer)
 
     finish(study_dir, clock, rows, table, draw, lambda wall_s: write_report(study_dir, s, table, wall_s))
     best = min((r for r in table if r["member"] in names), key=lambda r: r["frechet_mean"])
-    return {"closest": best["member"], "frechet": best["frechet_mean"],
-            **{f"{n}_bits_per_dim": next(r["test_bits_per_dim_mean"] for r in table if r["member"] == n) for n in LIKELIHOOD if n in names}}
+    return {
+        "closest": best["member"],
+        "frechet": best["frechet_mean"],
+        **{f"{n}_bits_per_dim": next(r["test_bits_per_dim_mean"] for r in table if r["member"] == n) for n in LIKELIHOOD if n in names},
+    }

@@ -3,6 +3,7 @@ K−1 folds of the training pool and scored on the held-out fold (``run_test=fal
 is never scored during selection); the value with the best mean fold accuracy is refitted on the
 whole pool and scored once on the test split. Every other candidate is refitted too, afterwards,
 so the report can show how close the selection came to the best test score — for reference only."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -55,14 +56,29 @@ def write_report(study_dir: Path, s: DictConfig, cv: list[dict], refits: list[di
         "|---|" + "---|" * s.k + "---|",
     ]
     for r in cv:
-        lines.append(f"| {r['value']}{' ←' if r['value'] == winner else ''} | " + " | ".join(f"{a:.4f}" for a in r["folds"])
-                     + f" | {r['fold_acc_mean']:.4f} ± {r['fold_acc_std']:.4f} |")
-    lines += ["", "## Refits on the whole pool, scored on the test split", "",
-              "| value | test acc (95% CI) | used for the selection |", "|---|---|---|"]
-    lines += [f"| {r['value']} | {r['test_acc_mean']:.4f} ± {r['test_acc_ci95']:.4f} | {'yes: the winner' if r['value'] == winner else 'no (reference)'} |"
-              for r in refits]
-    lines += ["", "![cross-validation](figures/cross_validation.png)", "",
-              "Files: `results.csv` (every member), `summary.csv`, `figures/`, runs in `members/`."]
+        lines.append(
+            f"| {r['value']}{' ←' if r['value'] == winner else ''} | "
+            + " | ".join(f"{a:.4f}" for a in r["folds"])
+            + f" | {r['fold_acc_mean']:.4f} ± {r['fold_acc_std']:.4f} |"
+        )
+    lines += [
+        "",
+        "## Refits on the whole pool, scored on the test split",
+        "",
+        "| value | test acc (95% CI) | used for the selection |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {r['value']} | {r['test_acc_mean']:.4f} ± {r['test_acc_ci95']:.4f} | "
+        f"{'yes: the winner' if r['value'] == winner else 'no (reference)'} |"
+        for r in refits
+    ]
+    lines += [
+        "",
+        "![cross-validation](figures/cross_validation.png)",
+        "",
+        "Files: `results.csv` (every member), `summary.csv`, `figures/`, runs in `members/`.",
+    ]
     (study_dir / "report.md").write_text("\n".join(lines) + "\n")
 
 
@@ -73,10 +89,24 @@ def figure(s: DictConfig, cv: list[dict], refits: list[dict], winner: str, folde
     x = np.arange(len(cv))
     for i, r in enumerate(cv):
         ax.scatter(np.full(len(r["folds"]), i - 0.08), r["folds"], s=10, color=c_cv, alpha=0.5)
-    ax.errorbar(x - 0.08, [r["fold_acc_mean"] for r in cv], yerr=[r["fold_acc_std"] for r in cv], fmt="o-", color=c_cv, capsize=3,
-                label=f"{s.k}-fold CV (folds, mean ± std)")
-    ax.errorbar(x + 0.08, [r["test_acc_mean"] for r in refits], yerr=[r["test_acc_ci95"] for r in refits], fmt="s--", color=c_test,
-                capsize=3, label="refit, test split (95% CI)")
+    ax.errorbar(
+        x - 0.08,
+        [r["fold_acc_mean"] for r in cv],
+        yerr=[r["fold_acc_std"] for r in cv],
+        fmt="o-",
+        color=c_cv,
+        capsize=3,
+        label=f"{s.k}-fold CV (folds, mean ± std)",
+    )
+    ax.errorbar(
+        x + 0.08,
+        [r["test_acc_mean"] for r in refits],
+        yerr=[r["test_acc_ci95"] for r in refits],
+        fmt="s--",
+        color=c_test,
+        capsize=3,
+        label="refit, test split (95% CI)",
+    )
     w = [r["value"] for r in cv].index(winner)
     ax.axvline(w, color="0.6", linestyle=":", linewidth=1)
     ax.text(w, ax.get_ylim()[1], " selected", fontsize=8, color="0.4", va="top")
@@ -94,9 +124,19 @@ def run(cfg: DictConfig, study_dir: Path) -> dict:
     values = [str(v) for v in s.candidates]
     folds = {f"cv_{v}_fold{i}": (v, i) for v in values for i in range(s.k)}
     cv_s = OmegaConf.create({"recipe": list(s.recipe), "seeds": [s.cv_seed]})
-    cv_overrides = lambda n: [f"{s.param}={folds[n][0]}", f"data.kfold.k={s.k}", f"data.kfold.index={folds[n][1]}",  # noqa: E731
-                              "data.val_fraction=0", "run_test=false"]
-    epochs = lambda n: None  # noqa: E731
+
+    def cv_overrides(n):
+        return [
+            f"{s.param}={folds[n][0]}",
+            f"data.kfold.k={s.k}",
+            f"data.kfold.index={folds[n][1]}",
+            "data.val_fraction=0",
+            "run_test=false",
+        ]
+
+    def epochs(n):
+        return None  # every member runs the recipe's epochs
+
     rows = run_members(cv_s, study_dir, list(folds), cv_overrides, epochs)
     cv = []
     for v in values:
@@ -104,14 +144,29 @@ def run(cfg: DictConfig, study_dir: Path) -> dict:
         cv.append({"value": v, "folds": accs, "fold_acc_mean": float(np.mean(accs)), "fold_acc_std": float(np.std(accs, ddof=1))})
     winner = max(cv, key=lambda r: r["fold_acc_mean"])["value"]
     refit_names = {f"refit_{v}": v for v in [winner, *[v for v in values if v != winner]]}  # the winner first
-    rows += run_members(s, study_dir, list(refit_names), lambda n: [f"{s.param}={refit_names[n]}", "data.val_fraction=0", "test_ckpt=last"], epochs)
+    rows += run_members(
+        s, study_dir, list(refit_names), lambda n: [f"{s.param}={refit_names[n]}", "data.val_fraction=0", "test_ckpt=last"], epochs
+    )
     refits = []
     for n, v in refit_names.items():
         mean, _, half = interval(r["test_acc"] for r in rows if r["member"] == n)
         refits.append({"value": v, "test_acc_mean": mean, "test_acc_ci95": half})
     refits.sort(key=lambda r: values.index(r["value"]))
-    table = [{**{k: v for k, v in c.items() if k != "folds"}, **{f"fold{i}": a for i, a in enumerate(c["folds"])},
-              **{k: v for k, v in r.items() if k != "value"}, "selected": c["value"] == winner} for c, r in zip(cv, refits)]
-    finish(study_dir, clock, rows, table, lambda writer: figure(s, cv, refits, winner, study_dir / "figures", writer),
-           lambda wall_s: write_report(study_dir, s, cv, refits, winner, wall_s))
+    table = [
+        {
+            **{k: v for k, v in c.items() if k != "folds"},
+            **{f"fold{i}": a for i, a in enumerate(c["folds"])},
+            **{k: v for k, v in r.items() if k != "value"},
+            "selected": c["value"] == winner,
+        }
+        for c, r in zip(cv, refits)
+    ]
+    finish(
+        study_dir,
+        clock,
+        rows,
+        table,
+        lambda writer: figure(s, cv, refits, winner, study_dir / "figures", writer),
+        lambda wall_s: write_report(study_dir, s, cv, refits, winner, wall_s),
+    )
     return {"selected": f"{s.param}={winner}", "test_acc_mean": next(r for r in refits if r["value"] == winner)["test_acc_mean"]}

@@ -1,6 +1,7 @@
 """Loss robustness (``study=loss_robustness``): MSE, MAE and Huber on regression whose training
 targets carry 0–30% gross outliers; test error on clean data against the outlier fraction, and
 the fitted functions beside the truth."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -40,8 +41,17 @@ def summarize(rows: list[dict], s: DictConfig) -> list[dict]:
             ms = [r for r in rows if r["member"] == member_name(loss, f)]
             mse, _, mse_half = interval(r["test_mse"] for r in ms)
             mae, _, mae_half = interval(r["test_mae"] for r in ms)
-            table.append({"loss": loss, "outlier_fraction": f, "seeds": len(ms), "test_mse_mean": mse, "test_mse_ci95": mse_half,
-                          "test_mae_mean": mae, "test_mae_ci95": mae_half})
+            table.append(
+                {
+                    "loss": loss,
+                    "outlier_fraction": f,
+                    "seeds": len(ms),
+                    "test_mse_mean": mse,
+                    "test_mse_ci95": mse_half,
+                    "test_mae_mean": mae,
+                    "test_mae_ci95": mae_half,
+                }
+            )
     return table
 
 
@@ -93,14 +103,17 @@ def write_report(study_dir: Path, s: DictConfig, table: list[dict], wall_s: floa
     lo = min(s.outlier_fractions)
     dirty = [f for f in s.outlier_fractions if f > lo]
     # excess test MSE over the same loss's least contaminated fit, averaged over the contaminated fractions
-    excess = {x: float(np.mean([at[x, f]["test_mse_mean"] - at[x, lo]["test_mse_mean"] for f in dirty])) if dirty else 0.0 for x in s.losses}
+    excess = {
+        x: float(np.mean([at[x, f]["test_mse_mean"] - at[x, lo]["test_mse_mean"] for f in dirty])) if dirty else 0.0 for x in s.losses
+    }
     robust = [x for x in s.losses if x != "mse"]
     held = "mse" in excess and bool(robust) and all(excess[x] < excess["mse"] for x in robust)
     lines = [
         "# Loss robustness: MSE, MAE and Huber under outliers",
         "",
         f"Recipe `{' '.join(s.recipe)}`, {s.epochs} epochs, seeds {list(s.seeds)}; members: `loss.name` × "
-        f"`data.dataset.outlier_fraction`. Test error on 1,000 clean points, mean ± half-width of the 95% t-interval. Wall time {wall_s:.0f} s. "
+        f"`data.dataset.outlier_fraction`. Test error on 1,000 clean points, mean ± half-width of the 95% t-interval. Wall time "
+        f"{wall_s:.0f} s. "
         "The outliers are symmetric (± 10–20 σ), so they leave the conditional mean where it was: what they do to a squared-error fit "
         "is pull it around (variance across seeds), not shift it on average.",
         "",
@@ -108,17 +121,28 @@ def write_report(study_dir: Path, s: DictConfig, table: list[dict], wall_s: floa
         "",
         "| claim | measured here | verdict |",
         "|---|---|---|",
-        "| Squared error follows the outliers; absolute error (the median) and Huber (bounded influence) resist them | excess test MSE over "
+        "| Squared error follows the outliers; absolute error (the median) and Huber (bounded influence) resist them | excess test "
+        "MSE over "
         f"the {lo:.0%} fit, averaged over {', '.join(f'{f:.0%}' for f in dirty)} outliers: "
-        + ", ".join(f"{excess[x]:.4f} ({x})" for x in s.losses) + f" | {'consistent' if held else 'not observed'} |",
+        + ", ".join(f"{excess[x]:.4f} ({x})" for x in s.losses)
+        + f" | {'consistent' if held else 'not observed'} |",
         "",
         "| loss | outliers | test MSE (95% CI) | test MAE (95% CI) |",
         "|---|---|---|---|",
     ]
-    lines += [f"| {r['loss']} | {r['outlier_fraction']:.0%} | {r['test_mse_mean']:.4f} ± {r['test_mse_ci95']:.4f} | "
-              f"{r['test_mae_mean']:.4f} ± {r['test_mae_ci95']:.4f} |" for r in table]
-    lines += ["", "![test error](figures/test_error_vs_outliers.png)", "", "![fits](figures/fitted_functions.png)", "",
-              "Files: `results.csv` (one row per run), `summary.csv`, `figures/`, runs in `members/<loss>_outliers<f>/seed<k>/`."]
+    lines += [
+        f"| {r['loss']} | {r['outlier_fraction']:.0%} | {r['test_mse_mean']:.4f} ± {r['test_mse_ci95']:.4f} | "
+        f"{r['test_mae_mean']:.4f} ± {r['test_mae_ci95']:.4f} |"
+        for r in table
+    ]
+    lines += [
+        "",
+        "![test error](figures/test_error_vs_outliers.png)",
+        "",
+        "![fits](figures/fitted_functions.png)",
+        "",
+        "Files: `results.csv` (one row per run), `summary.csv`, `figures/`, runs in `members/<loss>_outliers<f>/seed<k>/`.",
+    ]
     (study_dir / "report.md").write_text("\n".join(lines) + "\n")
 
 

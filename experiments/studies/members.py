@@ -1,6 +1,7 @@
 """Studies made of named members (a name → the overrides that make it) trained over seeds with a
 shared recipe: running them (resumably), scoring a finished member on its clean training split,
 summarizing over seeds, and the sorted bar chart every such study draws."""
+
 from __future__ import annotations
 
 import json
@@ -36,16 +37,31 @@ def run_members(s: DictConfig, study_dir: Path, names: list[str], overrides_of, 
     for i, (name, seed) in enumerate(((n, k) for n in names for k in s.seeds), 1):
         member_dir = study_dir / "members" / name / f"seed{seed}"
         epochs = epochs_of(name)  # None: the config's own trainer.max_epochs
-        overrides = [*s.recipe, *overrides_of(name), *member_overrides(*([f"trainer.max_epochs={epochs}"] if epochs else []), f"seed={seed}")]
+        overrides = [
+            *s.recipe,
+            *overrides_of(name),
+            *member_overrides(*([f"trainer.max_epochs={epochs}"] if epochs else []), f"seed={seed}"),
+        ]
         record, ran = run_member(member_dir, overrides)
         tests = {k.replace("/", "_"): v for k, v in record.items() if k.startswith("test/")}  # test_acc, test_loss, test_mse, ...
-        row = {"member": name, "model": record["model"], "seed": seed, **tests, "params": record["params"], "epochs": record["epochs"], "wall_s": record["wall_s"]}
+        row = {
+            "member": name,
+            "model": record["model"],
+            "seed": seed,
+            **tests,
+            "params": record["params"],
+            "epochs": record["epochs"],
+            "wall_s": record["wall_s"],
+        }
         if score_train:
             row["train_acc"] = clean_train_accuracy(member_dir)
         rows.append(row)
         shown = " ".join(f"{k.replace('_', '/', 1)} {v:.4f}" for k, v in tests.items() if k != "test_loss")
-        log.info(f"[{i}/{total}] {name} seed {seed}: {shown}" + (f" train acc {row['train_acc']:.4f}" if score_train else "")
-                 + f" ({record['wall_s']:.1f} s){'' if ran else ' (finished earlier, kept)'}")
+        log.info(
+            f"[{i}/{total}] {name} seed {seed}: {shown}"
+            + (f" train acc {row['train_acc']:.4f}" if score_train else "")
+            + f" ({record['wall_s']:.1f} s){'' if ran else ' (finished earlier, kept)'}"
+        )
     return rows
 
 
@@ -73,7 +89,7 @@ def clean_train_accuracy(member_dir: Path) -> float:
         return record["train_acc_clean"]
     record, module, dm = load_member(member_dir)
     x, y = dm.tensors("train")
-    acc = float((torch.cat([module(x[i:i + 4096]) for i in range(0, len(x), 4096)]).argmax(1) == y).float().mean())
+    acc = float((torch.cat([module(x[i : i + 4096]) for i in range(0, len(x), 4096)]).argmax(1) == y).float().mean())
     record["train_acc_clean"] = acc  # cached beside the run's metrics, so a resumed study does not redo it
     tmp = member_dir / "metrics.json.tmp"
     tmp.write_text(json.dumps(record, indent=2) + "\n")
@@ -92,8 +108,20 @@ def interval(values: Iterable[float]) -> tuple[float, float, float]:
     return float(v.mean()), std, float(stats.t.ppf(0.975, len(v) - 1) * std / math.sqrt(len(v)))
 
 
-def sorted_bars(table: list[dict], label: str, value: str, err: str, xlabel: str, folder: Path, stem: str, writer,
-                reference: Optional[str] = None, reference_label: str = "published", percent: bool = True, suffix: str = "%") -> None:
+def sorted_bars(
+    table: list[dict],
+    label: str,
+    value: str,
+    err: str,
+    xlabel: str,
+    folder: Path,
+    stem: str,
+    writer,
+    reference: Optional[str] = None,
+    reference_label: str = "published",
+    percent: bool = True,
+    suffix: str = "%",
+) -> None:
     """Horizontal bars of ``value`` per row, sorted, ± ``err`` whiskers, the value (× 100 with
     ``percent``, then ``suffix``) annotated right of the whisker and of the ``reference`` marker."""
     from callbacks.plot_style import new_figure, palette, save_figure

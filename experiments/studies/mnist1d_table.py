@@ -5,6 +5,7 @@ Members are ``study.members``: a name → the overrides that make it (model and 
 budget and, where the paper gives one, the published accuracy. All share ``study.recipe``; what
 the user gives on the command line comes after both, then the member's epochs and seed.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,12 +42,22 @@ def summarize(rows: list[dict], s: DictConfig) -> list[dict]:
         walls = [r["wall_s"] for r in rows if r["member"] == name]
         mean, std = float(np.mean(accs)), float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0
         published = m.get("published")
-        table.append({
-            "member": name, "model": next(r["model"] for r in rows if r["member"] == name), "params": next(r["params"] for r in rows if r["member"] == name),
-            "epochs": next(r["epochs"] for r in rows if r["member"] == name), "seeds": len(accs), "test_acc_mean": mean, "test_acc_std": std,
-            "test_acc_min": min(accs), "test_acc_max": max(accs), "published": published if published is not None else "",
-            "difference": mean - published if published is not None else "", "wall_s_mean": float(np.mean(walls)),
-        })
+        table.append(
+            {
+                "member": name,
+                "model": next(r["model"] for r in rows if r["member"] == name),
+                "params": next(r["params"] for r in rows if r["member"] == name),
+                "epochs": next(r["epochs"] for r in rows if r["member"] == name),
+                "seeds": len(accs),
+                "test_acc_mean": mean,
+                "test_acc_std": std,
+                "test_acc_min": min(accs),
+                "test_acc_max": max(accs),
+                "published": published if published is not None else "",
+                "difference": mean - published if published is not None else "",
+                "wall_s_mean": float(np.mean(walls)),
+            }
+        )
     return sorted(table, key=lambda r: -r["test_acc_mean"])
 
 
@@ -59,7 +70,8 @@ def write_report(study_dir: Path, s: DictConfig, table: list[dict], wall_s: floa
         f"Adam 1e-2, batch 100, 8,000 steps. Target: logistic, MLP, CNN and GRU within {WITHIN * 100:.0f} points of the published figure. "
         f"Wall time {wall_s:.0f} s.",
         "",
-        "| member | model | parameters | epochs | test accuracy, mean ± std [min, max] | published | difference (points) | within target | wall s per run |",
+        "| member | model | parameters | epochs | test accuracy, mean ± std [min, max] | published | difference (points) | within "
+        "target | wall s per run |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in table:
@@ -67,11 +79,18 @@ def write_report(study_dir: Path, s: DictConfig, table: list[dict], wall_s: floa
         diff = "" if pub == "" else f"{r['difference'] * 100:+.1f}"
         verdict = "" if pub == "" else ("yes" if abs(r["difference"]) <= WITHIN else "no")
         lines.append(
-            f"| {r['member']} | {r['model']} | {int(r['params']):,} | {int(r['epochs'])} | {r['test_acc_mean']:.3f} ± {r['test_acc_std']:.3f} "
-            f"[{r['test_acc_min']:.3f}, {r['test_acc_max']:.3f}] | {'' if pub == '' else f'{pub:.2f}'} | {diff} | {verdict} | {r['wall_s_mean']:.1f} |"
+            f"| {r['member']} | {r['model']} | {int(r['params']):,} | {int(r['epochs'])} | {r['test_acc_mean']:.3f} ± "
+            f"{r['test_acc_std']:.3f} "
+            f"[{r['test_acc_min']:.3f}, {r['test_acc_max']:.3f}] | {'' if pub == '' else f'{pub:.2f}'} | {diff} | {verdict} | "
+            f"{r['wall_s_mean']:.1f} |"
         )
-    lines += ["", "![test accuracy](figures/test_accuracy.png)", "",
-              "Files: `results.csv` (one row per run), `summary.csv`, `figures/` (PDF + PNG, also in `tensorboard/`), runs in `members/<member>/seed<k>/`."]
+    lines += [
+        "",
+        "![test accuracy](figures/test_accuracy.png)",
+        "",
+        "Files: `results.csv` (one row per run), `summary.csv`, `figures/` (PDF + PNG, also in `tensorboard/`), runs in "
+        "`members/<member>/seed<k>/`.",
+    ]
     (study_dir / "report.md").write_text("\n".join(lines) + "\n")
 
 
@@ -80,9 +99,17 @@ def run(cfg: DictConfig, study_dir: Path) -> dict:
     check(s)
     rows = run_members(s, study_dir, chosen(s), lambda n: s.members[n].overrides, lambda n: s.epochs or s.members[n].epochs)
     table = summarize(rows, s)
-    draw = lambda writer: sorted_bars(table, "member", "test_acc_mean", "test_acc_std", f"test accuracy (%), mean ± std of {len(s.seeds)} seeds",  # noqa: E731
-                                      study_dir / "figures", "test_accuracy", writer, reference="published")
+
+    def draw(writer):
+        label = f"test accuracy (%), mean ± std of {len(s.seeds)} seeds"
+        sorted_bars(
+            table, "member", "test_acc_mean", "test_acc_std", label, study_dir / "figures", "test_accuracy", writer, reference="published"
+        )
+
     finish(study_dir, clock, rows, table, draw, lambda wall_s: write_report(study_dir, s, table, wall_s))
     best = table[0]
-    return {"best": best["member"], "test_acc_mean": best["test_acc_mean"],
-            "off_target": ", ".join(r["member"] for r in table if r["published"] != "" and abs(r["difference"]) > WITHIN) or "none"}
+    return {
+        "best": best["member"],
+        "test_acc_mean": best["test_acc_mean"],
+        "off_target": ", ".join(r["member"] for r in table if r["published"] != "" and abs(r["difference"]) > WITHIN) or "none",
+    }

@@ -1,4 +1,5 @@
 """Figures of the optimizer study, all through callbacks/plot_style.py."""
+
 from __future__ import annotations
 
 import math
@@ -21,7 +22,7 @@ def trajectories(surface, runs: dict, folder: Path, writer) -> None:
     import torch
 
     Z = surface.f(torch.from_numpy(X), torch.from_numpy(Y)).numpy()
-    levels = np.logspace(math.log10(max(Z.min(), 1e-3)) , math.log10(Z.max()), 18)
+    levels = np.logspace(math.log10(max(Z.min(), 1e-3)), math.log10(Z.max()), 18)
     color = palette(1)[0]
     for ax, name in zip(axes.flat, names):
         run = runs[name]
@@ -36,11 +37,13 @@ def trajectories(surface, runs: dict, folder: Path, writer) -> None:
         if run["stall"] is not None:
             sx, sy = run["path"][run["stall"]]
             ax.plot(sx, sy, "X", color="#d55e00", markersize=9)
-            ax.annotate(f"crawls from step {run['stall']}", (sx, sy), xytext=(6, -14), textcoords="offset points", color="#d55e00", fontsize=9)
+            ax.annotate(
+                f"crawls from step {run['stall']}", (sx, sy), xytext=(6, -14), textcoords="offset points", color="#d55e00", fontsize=9
+            )
         ax.set_title(f"{name} (lr {run['lr']:g}): f = {f[-1]:.2g}", fontsize=10)
         ax.set_xlim(*surface.xlim)
         ax.set_ylim(*surface.ylim)
-    for ax in axes.flat[len(names):]:
+    for ax in axes.flat[len(names) :]:
         ax.set_visible(False)
     for ax in axes[-1]:
         ax.set_xlabel("x")
@@ -95,7 +98,7 @@ def learning_curves(histories: dict, families: dict, folder: Path, writer) -> No
         axes[0, c].legend(fontsize=8)
     axes[0, 0].set_ylabel("train loss (log scale)")
     axes[1, 0].set_ylabel("val accuracy")
-    lo = min(np.nanmin([row.get("val/acc", np.nan) for h in hs for row in h[len(h) // 4:]]) for hs in histories.values())
+    lo = min(np.nanmin([row.get("val/acc", np.nan) for h in hs for row in h[len(h) // 4 :]]) for hs in histories.values())
     axes[1, 0].set_ylim(max(0.0, lo - 0.01), 1.0)
     fig.tight_layout()
     save_figure(fig, folder, "learning_curves", writer)

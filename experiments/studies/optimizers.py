@@ -1,6 +1,7 @@
 """The optimizer study: how the optimizers move on 2-D test surfaces (lr tuned per optimizer on a
 grid, same step budget) and how they train the real task (several seeds); report.md puts each
 textbook claim next to what was measured."""
+
 from __future__ import annotations
 
 import json
@@ -85,15 +86,21 @@ def surfaces_part(s: DictConfig, hparams: dict) -> tuple[list[dict], dict]:
         reached = int(above[-1] + 1) if len(above) else 0
         stall = stall_step(path, surface)
         eff = effective_lr(surface, torch.from_numpy(path)).numpy()
-        tail = eff[-max(1, len(eff) // 10):]
+        tail = eff[-max(1, len(eff) // 10) :]
         tail = tail[np.isfinite(tail)]
         best[sname, oname] = {"lr": lr, "path": path, "f": f, "stall": stall}
-        rows.append({
-            "surface": sname, "optimizer": oname, "lr": lr, "final_f": final,
-            "steps_to_converge": reached if reached < len(f) else "", "stall_step": "" if stall is None else stall,
-            # the effective lr |Δp|/|∇f| over the last tenth of the steps, as a multiple of the nominal lr
-            "end_eff_lr_ratio": float(np.median(tail) / lr) if len(tail) else "",
-        })
+        rows.append(
+            {
+                "surface": sname,
+                "optimizer": oname,
+                "lr": lr,
+                "final_f": final,
+                "steps_to_converge": reached if reached < len(f) else "",
+                "stall_step": "" if stall is None else stall,
+                # the effective lr |Δp|/|∇f| over the last tenth of the steps, as a multiple of the nominal lr
+                "end_eff_lr_ratio": float(np.median(tail) / lr) if len(tail) else "",
+            }
+        )
     return rows, best
 
 
@@ -102,17 +109,27 @@ def summarize(members: list[dict]) -> list[dict]:
     out = []
     for name in dict.fromkeys(m["optimizer"] for m in members):
         ms = [m for m in members if m["optimizer"] == name]
+
         def med(key):  # noqa: E306
             vals = [m[key] for m in ms if m.get(key) not in (None, "")]
             return float(np.median(vals)) if vals else math.nan
+
         vals = [m["val_acc_final"] for m in ms]
-        out.append({
-            "optimizer": name, "lr": ms[0]["lr"], "seeds": len(ms),
-            "val_acc_median": med("val_acc_final"), "val_acc_min": min(vals), "val_acc_max": max(vals),
-            "val_acc_best_median": med("val_acc_best"), "test_acc_median": med("test_acc"),
-            "train_loss_median": med("train_loss_final"), "epochs_to_train_loss_0.05": med("epochs_to_train_loss_0.05"),
-            "wall_s_median": med("wall_s"),
-        })
+        out.append(
+            {
+                "optimizer": name,
+                "lr": ms[0]["lr"],
+                "seeds": len(ms),
+                "val_acc_median": med("val_acc_final"),
+                "val_acc_min": min(vals),
+                "val_acc_max": max(vals),
+                "val_acc_best_median": med("val_acc_best"),
+                "test_acc_median": med("test_acc"),
+                "train_loss_median": med("train_loss_final"),
+                "epochs_to_train_loss_0.05": med("epochs_to_train_loss_0.05"),
+                "wall_s_median": med("wall_s"),
+            }
+        )
     return sorted(out, key=lambda r: -r["val_acc_median"])
 
 
@@ -120,9 +137,16 @@ def member_row(name: str, seed: int, lr: float, record: dict, history: list[dict
     losses = [h["train/loss"] for h in history]
     below = [h["epoch"] for h in history if h["train/loss"] < 0.05]
     return {
-        "optimizer": name, "seed": seed, "lr": lr, "val_acc_final": history[-1].get("val/acc"),
-        "val_acc_best": record.get("val/acc_best"), "test_acc": record.get("test/acc"), "train_loss_final": losses[-1],
-        "epochs_to_train_loss_0.05": int(below[0]) if below else "", "epochs": record["epochs"], "wall_s": record["wall_s"],
+        "optimizer": name,
+        "seed": seed,
+        "lr": lr,
+        "val_acc_final": history[-1].get("val/acc"),
+        "val_acc_best": record.get("val/acc_best"),
+        "test_acc": record.get("test/acc"),
+        "train_loss_final": losses[-1],
+        "epochs_to_train_loss_0.05": int(below[0]) if below else "",
+        "epochs": record["epochs"],
+        "wall_s": record["wall_s"],
     }
 
 
@@ -132,7 +156,9 @@ def run(cfg: DictConfig, study_dir: Path) -> dict:
     hparams = {name: optimizer_hparams(name) for name in s.optimizers}
     figures, writer = study_dir / "figures", writer_for(study_dir / "tensorboard")
 
-    log.info(f"2-D surfaces: {len(s.surfaces)} × {len(s.optimizers)} optimizers × {len(s.lr_grid)} learning rates, {s.surface_steps} steps each")
+    log.info(
+        f"2-D surfaces: {len(s.surfaces)} × {len(s.optimizers)} optimizers × {len(s.lr_grid)} learning rates, {s.surface_steps} steps each"
+    )
     surface_rows, best = surfaces_part(s, hparams)
     write_csv(study_dir / "surfaces.csv", surface_rows)
     for sname in s.surfaces:
@@ -147,8 +173,10 @@ def run(cfg: DictConfig, study_dir: Path) -> dict:
         history = read_csv(member_dir / "history.csv")
         histories.setdefault(name, []).append(history)
         members.append(member_row(name, seed, hparams[name]["lr"], record, history))
-        log.info(f"[{i}/{len(s.optimizers) * len(s.seeds)}] {name} seed {seed}: val/acc {members[-1]['val_acc_final']:.4f} "
-                 f"test/acc {record.get('test/acc', math.nan):.4f} {'' if ran else '(finished earlier, kept)'}")
+        log.info(
+            f"[{i}/{len(s.optimizers) * len(s.seeds)}] {name} seed {seed}: val/acc {members[-1]['val_acc_final']:.4f} "
+            f"test/acc {record.get('test/acc', math.nan):.4f} {'' if ran else '(finished earlier, kept)'}"
+        )
     write_csv(study_dir / "results.csv", members)
     table = summarize(members)
     write_csv(study_dir / "summary.csv", table)

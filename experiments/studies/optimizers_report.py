@@ -1,4 +1,5 @@
 """report.md of the optimizer study: each textbook claim beside what this study measured."""
+
 from __future__ import annotations
 
 import math
@@ -20,27 +21,45 @@ def _claims(surface_rows: list[dict], table: list[dict]) -> list[tuple[str, str,
 
     ada = [r for r in surface_rows if r["optimizer"] == "adagrad"]
     if ada:
+
         def shrink(surface, name):  # noqa: E306
             v = by.get((surface, name), {}).get("end_eff_lr_ratio", "")
             return "—" if v == "" else f"{v:.2g}×"
+
         seen = "; ".join(
-            f"{r['surface']}: " + (f"slows to a crawl at step {r['stall_step']}, final f {_fmt(r['final_f'], 3)}" if r["stall_step"] != ""
-                                   else f"no stall, final f {_fmt(r['final_f'], 3)}")
-            + f"; effective lr at the end {shrink(r['surface'], 'adagrad')} its nominal lr (rmsprop {shrink(r['surface'], 'rmsprop')}, adadelta {shrink(r['surface'], 'adadelta')})"
+            f"{r['surface']}: "
+            + (
+                f"slows to a crawl at step {r['stall_step']}, final f {_fmt(r['final_f'], 3)}"
+                if r["stall_step"] != ""
+                else f"no stall, final f {_fmt(r['final_f'], 3)}"
+            )
+            + f"; effective lr at the end {shrink(r['surface'], 'adagrad')} its nominal lr (rmsprop "
+            f"{shrink(r['surface'], 'rmsprop')}, adadelta {shrink(r['surface'], 'adadelta')})"
             for r in ada
         )
         stalled = any(r["stall_step"] != "" for r in ada)
-        out.append(("Adagrad divides each step by the root of all squared gradients so far, so its effective learning rate only "
-                    "shrinks and it can stall short of the minimum; RMSprop and Adadelta use a moving average instead (Duchi et al. 2011; Zeiler 2012).",
-                    seen, "consistent" if stalled else "not observed"))
+        out.append(
+            (
+                "Adagrad divides each step by the root of all squared gradients so far, so its effective learning rate only "
+                "shrinks and it can stall short of the minimum; RMSprop and Adadelta use a moving average instead (Duchi et al. 2011; "
+                "Zeiler 2012).",
+                seen,
+                "consistent" if stalled else "not observed",
+            )
+        )
 
     ros = {o: by[("rosenbrock", o)]["steps_to_converge"] for o in ("sgd", "momentum", "nesterov") if ("rosenbrock", o) in by}
     if "sgd" in ros and len(ros) > 1:
         steps = {o: (v if v != "" else math.inf) for o, v in ros.items()}
         fast = min(v for o, v in steps.items() if o != "sgd")
         text = ", ".join(f"{o} {'never' if s == math.inf else s}" for o, s in steps.items())
-        out.append(("Momentum accelerates along narrow curved valleys such as Rosenbrock's (Polyak 1964; Sutskever et al. 2013).",
-                    f"steps to f < 0.01 on Rosenbrock with each one's tuned lr: {text}", "consistent" if fast < steps["sgd"] else "not observed"))
+        out.append(
+            (
+                "Momentum accelerates along narrow curved valleys such as Rosenbrock's (Polyak 1964; Sutskever et al. 2013).",
+                f"steps to f < 0.01 on Rosenbrock with each one's tuned lr: {text}",
+                "consistent" if fast < steps["sgd"] else "not observed",
+            )
+        )
 
     def best_of(names, key, lowest=False):
         rows = [med[n] for n in names if n in med and not math.isnan(med[n][key] if med[n][key] != "" else math.nan)]
@@ -50,24 +69,38 @@ def _claims(surface_rows: list[dict], table: list[dict]) -> list[tuple[str, str,
     sgdm = best_of(("sgd", "momentum", "nesterov"), "epochs_to_train_loss_0.05", lowest=True)
     if adam and sgdm:
         a, b = adam["epochs_to_train_loss_0.05"], sgdm["epochs_to_train_loss_0.05"]
-        out.append(("Adam-type methods drive the training loss down faster than SGD (Kingma & Ba 2015).",
-                    f"median epochs to train loss < 0.05: fastest Adam-type {adam['optimizer']} {_fmt(a)}, fastest SGD-type {sgdm['optimizer']} {_fmt(b)}",
-                    "consistent" if a < b else "not observed"))
+        out.append(
+            (
+                "Adam-type methods drive the training loss down faster than SGD (Kingma & Ba 2015).",
+                f"median epochs to train loss < 0.05: fastest Adam-type {adam['optimizer']} {_fmt(a)}, fastest SGD-type "
+                f"{sgdm['optimizer']} {_fmt(b)}",
+                "consistent" if a < b else "not observed",
+            )
+        )
     adaptive = best_of(("adagrad", "rmsprop", "adam", "adamw", "radam", "nadam", "adamp"), "val_acc_median")
     momentum = best_of(("momentum", "nesterov"), "val_acc_median")
     if adaptive and momentum:
         a, b = adaptive["val_acc_median"], momentum["val_acc_median"]
         spread = max(r["val_acc_max"] - r["val_acc_min"] for r in (adaptive, momentum))
         verdict = "consistent" if a <= b + spread else "not observed"
-        out.append(("Adaptive methods generalize no better than well-tuned SGD with momentum (Wilson et al. 2017).",
-                    f"median val accuracy: best adaptive {adaptive['optimizer']} {a:.4f}, best momentum SGD {momentum['optimizer']} {b:.4f} "
-                    f"(seed range up to {spread:.4f}; each at its config lr, not tuned on this task)", verdict))
+        out.append(
+            (
+                "Adaptive methods generalize no better than well-tuned SGD with momentum (Wilson et al. 2017).",
+                f"median val accuracy: best adaptive {adaptive['optimizer']} {a:.4f}, best momentum SGD {momentum['optimizer']} {b:.4f} "
+                f"(seed range up to {spread:.4f}; each at its config lr, not tuned on this task)",
+                verdict,
+            )
+        )
     if "sam" in med and "momentum" in med:
         a, b = med["sam"]["val_acc_median"], med["momentum"]["val_acc_median"]
-        out.append(("SAM seeks flat minima and generalizes better than its base optimizer (Foret et al. 2021).",
-                    f"median val accuracy: sam {a:.4f} vs momentum {b:.4f}, at twice the gradient cost "
-                    f"({_fmt(med['sam']['wall_s_median'], 3)} s vs {_fmt(med['momentum']['wall_s_median'], 3)} s a run)",
-                    "consistent" if a > b else "not observed"))
+        out.append(
+            (
+                "SAM seeks flat minima and generalizes better than its base optimizer (Foret et al. 2021).",
+                f"median val accuracy: sam {a:.4f} vs momentum {b:.4f}, at twice the gradient cost "
+                f"({_fmt(med['sam']['wall_s_median'], 3)} s vs {_fmt(med['momentum']['wall_s_median'], 3)} s a run)",
+                "consistent" if a > b else "not observed",
+            )
+        )
     return out
 
 
@@ -91,7 +124,8 @@ def write_report(study_dir: Path, cfg: DictConfig, surface_rows: list[dict], tab
         "",
         "## Real task, sorted by median val accuracy after the last epoch",
         "",
-        "| optimizer | lr | val acc median [min, max] | best val acc (median) | test acc (median) | final train loss | epochs to train loss < 0.05 | wall s |",
+        "| optimizer | lr | val acc median [min, max] | best val acc (median) | test acc (median) | final train loss | epochs to "
+        "train loss < 0.05 | wall s |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in table:
@@ -112,8 +146,12 @@ def write_report(study_dir: Path, cfg: DictConfig, surface_rows: list[dict], tab
         "|---|---|---|---|---|---|---|",
     ]
     for r in surface_rows:
-        lines.append(f"| {r['surface']} | {r['optimizer']} | {r['lr']:g} | {_fmt(r['final_f'], 3)} | {_fmt(r['steps_to_converge'])} | "
-                     f"{_fmt(r['stall_step'])} | {_fmt(r['end_eff_lr_ratio'], 2)} |")
-    lines += [""] + [f"![{n}](figures/trajectories_{n}.png)\n" for n in s.surfaces] + ["![f along the paths](figures/surface_losses.png)", ""]
+        lines.append(
+            f"| {r['surface']} | {r['optimizer']} | {r['lr']:g} | {_fmt(r['final_f'], 3)} | {_fmt(r['steps_to_converge'])} | "
+            f"{_fmt(r['stall_step'])} | {_fmt(r['end_eff_lr_ratio'], 2)} |"
+        )
+    lines += (
+        [""] + [f"![{n}](figures/trajectories_{n}.png)\n" for n in s.surfaces] + ["![f along the paths](figures/surface_losses.png)", ""]
+    )
     lines += ["Files: `results.csv` (one row per member), `summary.csv` (per optimizer), `surfaces.csv`, `figures/` (PDF + PNG)."]
     (study_dir / "report.md").write_text("\n".join(lines) + "\n")

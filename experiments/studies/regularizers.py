@@ -1,6 +1,7 @@
 """The regularizer ablation (``study=regularizers``): one task, no regularizer, each regularizer
 alone and all together, over seeds; test accuracy with 95% intervals and the generalization gap
 (accuracy on the clean training split minus test accuracy) per member."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,9 +33,20 @@ def summarize(rows: list[dict], names: list[str]) -> list[dict]:
         mean, std, half = interval(r["test_acc"] for r in ms)
         gaps = [r["train_acc"] - r["test_acc"] for r in ms]
         gap, _, gap_half = interval(gaps)
-        table.append({"member": name, "seeds": len(ms), "test_acc_mean": mean, "test_acc_std": std, "test_acc_ci95": half,
-                      "train_acc_mean": sum(r["train_acc"] for r in ms) / len(ms), "gap_mean": gap, "gap_ci95": gap_half,
-                      "epochs_mean": sum(r["epochs"] for r in ms) / len(ms), "wall_s_mean": sum(r["wall_s"] for r in ms) / len(ms)})
+        table.append(
+            {
+                "member": name,
+                "seeds": len(ms),
+                "test_acc_mean": mean,
+                "test_acc_std": std,
+                "test_acc_ci95": half,
+                "train_acc_mean": sum(r["train_acc"] for r in ms) / len(ms),
+                "gap_mean": gap,
+                "gap_ci95": gap_half,
+                "epochs_mean": sum(r["epochs"] for r in ms) / len(ms),
+                "wall_s_mean": sum(r["wall_s"] for r in ms) / len(ms),
+            }
+        )
     base = next(r for r in table if r["member"] == BASELINE)
     for r in table:
         r["delta_vs_none"] = r["test_acc_mean"] - base["test_acc_mean"]
@@ -64,8 +76,9 @@ def write_report(study_dir: Path, s: DictConfig, table: list[dict], wall_s: floa
         f"| Regularization trades training fit for a smaller generalization gap (Goodfellow et al. 2016, ch. 7) | "
         f"{len(smaller_gap)} of {len(others)} members have a smaller mean gap than no regularizer ({base['gap_mean'] * 100:.1f} points): "
         f"{', '.join(smaller_gap) or 'no member'} |",
-        f"| Each regularizer improves test accuracy (the seeds' \"try each, keep what works\") | better than no regularizer beyond the "
-        f"intervals: {', '.join(better) or 'no member'}; worse: {', '.join(worse) or 'no member'}; the rest within noise at {len(s.seeds)} seeds |",
+        f'| Each regularizer improves test accuracy (the seeds\' "try each, keep what works") | better than no regularizer beyond the '
+        f"intervals: {', '.join(better) or 'no member'}; worse: {', '.join(worse) or 'no member'}; the rest within noise at "
+        f"{len(s.seeds)} seeds |",
         "",
         "| member | overrides | test acc (95% CI) | vs none (points) | verdict | clean train acc | gap (points) | epochs | wall s |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -73,11 +86,20 @@ def write_report(study_dir: Path, s: DictConfig, table: list[dict], wall_s: floa
     for r in table:
         ovr = " ".join(o.removeprefix("regularization.") for o in s.members[r["member"]]) or "—"
         lines.append(
-            f"| {r['member']} | `{ovr}` | {r['test_acc_mean']:.4f} ± {r['test_acc_ci95']:.4f} | {r['delta_vs_none'] * 100:+.1f} | {r['verdict']} | "
-            f"{r['train_acc_mean']:.4f} | {r['gap_mean'] * 100:.1f} ± {r['gap_ci95'] * 100:.1f} | {r['epochs_mean']:.0f} | {r['wall_s_mean']:.1f} |"
+            f"| {r['member']} | `{ovr}` | {r['test_acc_mean']:.4f} ± {r['test_acc_ci95']:.4f} | {r['delta_vs_none'] * 100:+.1f} | "
+            f"{r['verdict']} | "
+            f"{r['train_acc_mean']:.4f} | {r['gap_mean'] * 100:.1f} ± {r['gap_ci95'] * 100:.1f} | {r['epochs_mean']:.0f} | "
+            f"{r['wall_s_mean']:.1f} |"
         )
-    lines += ["", "![test accuracy](figures/test_accuracy.png)", "", "![generalization gap](figures/generalization_gap.png)", "",
-              "Files: `results.csv` (one row per run), `summary.csv`, `figures/` (PDF + PNG, also in `tensorboard/`), runs in `members/<member>/seed<k>/`."]
+    lines += [
+        "",
+        "![test accuracy](figures/test_accuracy.png)",
+        "",
+        "![generalization gap](figures/generalization_gap.png)",
+        "",
+        "Files: `results.csv` (one row per run), `summary.csv`, `figures/` (PDF + PNG, also in `tensorboard/`), runs in "
+        "`members/<member>/seed<k>/`.",
+    ]
     (study_dir / "report.md").write_text("\n".join(lines) + "\n")
 
 
@@ -89,10 +111,27 @@ def run(cfg: DictConfig, study_dir: Path) -> dict:
     table = summarize(rows, names)
 
     def draw(writer) -> None:
-        sorted_bars(table, "member", "test_acc_mean", "test_acc_ci95", f"test accuracy (%), mean and 95% interval over {len(s.seeds)} seeds",
-                    study_dir / "figures", "test_accuracy", writer)
-        sorted_bars(table, "member", "gap_mean", "gap_ci95", "generalization gap (points): clean train accuracy − test accuracy",
-                    study_dir / "figures", "generalization_gap", writer, suffix=" pt")
+        sorted_bars(
+            table,
+            "member",
+            "test_acc_mean",
+            "test_acc_ci95",
+            f"test accuracy (%), mean and 95% interval over {len(s.seeds)} seeds",
+            study_dir / "figures",
+            "test_accuracy",
+            writer,
+        )
+        sorted_bars(
+            table,
+            "member",
+            "gap_mean",
+            "gap_ci95",
+            "generalization gap (points): clean train accuracy − test accuracy",
+            study_dir / "figures",
+            "generalization_gap",
+            writer,
+            suffix=" pt",
+        )
 
     finish(study_dir, clock, rows, table, draw, lambda wall_s: write_report(study_dir, s, table, wall_s))
     best = table[0]

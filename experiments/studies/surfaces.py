@@ -1,5 +1,6 @@
 """2-D test functions for watching optimizers move: Rosenbrock's curved valley, Beale's flat
 plateaus and sharp walls, a saddle with two minima, and Rosenbrock with noisy gradients."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -19,6 +19,7 @@ search-space syntax are that plugin's, so its configs carry over:
   for pruning; a job that raises ``optuna.TrialPruned`` is told pruned, not failed.
 - ``optimization_results.yaml`` in the sweep directory: the best trial's number, params and value.
 """
+
 # no `from __future__ import annotations`: Hydra loads this module outside sys.modules while scanning, where
 # dataclasses cannot resolve string annotations
 import logging
@@ -45,16 +46,16 @@ RESULTS_FILE = "optimization_results.yaml"
 @dataclass
 class OptunaSweeperConf:
     _target_: str = "hydra_plugins.dlf_optuna_sweeper.optuna_sweeper.OptunaSweeper"
-    direction: str = "maximize"    # maximize | minimize: the jobs' return value (run.py: the validation headline)
-    n_trials: int = 20             # trials of the whole search, counting those of earlier invocations
-    n_jobs: int = 1                # trials asked and launched together (a parallel launcher runs them at once)
+    direction: str = "maximize"  # maximize | minimize: the jobs' return value (run.py: the validation headline)
+    n_trials: int = 20  # trials of the whole search, counting those of earlier invocations
+    n_jobs: int = 1  # trials asked and launched together (a parallel launcher runs them at once)
     study_name: str = "search"
     storage: Optional[str] = None  # null: sqlite:///<sweep dir>/optuna.db
-    sampler: str = "tpe"           # tpe | random
-    seed: Optional[int] = None     # the sampler's seed
-    pruner: str = "none"           # none | median: stop a trial whose per-epoch value is below the median of earlier trials' at that epoch
+    sampler: str = "tpe"  # tpe | random
+    seed: Optional[int] = None  # the sampler's seed
+    pruner: str = "none"  # none | median: stop a trial whose per-epoch value is below the median of earlier trials' at that epoch
     pruner_startup_trials: int = 5  # the median pruner prunes nothing until this many trials have finished
-    pruner_warmup_epochs: int = 1   # ... and never in a trial's first epochs
+    pruner_warmup_epochs: int = 1  # ... and never in a trial's first epochs
     params: Dict[str, Any] = field(default_factory=dict)
 
 
@@ -80,21 +81,23 @@ def _parse(key: str, value: Any):
     try:
         return OverridesParser.create().parse_overrides([f"{key}={value}"])[0]
     except Exception as exc:  # noqa: BLE001 — Hydra's grammar error, as one line
-        raise SearchError(f"hydra.sweeper.params.{key}={value}: not a sweep Hydra can parse "
-                          f"({' '.join(str(exc).split())})") from exc
+        raise SearchError(f"hydra.sweeper.params.{key}={value}: not a sweep Hydra can parse ({' '.join(str(exc).split())})") from exc
 
 
 def _distribution(key: str, value: str, sweep: Any):
     """An Optuna distribution for a parsed sweep (``value`` is how it was written), or None for a fixed value."""
     from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
     if not isinstance(sweep, (ChoiceSweep, RangeSweep, IntervalSweep)):
         return None
     accepted = {ChoiceSweep: set(), RangeSweep: {"log"}, IntervalSweep: {"log", "int"}}[type(sweep)]
     unknown = sorted(set(sweep.tags) - accepted)
     if unknown:
-        raise SearchError(f"hydra.sweeper.params.{key}={value}: tag {', '.join(unknown)} does not apply to "
-                          f"{type(sweep).__name__.replace('Sweep', '').lower()}; accepted: {', '.join(sorted(accepted)) or 'none'}")
+        raise SearchError(
+            f"hydra.sweeper.params.{key}={value}: tag {', '.join(unknown)} does not apply to "
+            f"{type(sweep).__name__.replace('Sweep', '').lower()}; accepted: {', '.join(sorted(accepted)) or 'none'}"
+        )
     try:
         if isinstance(sweep, ChoiceSweep):
             if not sweep.list:
@@ -137,16 +140,19 @@ def search_space(params: Dict[str, Any], arguments: Sequence[str], config: DictC
             continue
         name, value = key.lstrip("+~"), override.input_line.split("=", 1)[1]
         if key == name and not key.startswith("hydra.") and OmegaConf.select(config, name, default=_ABSENT) is _ABSENT:
-            raise SearchError(f"hydra.sweeper.params: {key!r} is not a config key (a searched key must be one of the "
-                              f"composed config, e.g. optimizer.lr; to add a new one, write +{key})")
+            raise SearchError(
+                f"hydra.sweeper.params: {key!r} is not a config key (a searched key must be one of the "
+                f"composed config, e.g. optimizer.lr; to add a new one, write +{key})"
+            )
         dist = _distribution(key, value, override.value())
         if dist is None:
             fixed[key] = f"{key}={value}"
         else:
             space[key] = dist
     if not space:
-        raise SearchError("hydra.sweeper.params: nothing to search (give at least one key a sweep, e.g. "
-                          "optimizer.lr: tag(log, interval(1e-4, 1e-1)))")
+        raise SearchError(
+            "hydra.sweeper.params: nothing to search (give at least one key a sweep, e.g. optimizer.lr: tag(log, interval(1e-4, 1e-1)))"
+        )
     return space, list(fixed.values())
 
 
@@ -155,8 +161,11 @@ _ABSENT = object()
 
 def check(sweeper_config: Any) -> None:
     """The options' values (types are checked by the config schema)."""
-    for key, value, accepted in (("direction", sweeper_config.direction, DIRECTIONS), ("sampler", sweeper_config.sampler, SAMPLERS),
-                                 ("pruner", sweeper_config.pruner, PRUNERS)):
+    for key, value, accepted in (
+        ("direction", sweeper_config.direction, DIRECTIONS),
+        ("sampler", sweeper_config.sampler, SAMPLERS),
+        ("pruner", sweeper_config.pruner, PRUNERS),
+    ):
         if value not in accepted:
             raise SearchError(f"hydra.sweeper.{key}={value}: unknown; accepted: {', '.join(accepted)}")
     for key in ("n_trials", "n_jobs"):
@@ -170,8 +179,9 @@ def make_pruner(sweeper_config: Any):
     import optuna
 
     if sweeper_config.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=sweeper_config.pruner_startup_trials,
-                                           n_warmup_steps=sweeper_config.pruner_warmup_epochs)
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=sweeper_config.pruner_startup_trials, n_warmup_steps=sweeper_config.pruner_warmup_epochs
+        )
     return optuna.pruners.NopPruner()
 
 
@@ -210,8 +220,10 @@ class OptunaSweeper(Sweeper):
         seed = None if o.seed is None else o.seed + len(study.get_trials(deepcopy=False))
         study.sampler = optuna.samplers.TPESampler(seed=seed) if o.sampler == "tpe" else optuna.samplers.RandomSampler(seed=seed)
         if study.direction.name.lower() != o.direction:
-            raise SearchError(f"hydra.sweeper.direction={o.direction}: the study {o.study_name!r} in {storage_url(o, sweep_dir)} "
-                              f"was started with direction {study.direction.name.lower()}")
+            raise SearchError(
+                f"hydra.sweeper.direction={o.direction}: the study {o.study_name!r} in {storage_url(o, sweep_dir)} "
+                f"was started with direction {study.direction.name.lower()}"
+            )
         return study
 
     def sweep(self, arguments: List[str]) -> Any:
@@ -269,8 +281,11 @@ class OptunaSweeper(Sweeper):
             study.tell(trial, state=TrialState.PRUNED)
             log.info(f"trial {trial.number}: pruned")
             return
-        why = (f"the job raised {result._return_value!r}" if result.status == JobStatus.FAILED
-               else f"the job returned {result.return_value!r}, not a finite number (see its failed.json, if any)")
+        why = (
+            f"the job raised {result._return_value!r}"
+            if result.status == JobStatus.FAILED
+            else f"the job returned {result.return_value!r}, not a finite number (see its failed.json, if any)"
+        )
         log.warning(f"trial {trial.number}: {why}; recorded as failed")
         study.tell(trial, state=TrialState.FAIL)
 
@@ -281,10 +296,17 @@ class OptunaSweeper(Sweeper):
         if not complete:
             return
         best = study.best_trial
-        results = {"name": "optuna", "direction": self.options.direction, "best_trial": best.number,
-                   "best_params": {k: _plain(v) for k, v in best.params.items()}, "best_value": float(best.value),
-                   "trials": {s.name.lower(): sum(1 for t in study.get_trials(deepcopy=False) if t.state == s)
-                              for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}}
+        results = {
+            "name": "optuna",
+            "direction": self.options.direction,
+            "best_trial": best.number,
+            "best_params": {k: _plain(v) for k, v in best.params.items()},
+            "best_value": float(best.value),
+            "trials": {
+                s.name.lower(): sum(1 for t in study.get_trials(deepcopy=False) if t.state == s)
+                for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+            },
+        }
         tmp = sweep_dir / (RESULTS_FILE + ".tmp")
         OmegaConf.save(OmegaConf.create(results), tmp)
         tmp.replace(sweep_dir / RESULTS_FILE)

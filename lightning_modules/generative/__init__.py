@@ -1,4 +1,5 @@
 """The generative families' LightningModules (their networks are in ``lightning_modules/nets/generative.py``)."""
+
 from lightning_modules.generative.base import GenerativeModule
 from lightning_modules.generative.ddpm import DDPMModule
 from lightning_modules.generative.gan import GANModule

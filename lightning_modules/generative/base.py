@@ -2,6 +2,7 @@
 val / test steps that log every term of a family's loss (``<stage>/<term>``, ``<stage>/loss``
 the one that is minimized and monitored), the best validation loss, a NaN guard, and seeded
 sampling mapped back to the data's range."""
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,14 @@ class GenerativeModule(pl.LightningModule):
         """The epoch metrics a run logs (what callbacks.checkpoint.monitor may name)."""
         return {f"val/{t}" for t in self.TERMS} | {f"train/{t}" for t in self.TRAIN_TERMS or self.TERMS} | {"val/loss_best"}
 
-    def __init__(self, net: Optional[nn.Module] = None, levels: Optional[Levels] = None, optimizer: Optional[OptimizerFactory] = None,
-                 scheduler: Optional[SchedulerFactory] = None, rebuild: Optional[dict] = None):
+    def __init__(
+        self,
+        net: Optional[nn.Module] = None,
+        levels: Optional[Levels] = None,
+        optimizer: Optional[OptimizerFactory] = None,
+        scheduler: Optional[SchedulerFactory] = None,
+        rebuild: Optional[dict] = None,
+    ):
         """The parts as objects, or ``rebuild``: their plain spec (``lightning_modules/rebuild.py``);
         a family's own keys (the VAE's beta, ...) are saved beside it, so ``load_from_checkpoint(path)``
         needs nothing else."""
@@ -68,8 +75,15 @@ class GenerativeModule(pl.LightningModule):
         """Epoch means; a term given as (value, count) is a mean over ``count`` of the batch's samples."""
         for name, value in terms.items():
             value, count = value if isinstance(value, tuple) else (value, n)
-            self.log(f"{stage}/{name}", value, on_step=False, on_epoch=True, prog_bar=name == "loss" and stage == "val",
-                     batch_size=count, sync_dist=True)
+            self.log(
+                f"{stage}/{name}",
+                value,
+                on_step=False,
+                on_epoch=True,
+                prog_bar=name == "loss" and stage == "val",
+                batch_size=count,
+                sync_dist=True,
+            )
 
     def check_finite(self, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss):

@@ -3,6 +3,7 @@ q(x_t | x_0) = N(√ᾱ_t x_0, (1 − ᾱ_t) I) with ᾱ_t = Π_{s≤t} (1 − �
 ε from (x_t, t) with a mean-squared error (the "simple" loss), logged as a whole and per timestep
 bucket (``loss_t0`` = the earliest fifth of the steps … ``loss_t4`` the noisiest). Sampling is
 ancestral: x_T ~ N(0, I), then x_{t−1} from the learned reverse step with the posterior variance β̃_t."""
+
 from __future__ import annotations
 
 import math
@@ -33,6 +34,7 @@ def beta_schedule(name: str, steps: int, beta_start: float = 1e-4, beta_end: flo
 
 class DDPMModule(GenerativeModule):
     TERMS = ("loss", "loss_t0", "loss_t1", "loss_t2", "loss_t3", "loss_t4")  # loss by timestep fifth
+
     def __init__(self, *args, timesteps: int = 200, schedule: str = "linear", beta_start: float = 1e-4, beta_end: float = 0.02, **kwargs):
         super().__init__(*args, **kwargs)
         betas = beta_schedule(schedule, timesteps, beta_start, beta_end)
@@ -68,4 +70,4 @@ class DDPMModule(GenerativeModule):
             beta, ab = self.betas[step], self.alpha_bar[step]
             mean = (x - beta / (1 - ab).sqrt() * self.net(x, t)) / (1 - beta).sqrt()
             x = mean + self.posterior_var[step].sqrt() * randn(x.shape, generator, self.device) if step > 0 else mean
-        return ((x.clamp(-1, 1) + 1) / 2)
+        return (x.clamp(-1, 1) + 1) / 2

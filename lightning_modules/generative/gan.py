@@ -5,6 +5,7 @@ optimizers stepped by hand (Lightning's manual optimization), each chosen by nam
 Logged: ``d_loss``, ``g_loss``, ``d_real`` and ``d_fake`` (the discriminator's mean belief that
 real and generated samples are real). A GAN has no likelihood: its ``val/loss`` (what the best
 checkpoint minimizes) is the MMD between generated samples and the validation split."""
+
 from __future__ import annotations
 
 from typing import Optional
@@ -20,8 +21,14 @@ class GANModule(GenerativeModule):
     TERMS = ("loss", "mmd")  # validation: the MMD to the validation split
     TRAIN_TERMS = ("d_loss", "g_loss", "d_real", "d_fake")
     takes_scheduler = False  # two optimizers stepped by hand
-    def __init__(self, *args, generator_optimizer: Optional[OptimizerFactory | dict] = None,
-                 discriminator_optimizer: Optional[OptimizerFactory | dict] = None, **kwargs):
+
+    def __init__(
+        self,
+        *args,
+        generator_optimizer: Optional[OptimizerFactory | dict] = None,
+        discriminator_optimizer: Optional[OptimizerFactory | dict] = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.automatic_optimization = False
         from lightning_modules.rebuild import optimizer
@@ -41,8 +48,9 @@ class GANModule(GenerativeModule):
         fake = self.net.generate(torch.randn(n, self.net.latent, device=self.device))
 
         d_real, d_fake = self.net.discriminate(real), self.net.discriminate(fake.detach())
-        d_loss = F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real)) + \
-            F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
+        d_loss = F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real)) + F.binary_cross_entropy_with_logits(
+            d_fake, torch.zeros_like(d_fake)
+        )
         self.check_finite(d_loss)
         d_opt.zero_grad()
         self.manual_backward(d_loss)
@@ -54,8 +62,16 @@ class GANModule(GenerativeModule):
         g_opt.zero_grad()
         self.manual_backward(g_loss)
         g_opt.step()
-        self._log_terms("train", {"d_loss": d_loss.detach(), "g_loss": g_loss.detach(), "d_real": torch.sigmoid(d_real).mean().detach(),
-                                  "d_fake": torch.sigmoid(d_fake).mean().detach()}, n)
+        self._log_terms(
+            "train",
+            {
+                "d_loss": d_loss.detach(),
+                "g_loss": g_loss.detach(),
+                "d_real": torch.sigmoid(d_real).mean().detach(),
+                "d_fake": torch.sigmoid(d_fake).mean().detach(),
+            },
+            n,
+        )
 
     def terms(self, u, index):
         samples = self.net.generate(randn((len(u), self.net.latent), torch.Generator().manual_seed(0), self.device))

@@ -6,6 +6,7 @@ generative family sees the data in the unit range (level / (levels − 1)) and i
 mapped back to the data's own range (``to_data``), where a classifier trained on the real data can
 judge them.
 """
+
 from __future__ import annotations
 
 import torch

@@ -1,6 +1,7 @@
 """PixelCNN: an autoregressive model with an exact likelihood, p(x) = Π_i p(x_i | x_<i) in raster
 order. ``bits_per_dim`` = −log₂ p(x) / D, the training loss; ``nll`` is −log p(x) in nats per
 sample. Sampling is sequential: one forward pass per position."""
+
 from __future__ import annotations
 
 import math
@@ -13,6 +14,7 @@ from lightning_modules.generative.base import GenerativeModule, categorical
 
 class PixelCNNModule(GenerativeModule):
     TERMS = ("loss", "bits_per_dim", "nll")
+
     def terms(self, u, index):
         nll = F.cross_entropy(self.net(u), index, reduction="none").flatten(1).sum(1).mean()
         bits = nll / (self.dims * math.log(2))

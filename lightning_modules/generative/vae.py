@@ -3,6 +3,7 @@
 logged as its two terms (``recon``: −E_q log p(x|z), ``kl``; nats per sample) and as the bound in
 bits per dimension (``bits_per_dim`` = (recon + kl) / (D ln 2)), comparable with PixelCNN's exact
 figure. ``beta`` weighs the KL term of the training loss (β-VAE); the reported bound always uses 1."""
+
 from __future__ import annotations
 
 import math
@@ -25,6 +26,7 @@ def reconstruction_nll(logits: torch.Tensor, index: torch.Tensor) -> torch.Tenso
 
 class VAEModule(GenerativeModule):
     TERMS = ("loss", "recon", "kl", "bits_per_dim")
+
     def __init__(self, *args, beta: float = 1.0, **kwargs):
         super().__init__(*args, **kwargs)
         if not beta > 0:

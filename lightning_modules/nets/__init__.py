@@ -6,6 +6,7 @@ sample's shape without the batch axis: ``(F,)`` tabular, ``(C, H, W)`` image, ``
 the kind and the hyperparameter names before the factory runs, and tells sequence models whether a
 2-D shape is a signal (channels first) or a sequence (time first).
 """
+
 from __future__ import annotations
 
 import inspect
@@ -18,7 +19,18 @@ from lightning_modules.registry import Registry
 MODELS = Registry("model")
 
 from lightning_modules.nets import (  # noqa: E402,F401  (each registers its family; rnn, lstm and gru live in recurrent)
-    alexnet, cnn, densenet, generative, googlenet, lenet, mlp, recurrent, resnet, transformer, vgg, vit,
+    alexnet,
+    cnn,
+    densenet,
+    generative,
+    googlenet,
+    lenet,
+    mlp,
+    recurrent,
+    resnet,
+    transformer,
+    vgg,
+    vit,
 )
 
 KIND_SHAPES = {"tabular": 1, "image": 3, "signal": 2, "sequence": 2}  # axes of one sample

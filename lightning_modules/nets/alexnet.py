@@ -1,4 +1,5 @@
 """A small AlexNet (Krizhevsky et al. 2012), for (C, L) signals or (C, H, W) images; ``batch_norm=None`` is off."""
+
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -6,11 +7,29 @@ from typing import Optional, Sequence
 from torch import nn
 
 from lightning_modules.nets import MODELS
-from lightning_modules.nets.common import SPATIAL, FeaturesAndHead, check_dropout, conv, dense_head, flat_size, halved, max_pool, norm, spatial_dims
+from lightning_modules.nets.common import (
+    SPATIAL,
+    FeaturesAndHead,
+    check_dropout,
+    conv,
+    dense_head,
+    flat_size,
+    halved,
+    max_pool,
+    norm,
+    spatial_dims,
+)
 
 
 @MODELS.register("alexnet", inputs=SPATIAL)
-def alexnet(input_shape: Sequence[int], num_outputs: int, width: int = 32, hidden: int = 256, dropout: float = 0.0, batch_norm: Optional[bool] = None) -> nn.Module:
+def alexnet(
+    input_shape: Sequence[int],
+    num_outputs: int,
+    width: int = 32,
+    hidden: int = 256,
+    dropout: float = 0.0,
+    batch_norm: Optional[bool] = None,
+) -> nn.Module:
     """A small AlexNet (Krizhevsky et al. 2012): ReLU everywhere, five convolutions (a wide first
     kernel, then 3-wide) with max pooling after the 1st, 2nd and 5th, and a two-layer dense head with
     dropout before each layer (the paper used 0.5: ``regularization.dropout=0.5``). Widths

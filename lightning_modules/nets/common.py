@@ -1,5 +1,6 @@
 """Small pieces shared by the network families: activations, parameter counts, and the layers a
 convolutional family picks by the number of spatial axes (1: signals (C, L), 2: images (C, H, W))."""
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -7,8 +8,15 @@ from typing import Sequence
 import torch
 from torch import nn
 
-ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "silu": nn.SiLU, "elu": nn.ELU,
-               "leaky_relu": lambda: nn.LeakyReLU(0.2)}  # the slope of GAN discriminators (Radford et al. 2016)
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "silu": nn.SiLU,
+    "elu": nn.ELU,
+    "leaky_relu": lambda: nn.LeakyReLU(0.2),
+}  # the slope of GAN discriminators (Radford et al. 2016)
 
 
 def activation(name: str) -> nn.Module:

@@ -1,4 +1,5 @@
 """DenseNet-BC (Huang et al. 2017), for (C, L) signals or (C, H, W) images; ``batch_norm=None`` is on."""
+
 from __future__ import annotations
 
 import math
@@ -8,7 +9,17 @@ import torch
 from torch import nn
 
 from lightning_modules.nets import MODELS
-from lightning_modules.nets.common import SPATIAL, FeaturesAndHead, GlobalPoolHead, avg_pool, check_dropout, conv, halved, norm, spatial_dims
+from lightning_modules.nets.common import (
+    SPATIAL,
+    FeaturesAndHead,
+    GlobalPoolHead,
+    avg_pool,
+    check_dropout,
+    conv,
+    halved,
+    norm,
+    spatial_dims,
+)
 
 
 class DenseLayer(nn.Module):
@@ -17,8 +28,12 @@ class DenseLayer(nn.Module):
     def __init__(self, dims: int, c_in: int, growth: int, bn: bool, dropout: float):
         super().__init__()
         self.new = nn.Sequential(
-            norm(dims, c_in, bn), nn.ReLU(), conv(dims, c_in, 4 * growth, 1, bias=not bn),
-            norm(dims, 4 * growth, bn), nn.ReLU(), conv(dims, 4 * growth, growth, 3, bias=not bn),
+            norm(dims, c_in, bn),
+            nn.ReLU(),
+            conv(dims, c_in, 4 * growth, 1, bias=not bn),
+            norm(dims, 4 * growth, bn),
+            nn.ReLU(),
+            conv(dims, 4 * growth, growth, 3, bias=not bn),
             *([nn.Dropout(dropout)] if dropout > 0 else []),
         )
 
@@ -28,8 +43,13 @@ class DenseLayer(nn.Module):
 
 @MODELS.register("densenet", inputs=SPATIAL)
 def densenet(
-    input_shape: Sequence[int], num_outputs: int, growth_rate: int = 12, block_layers: Sequence[int] = (4, 4, 4),
-    compression: float = 0.5, dropout: float = 0.0, batch_norm: Optional[bool] = None,
+    input_shape: Sequence[int],
+    num_outputs: int,
+    growth_rate: int = 12,
+    block_layers: Sequence[int] = (4, 4, 4),
+    compression: float = 0.5,
+    dropout: float = 0.0,
+    batch_norm: Optional[bool] = None,
 ) -> nn.Module:
     """DenseNet-BC (Huang et al. 2017): in a dense block every layer sees the concatenation of all
     earlier maps and adds ``growth_rate`` new ones; transitions (norm → relu → 1×1 conv keeping

@@ -4,6 +4,7 @@ levels a value can take (the categorical outputs per dimension where a family mo
 
 Inputs are in the unit range [0, 1]; the networks centre them to [-1, 1] themselves.
 """
+
 from __future__ import annotations
 
 import math
@@ -44,8 +45,9 @@ class VAENet(nn.Module):
     """Gaussian encoder q(z|x) = N(μ, σ²) and a decoder p(x|z) that gives every value a categorical
     distribution over its levels, so the ELBO bounds a discrete likelihood (bits per dimension)."""
 
-    def __init__(self, input_shape: Sequence[int], num_outputs: int, latent: int = 8, hidden: Sequence[int] = (256, 256),
-                 activation: str = "relu"):
+    def __init__(
+        self, input_shape: Sequence[int], num_outputs: int, latent: int = 8, hidden: Sequence[int] = (256, 256), activation: str = "relu"
+    ):
         super().__init__()
         self.shape, self.levels, self.latent = tuple(input_shape), num_outputs, _check_positive("latent", latent)
         d, hidden = math.prod(self.shape), _check_widths("hidden", hidden)
@@ -69,13 +71,16 @@ class VAENet(nn.Module):
 class GANNet(nn.Module):
     """Generator z ~ N(0, I) → unit-range sample, and a discriminator sample → logit of "real"."""
 
-    def __init__(self, input_shape: Sequence[int], num_outputs: int, latent: int = 32, hidden: Sequence[int] = (256, 256),
-                 activation: str = "relu"):
+    def __init__(
+        self, input_shape: Sequence[int], num_outputs: int, latent: int = 32, hidden: Sequence[int] = (256, 256), activation: str = "relu"
+    ):
         super().__init__()
         self.shape, self.latent = tuple(input_shape), _check_positive("latent", latent)
         d, hidden = math.prod(self.shape), _check_widths("hidden", hidden)
         self.generator = nn.Sequential(_mlp([latent, *hidden], activation, last_activation=True), nn.Linear(hidden[-1], d), nn.Sigmoid())
-        self.discriminator = nn.Sequential(nn.Flatten(), _mlp([d, *hidden[::-1]], "leaky_relu", last_activation=True), nn.Linear(hidden[0], 1))
+        self.discriminator = nn.Sequential(
+            nn.Flatten(), _mlp([d, *hidden[::-1]], "leaky_relu", last_activation=True), nn.Linear(hidden[0], 1)
+        )
 
     def generate(self, z: torch.Tensor) -> torch.Tensor:
         return self.generator(z).view(len(z), *self.shape)  # (B, *shape) in [0, 1]
@@ -99,8 +104,14 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
 class Denoiser(nn.Module):
     """ε-prediction network ε_θ(x_t, t): an MLP whose every hidden layer adds an embedding of t."""
 
-    def __init__(self, input_shape: Sequence[int], num_outputs: int, hidden: Sequence[int] = (512, 512, 512), time_dim: int = 64,
-                 activation: str = "silu"):
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        num_outputs: int,
+        hidden: Sequence[int] = (512, 512, 512),
+        time_dim: int = 64,
+        activation: str = "silu",
+    ):
         super().__init__()
         self.shape, self.time_dim = tuple(input_shape), _check_positive("time_dim", time_dim)
         if time_dim % 2:
@@ -130,10 +141,10 @@ class MaskedConv(nn.Module):
         self.conv = conv(in_ch, out_ch, kernel, padding=kernel // 2)
         m, c = torch.ones_like(self.conv.weight), kernel // 2
         if dims == 1:
-            m[..., c + (mask == "B"):] = 0
+            m[..., c + (mask == "B") :] = 0
         else:
-            m[..., c, c + (mask == "B"):] = 0
-            m[..., c + 1:, :] = 0
+            m[..., c, c + (mask == "B") :] = 0
+            m[..., c + 1 :, :] = 0
         self.register_buffer("mask", m)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,6 @@
 """GoogLeNet's Inception blocks (Szegedy et al. 2015), small, for (C, L) signals or (C, H, W) images;
 ``batch_norm=None`` is off (the first Inception network had none)."""
+
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -8,7 +9,17 @@ import torch
 from torch import nn
 
 from lightning_modules.nets import MODELS
-from lightning_modules.nets.common import SPATIAL, FeaturesAndHead, GlobalPoolHead, check_dropout, conv, halved, max_pool, norm, spatial_dims
+from lightning_modules.nets.common import (
+    SPATIAL,
+    FeaturesAndHead,
+    GlobalPoolHead,
+    check_dropout,
+    conv,
+    halved,
+    max_pool,
+    norm,
+    spatial_dims,
+)
 
 
 class Inception(nn.Module):
@@ -22,12 +33,14 @@ class Inception(nn.Module):
             return [conv(dims, ci, co, k), norm(dims, co, bn), nn.ReLU()]
 
         pool = nn.MaxPool1d(3, 1, 1) if dims == 1 else nn.MaxPool2d(3, 1, 1)
-        self.branches = nn.ModuleList([
-            nn.Sequential(*unit(c_in, b1, 1)),
-            nn.Sequential(*unit(c_in, b3[0], 1), *unit(b3[0], b3[1], 3)),
-            nn.Sequential(*unit(c_in, b5[0], 1), *unit(b5[0], b5[1], 5)),
-            nn.Sequential(pool, *unit(c_in, bp, 1)),
-        ])
+        self.branches = nn.ModuleList(
+            [
+                nn.Sequential(*unit(c_in, b1, 1)),
+                nn.Sequential(*unit(c_in, b3[0], 1), *unit(b3[0], b3[1], 3)),
+                nn.Sequential(*unit(c_in, b5[0], 1), *unit(b5[0], b5[1], 5)),
+                nn.Sequential(pool, *unit(c_in, bp, 1)),
+            ]
+        )
         self.out_channels = b1 + b3[1] + b5[1] + bp
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -35,7 +48,9 @@ class Inception(nn.Module):
 
 
 @MODELS.register("googlenet", inputs=SPATIAL)
-def googlenet(input_shape: Sequence[int], num_outputs: int, width: int = 16, blocks: int = 3, dropout: float = 0.0, batch_norm: Optional[bool] = None) -> nn.Module:
+def googlenet(
+    input_shape: Sequence[int], num_outputs: int, width: int = 16, blocks: int = 3, dropout: float = 0.0, batch_norm: Optional[bool] = None
+) -> nn.Module:
     """A small GoogLeNet: a 3×3 stem, ``blocks`` Inception blocks with max pooling after every
     second one, and global average pooling + dropout + Linear as in the paper."""
     dims = spatial_dims("googlenet", input_shape)

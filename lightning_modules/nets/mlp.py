@@ -2,6 +2,7 @@
 
 With ``hidden=[]`` it is multinomial logistic (or linear) regression.
 """
+
 from __future__ import annotations
 
 import math
@@ -11,7 +12,8 @@ import torch
 from torch import nn
 
 from lightning_modules.nets import MODELS
-from lightning_modules.nets.common import activation as make_activation, check_dropout
+from lightning_modules.nets.common import activation as make_activation
+from lightning_modules.nets.common import check_dropout
 
 
 @MODELS.register("mlp", inputs=("tabular", "image", "signal", "sequence"))

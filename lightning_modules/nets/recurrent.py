@@ -4,6 +4,7 @@ They read (L, F) sequences; a (C, L) signal is read along L with C features per 
 (C, H, W) image row by row. The head is a Linear to ``num_outputs``: class logits, or regression
 targets when the task is regression (the adding problem of ``data=sequences``).
 """
+
 from __future__ import annotations
 
 import functools
@@ -27,8 +28,17 @@ class RecurrentNet(nn.Module):
     GRU's readout)."""
 
     def __init__(
-        self, cell: str, input_shape: Sequence[int], num_outputs: int, input_kind: str = "sequence", hidden: int = 64, layers: int = 1,
-        bidirectional: bool = False, readout: str = "last", dropout: float = 0.0, batch_norm: Optional[bool] = None,
+        self,
+        cell: str,
+        input_shape: Sequence[int],
+        num_outputs: int,
+        input_kind: str = "sequence",
+        hidden: int = 64,
+        layers: int = 1,
+        bidirectional: bool = False,
+        readout: str = "last",
+        dropout: float = 0.0,
+        batch_norm: Optional[bool] = None,
     ):
         super().__init__()
         check_dropout(dropout)
@@ -39,7 +49,9 @@ class RecurrentNet(nn.Module):
         probe = as_sequence(torch.zeros(1, *input_shape), input_kind)  # (1, L, F)
         steps, features = probe.shape[1], probe.shape[2]
         self.input_kind, self.readout, self.cell = input_kind, readout, cell
-        self.rnn = CELLS[cell](features, hidden, num_layers=layers, batch_first=True, bidirectional=bidirectional, dropout=dropout if layers > 1 else 0.0)
+        self.rnn = CELLS[cell](
+            features, hidden, num_layers=layers, batch_first=True, bidirectional=bidirectional, dropout=dropout if layers > 1 else 0.0
+        )
         directions = 2 if bidirectional else 1
         width = hidden * directions * (steps if readout == "flatten" else 1)
         self.norm = nn.BatchNorm1d(width) if batch_norm else nn.Identity()

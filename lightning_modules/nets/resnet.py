@@ -1,5 +1,6 @@
 """ResNet of basic blocks (He et al. 2016), CIFAR-style, for (C, L) signals or (C, H, W) images;
 ``batch_norm=None`` is on."""
+
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -18,10 +19,17 @@ class BasicBlock(nn.Module):
     def __init__(self, dims: int, c_in: int, c_out: int, stride: int, bn: bool):
         super().__init__()
         self.branch = nn.Sequential(
-            conv(dims, c_in, c_out, 3, stride, bias=not bn), norm(dims, c_out, bn), nn.ReLU(),
-            conv(dims, c_out, c_out, 3, bias=not bn), norm(dims, c_out, bn),
+            conv(dims, c_in, c_out, 3, stride, bias=not bn),
+            norm(dims, c_out, bn),
+            nn.ReLU(),
+            conv(dims, c_out, c_out, 3, bias=not bn),
+            norm(dims, c_out, bn),
         )
-        self.shortcut = nn.Identity() if stride == 1 and c_in == c_out else nn.Sequential(conv(dims, c_in, c_out, 1, stride, 0, bias=not bn), norm(dims, c_out, bn))
+        self.shortcut = (
+            nn.Identity()
+            if stride == 1 and c_in == c_out
+            else nn.Sequential(conv(dims, c_in, c_out, 1, stride, 0, bias=not bn), norm(dims, c_out, bn))
+        )
         self.act = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -30,8 +38,12 @@ class BasicBlock(nn.Module):
 
 @MODELS.register("resnet", inputs=SPATIAL)
 def resnet(
-    input_shape: Sequence[int], num_outputs: int, widths: Sequence[int] = (16, 32, 64), blocks: Sequence[int] = (2, 2, 2),
-    dropout: float = 0.0, batch_norm: Optional[bool] = None,
+    input_shape: Sequence[int],
+    num_outputs: int,
+    widths: Sequence[int] = (16, 32, 64),
+    blocks: Sequence[int] = (2, 2, 2),
+    dropout: float = 0.0,
+    batch_norm: Optional[bool] = None,
 ) -> nn.Module:
     """A CIFAR-style ResNet: 3×3 stem, stages of basic blocks (``blocks[i]`` at width ``widths[i]``;
     depth = 2·Σblocks + 2, the default is ResNet-14), stride 2 at each new stage while the size

@@ -4,6 +4,7 @@ Both attention families: pre-norm encoder layers (multi-head self-attention + GE
 ``regularization.dropout``), no causal mask (every token sees every other), a final LayerNorm,
 then (BatchNorm when asked) → Linear.
 """
+
 from __future__ import annotations
 
 import math
@@ -54,8 +55,17 @@ class TransformerNet(nn.Module):
     padded); 1 is the plain per-step Linear embedding."""
 
     def __init__(
-        self, input_shape: Sequence[int], num_outputs: int, input_kind: str = "sequence", d_model: int = 64, heads: int = 4,
-        layers: int = 2, ff: int = 128, embed_kernel: int = 1, dropout: float = 0.0, batch_norm: Optional[bool] = None,
+        self,
+        input_shape: Sequence[int],
+        num_outputs: int,
+        input_kind: str = "sequence",
+        d_model: int = 64,
+        heads: int = 4,
+        layers: int = 2,
+        ff: int = 128,
+        embed_kernel: int = 1,
+        dropout: float = 0.0,
+        batch_norm: Optional[bool] = None,
     ):
         super().__init__()
         check_dropout(dropout)

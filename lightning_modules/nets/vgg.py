@@ -1,4 +1,5 @@
 """VGG (Simonyan & Zisserman 2015), small, for (C, L) signals or (C, H, W) images; ``batch_norm=None`` is off."""
+
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -6,13 +7,27 @@ from typing import Optional, Sequence
 from torch import nn
 
 from lightning_modules.nets import MODELS
-from lightning_modules.nets.common import SPATIAL, FeaturesAndHead, GlobalPoolHead, check_dropout, conv, halved, max_pool, norm, spatial_dims
+from lightning_modules.nets.common import (
+    SPATIAL,
+    FeaturesAndHead,
+    GlobalPoolHead,
+    check_dropout,
+    conv,
+    halved,
+    max_pool,
+    norm,
+    spatial_dims,
+)
 
 
 @MODELS.register("vgg", inputs=SPATIAL)
 def vgg(
-    input_shape: Sequence[int], num_outputs: int, widths: Sequence[int] = (32, 64, 128), convs_per_stage: int = 2,
-    dropout: float = 0.0, batch_norm: Optional[bool] = None,
+    input_shape: Sequence[int],
+    num_outputs: int,
+    widths: Sequence[int] = (32, 64, 128),
+    convs_per_stage: int = 2,
+    dropout: float = 0.0,
+    batch_norm: Optional[bool] = None,
 ) -> nn.Module:
     """VGG (Simonyan & Zisserman 2015): stages of stacked 3-wide convolutions (two 3×3 see as far as
     one 5×5 with fewer weights), max pooling between stages, width doubling; a global-average head

@@ -1,5 +1,6 @@
 """Vision Transformer (Dosovitskiy et al. 2021) over patches of an image or of a 1-D signal, with the
 encoder and readout of ``transformer``."""
+
 from __future__ import annotations
 
 import math
@@ -21,8 +22,16 @@ class ViT(nn.Module):
     patches for signals. Inputs not a multiple of the patch are zero-padded at the end."""
 
     def __init__(
-        self, input_shape: Sequence[int], num_outputs: int, patch: Optional[int] = None, d_model: int = 64, heads: int = 4,
-        layers: int = 2, ff: int = 128, dropout: float = 0.0, batch_norm: Optional[bool] = None,
+        self,
+        input_shape: Sequence[int],
+        num_outputs: int,
+        patch: Optional[int] = None,
+        d_model: int = 64,
+        heads: int = 4,
+        layers: int = 2,
+        ff: int = 128,
+        dropout: float = 0.0,
+        batch_norm: Optional[bool] = None,
     ):
         super().__init__()
         check_dropout(dropout)
