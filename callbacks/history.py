@@ -9,6 +9,8 @@ from pathlib import Path
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 
+from core.files import write_csv_atomic
+
 
 class History(Callback):
     def __init__(self, path: Path):
@@ -38,13 +40,4 @@ class History(Callback):
     def write(self, trainer: pl.Trainer) -> None:
         if not trainer.is_global_zero or not self.rows:
             return
-        keys = list(dict.fromkeys(k for row in self.rows for k in row))
-        tmp = self.path.with_suffix(".tmp")
-        try:
-            with open(tmp, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=keys)
-                writer.writeheader()
-                writer.writerows(self.rows)
-            tmp.replace(self.path)
-        finally:  # a failed write (disk full) keeps the previous table
-            tmp.unlink(missing_ok=True)
+        write_csv_atomic(self.path, self.rows)  # a failed write (disk full) keeps the previous table

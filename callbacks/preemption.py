@@ -23,7 +23,7 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from experiments.signals import take_pending
+from core.signals import take_pending
 
 
 class Preemption(Callback):

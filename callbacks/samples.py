@@ -107,4 +107,16 @@ class SampleGrids(Callback):
             from callbacks.plots import _writer
 
             self._grid(trainer, pl_module, "samples")
-            pl_module.extra_figures(trainer.datamodule, self.folder, _writer(trainer))
+            extra, writer = pl_module.figure_data(trainer.datamodule), _writer(trainer)
+            if "reconstructions" in extra:
+                sample_figure(
+                    extra["reconstructions"],
+                    trainer.datamodule.info.kind,
+                    self.folder,
+                    "reconstructions",
+                    writer,
+                    columns=8,
+                    title="test inputs | reconstructions",
+                )
+            if "latent" in extra:
+                latent_figure(*extra["latent"], self.folder, writer)

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from lightning_modules.registry import Registry
+from core.registry import Registry
 
 DATASETS = Registry("dataset", key="data.dataset")
 

@@ -97,7 +97,8 @@ def evaluate(run_dir: Path, ckpt: str, data: DictConfig | None = None) -> dict[s
 
     import pytorch_lightning as pl
 
-    from experiments.results import print_table, write_json_atomic
+    from core.files import write_json_atomic
+    from experiments.results import print_table
     from experiments.train import QUIET
 
     for pattern in QUIET:

@@ -236,7 +236,7 @@ def check_jobs(config: DictConfig, config_name: str, jobs: list[tuple[list[str],
 
 def record_failure(job_dir: Path, num: int, overrides: list[str], message: str, code: int) -> None:
     """Mark a sweep job as failed (the sweep goes on with the others and reports it at the end)."""
-    from experiments.results import write_json_atomic
+    from core.files import write_json_atomic
 
     job_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(job_dir / FAILED, {"job": num, "overrides": " ".join(overrides), "exit": code, "error": message})

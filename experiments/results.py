@@ -3,9 +3,6 @@ entry in TensorBoard (the flattened config next to the final metrics) and a shor
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
 from typing import Any, Mapping
 
 from pytorch_lightning.loggers import TensorBoardLogger
@@ -18,16 +15,6 @@ SELECTION_KEYS = ("val/acc_best", "val/mse_best", "val/loss_best")
 def selection_value(record: Mapping[str, Any]) -> float | None:
     """The validation headline of a run's record (None for a run without a validation split)."""
     return next((float(record[k]) for k in SELECTION_KEYS if record.get(k) is not None), None)
-
-
-def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
-    """Write to a temporary file in the same folder, then rename: a reader sees all or nothing."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-    finally:  # a failed write (disk full) leaves the previous file as it was and no half-written one
-        tmp.unlink(missing_ok=True)
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

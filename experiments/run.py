@@ -19,10 +19,10 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # works from any checkout, installed or not
-from experiments import signals  # noqa: E402
+from core import signals  # noqa: E402
 
 if __name__ == "__main__":
-    signals.install()  # first thing: SIGTERM and SIGINT end with one line wherever they arrive (experiments/signals.py)
+    signals.install()  # first thing: SIGTERM and SIGINT end with one line wherever they arrive (core/signals.py)
 os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let errors reach the handler below instead of Hydra's printer
 # configs/hydra/launcher/submitit_*.yaml are complete configs that extend the plugin's options of the
 # same name (so `hydra/launcher=submitit_slurm` gets the project's preset); Hydra warns about the match.

@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
+from core.files import write_text_atomic
 from experiments.results import SELECTION_KEYS
 from experiments.rundir import FAILED
 
@@ -146,7 +147,5 @@ def write(rows: list[dict], out: Path, title: str) -> tuple[Path, Path]:
     csv_path, md_path = out / "summary.csv", out / "summary.md"
     write_csv(csv_path, rows)
     table, key = grouped(rows)
-    tmp = md_path.with_suffix(".md.tmp")
-    tmp.write_text(markdown(table, key, title, shared(rows)))
-    tmp.replace(md_path)
+    write_text_atomic(md_path, markdown(table, key, title, shared(rows)))
     return csv_path, md_path

@@ -11,7 +11,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from experiments import rundir, signals
+from core import signals
+from experiments import rundir
 from experiments.cluster import is_secondary
 from experiments.preflight import preflight
 from experiments.validation import ConfigError
@@ -226,7 +227,8 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
 
     if not trainer.is_global_zero:
         return test_metrics
-    from experiments.results import log_hparams, print_table, write_json_atomic
+    from core.files import write_json_atomic
+    from experiments.results import log_hparams, print_table
 
     final = {**test_metrics, **fit_metrics}
     if isinstance(trainer.logger, pl.loggers.TensorBoardLogger):

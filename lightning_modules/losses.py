@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from lightning_modules.registry import Registry
+from core.registry import Registry
 
 LOSSES = Registry("loss")
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import nn
 
-from lightning_modules.registry import Registry
+from core.registry import Registry
 
 OPTIMIZERS = Registry("optimizer")
 

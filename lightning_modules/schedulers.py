@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch.optim import lr_scheduler as sched
 
-from lightning_modules.registry import Registry
+from core.registry import Registry
 
 SCHEDULERS = Registry("scheduler")
 

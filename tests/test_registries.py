@@ -13,11 +13,11 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import CONFIG_DIR
+from core.registry import Registry, UnknownNameError
 from datamodules.datasets import DATASETS
 from lightning_modules.losses import LOSSES, build_loss
 from lightning_modules.nets import MODELS
 from lightning_modules.optimizers import OPTIMIZERS, optimizer_factory
-from lightning_modules.registry import Registry, UnknownNameError
 from lightning_modules.schedulers import SCHEDULERS, scheduler_factory
 
 

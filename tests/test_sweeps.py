@@ -26,7 +26,7 @@ def test_the_selection_value_is_validation_only():
 
 def _fake_train(scores):
     """train() stand-in: job with optimizer.lr=X gets (val, test) = scores[X]; writes metrics.json."""
-    from experiments.results import write_json_atomic
+    from core.files import write_json_atomic
 
     def train(cfg, run_dir, report=True, resume_from=None):
         val, test = scores[cfg.optimizer.lr]

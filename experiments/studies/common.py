@@ -15,6 +15,7 @@ from hydra import compose
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from core.files import write_csv_atomic, write_json_atomic
 from experiments import rundir
 from experiments.validation import ConfigError
 
@@ -72,14 +73,7 @@ def _number(v: str) -> Any:
 
 
 def write_csv(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
-    rows = list(rows)
-    keys = list(dict.fromkeys(k for row in rows for k in row))
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
+    write_csv_atomic(path, rows)
 
 
 class Clock:
@@ -121,7 +115,5 @@ def cached(study_dir: Path, name: str, compute):
         return json.loads(path.read_text())
     result = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result))
-    tmp.replace(path)
+    write_json_atomic(path, result, indent=None)
     return result

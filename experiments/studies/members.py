@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from core.files import write_json_atomic
 from experiments.studies.common import log, member_overrides, run_member
 from experiments.validation import ConfigError
 
@@ -91,9 +92,7 @@ def clean_train_accuracy(member_dir: Path) -> float:
     x, y = dm.tensors("train")
     acc = float((torch.cat([module(x[i : i + 4096]) for i in range(0, len(x), 4096)]).argmax(1) == y).float().mean())
     record["train_acc_clean"] = acc  # cached beside the run's metrics, so a resumed study does not redo it
-    tmp = member_dir / "metrics.json.tmp"
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    tmp.replace(member_dir / "metrics.json")
+    write_json_atomic(member_dir / "metrics.json", record)
     return acc
 
 

@@ -131,8 +131,11 @@ class GenerativeModule(pl.LightningModule):
         finally:
             self.train(was)
 
-    def extra_figures(self, datamodule, folder, writer) -> None:
-        """Family-specific figures at the end of training (reconstructions, a latent map)."""
+    def figure_data(self, datamodule) -> dict:
+        """What a family shows at the end of training besides samples, as data the callback draws
+        (callbacks/samples.py): ``reconstructions`` (2n, *shape) inputs and reconstructions in pairs,
+        ``latent`` (codes (n, 2), labels (n,)). Empty by default."""
+        return {}
 
 
 def randn(shape, generator: torch.Generator, device) -> torch.Tensor:

@@ -49,17 +49,15 @@ class VAEModule(GenerativeModule):
         mu, _ = self.net.encode(u)
         return self.net.decode(mu).argmax(1).float() / (self.levels.count - 1)
 
-    def extra_figures(self, datamodule, folder, writer) -> None:
-        from callbacks.samples import latent_figure, sample_figure
-
+    def figure_data(self, datamodule) -> dict:
         x, y = datamodule.tensors("test")
         if len(x) == 0:
-            return
-        x, y = x[:32].to(self.device), y[:32]
-        pairs = torch.stack([x.cpu(), self.levels.to_data(self.reconstruct(self.levels.unit(x))).cpu()], 1).flatten(0, 1)
-        sample_figure(pairs, datamodule.info.kind, folder, "reconstructions", writer, columns=8, title="test inputs | reconstructions")
+            return {}
+        first = x[:32].to(self.device)
+        rebuilt = self.levels.to_data(self.reconstruct(self.levels.unit(first))).cpu()
+        out = {"reconstructions": torch.stack([first.cpu(), rebuilt], 1).flatten(0, 1)}
         if self.net.latent == 2:
-            x, y = datamodule.tensors("test")
             with torch.no_grad():
                 mu, _ = self.net.encode(self.levels.unit(x.to(self.device)))
-            latent_figure(mu.cpu().numpy(), y.cpu().numpy(), folder, writer)
+            out["latent"] = (mu.cpu().numpy(), y.cpu().numpy())
+        return out

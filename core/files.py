@@ -1,0 +1,36 @@
+"""All-or-nothing file writes: the content goes to a temporary file in the same folder, then a
+rename puts it in place, so a reader (or a killed process, or a full disk) sees the old file or the
+new one, never half of one."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:  # a failed write leaves the previous file as it was and no temporary one
+        tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: Path, data: Any, indent: int | None = 2) -> None:
+    write_text_atomic(path, json.dumps(data, indent=indent, sort_keys=True) + "\n")
+
+
+def write_csv_atomic(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
+    """A header of every key that occurs (in first-seen order), a row per mapping."""
+    rows = list(rows)
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(k for row in rows for k in row)))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, buffer.getvalue())
