@@ -9,6 +9,8 @@ import time
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback, RichProgressBar
 
+from core.errors import ConfigError
+
 PROGRESS = ("auto", "rich", "plain", "none")
 
 
@@ -38,7 +40,7 @@ class EpochLines(Callback):
 def progress_callbacks(mode: str) -> tuple[list[Callback], bool]:
     """(callbacks, enable_progress_bar) for ``callbacks.progress=mode``."""
     if mode not in PROGRESS:
-        raise ValueError(f"callbacks.progress={mode!r}: unknown; valid: {', '.join(PROGRESS)}")
+        raise ConfigError(f"callbacks.progress={mode!r}: unknown; valid: {', '.join(PROGRESS)}")
     if mode == "auto":
         mode = "rich" if sys.stdout.isatty() else "plain"
     if mode == "rich":

@@ -12,8 +12,10 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+from core.errors import ConfigError
 
-class UnknownNameError(ValueError):
+
+class UnknownNameError(ConfigError):
     """An unknown registry name; the message lists the valid names."""
 
 
@@ -68,7 +70,7 @@ class Registry:
         if accepted is not None:
             for key in hparams:
                 if key not in accepted:
-                    raise ValueError(
+                    raise ConfigError(
                         f"{self.key}.{key}: not accepted by {self.kind} {entry.name!r}; accepted: {', '.join(accepted) or 'nothing'}"
                     )
         return functools.partial(entry.factory, **hparams)

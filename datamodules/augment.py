@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
+from core.errors import ConfigError
+
 KINDS_WITH_POLICY = ("image", "signal")
 AFFINE_MIN_SIDE = 16  # pixels: smaller images get exact integer shifts only
 
@@ -33,7 +35,7 @@ class AugmentPolicy:
 
 def policy_for(kind: str, input_shape: tuple[int, ...], flip: bool) -> AugmentPolicy:
     if kind not in KINDS_WITH_POLICY:
-        raise ValueError(
+        raise ConfigError(
             f"regularization.augment=true: no label-preserving augmentation for {kind} data; policies exist for: "
             f"{', '.join(KINDS_WITH_POLICY)}"
         )

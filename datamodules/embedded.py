@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.errors import ConfigError
 from datamodules.datasets import DATASETS, ArrayDataset
 
 
@@ -27,7 +28,7 @@ def digits() -> ArrayDataset:
 
 def _toy(maker, n_samples: int, noise: float, seed: int, **kw) -> ArrayDataset:
     if n_samples < 10 or noise < 0:
-        raise ValueError(f"data.dataset.n_samples={n_samples}, noise={noise}: need n_samples >= 10 and noise >= 0")
+        raise ConfigError(f"data.dataset.n_samples={n_samples}, noise={noise}: need n_samples >= 10 and noise >= 0")
     x, y = maker(n_samples=n_samples, noise=noise, random_state=seed, **kw)
     return ArrayDataset(x=x.astype(np.float32), y=y.astype(np.int64), task="classification", kind="tabular", num_classes=2)
 
@@ -46,7 +47,7 @@ def circles(n_samples: int = 1000, noise: float = 0.1, factor: float = 0.5, seed
     from sklearn.datasets import make_circles
 
     if not 0 < factor < 1:
-        raise ValueError(f"data.dataset.factor={factor}: must be in (0, 1)")
+        raise ConfigError(f"data.dataset.factor={factor}: must be in (0, 1)")
     return _toy(make_circles, n_samples, noise, seed, factor=factor)
 
 
@@ -74,7 +75,7 @@ def regression_outliers(
     error of ±outlier_scale × noise × (1 + U(0, 1)). The test set (``n_test``) has Gaussian noise
     only, and ``extras['truth']`` is f, so bias and variance can be measured against it."""
     if not (0 <= outlier_fraction < 1 and noise >= 0 and dim >= 1 and n_samples >= 10 and n_test >= 1):
-        raise ValueError(
+        raise ConfigError(
             f"data.dataset: outlier_fraction={outlier_fraction} in [0, 1), noise={noise} >= 0, dim={dim} >= 1, "
             f"n_samples={n_samples} >= 10, n_test={n_test} >= 1"
         )
@@ -102,7 +103,7 @@ def sequences(n_samples: int = 4000, length: int = 50, seed: int = 0) -> ArrayDa
     marker); exactly two markers are 1, one in each half; the target is the sum of the two marked
     values. Predicting the mean (1.0) gives MSE ≈ 0.167; solving it needs memory over ``length`` steps."""
     if length < 2 or n_samples < 10:
-        raise ValueError(f"data.dataset.length={length} >= 2 and n_samples={n_samples} >= 10 are needed")
+        raise ConfigError(f"data.dataset.length={length} >= 2 and n_samples={n_samples} >= 10 are needed")
     rng = np.random.default_rng(seed)
     values = rng.random((n_samples, length)).astype(np.float32)
     marks = np.zeros((n_samples, length), np.float32)

@@ -23,6 +23,7 @@ from typing import Optional
 
 import numpy as np
 
+from core.errors import ConfigError
 from datamodules.datasets import DATASETS, ArrayDataset
 
 IDX_FILES = {
@@ -32,8 +33,8 @@ IDX_FILES = {
 IDX_LAYOUT = "data.root/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]"
 
 
-class DataFileError(ValueError):
-    """A dataset file that is missing or not in its format."""
+class DataFileError(ConfigError):
+    """A dataset file that is missing or not in its format (data.root points at it: a setting's error)."""
 
 
 def _root(root: Optional[str], name: str, layout: str) -> Path:

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from core.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class MixConfig:
@@ -34,10 +36,10 @@ class MixConfig:
     def __post_init__(self):
         for key in ("mixup_alpha", "cutmix_alpha"):
             if not getattr(self, key) >= 0:
-                raise ValueError(f"regularization.{key}={getattr(self, key)}: must be a number >= 0")
+                raise ConfigError(f"regularization.{key}={getattr(self, key)}: must be a number >= 0")
         for key in ("mix_prob", "switch_prob"):
             if not 0 <= getattr(self, key) <= 1:
-                raise ValueError(f"regularization.{key}={getattr(self, key)}: must be in [0, 1]")
+                raise ConfigError(f"regularization.{key}={getattr(self, key)}: must be in [0, 1]")
 
     @property
     def active(self) -> bool:
@@ -80,7 +82,7 @@ def mix_epoch(x: torch.Tensor, y: torch.Tensor, num_classes: int, draws: list[di
     n, device, spatial = len(y), x.device, tuple(x.shape[2:])
     has_cut = any(d["kind"] == "cutmix" for d in draws)
     if has_cut and len(spatial) not in (1, 2):
-        raise ValueError(f"regularization.cutmix_alpha: CutMix needs images (N, C, H, W) or signals (N, C, L), got {tuple(x.shape)}")
+        raise ConfigError(f"regularization.cutmix_alpha: CutMix needs images (N, C, H, W) or signals (N, C, L), got {tuple(x.shape)}")
     batch_size = draws[0]["stop"] - draws[0]["start"]
     i = torch.arange(n, device=device)
     b = i // batch_size  # each sample's batch

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.errors import ConfigError
+
 NORMALIZERS = ("zscore", "minmax", "none")
 STATISTICS = ("auto", "feature", "channel")
 
@@ -19,13 +21,13 @@ STATISTICS = ("auto", "feature", "channel")
 def reduce_axes(kind: str, per: str, ndim: int) -> tuple[int, ...]:
     """The axes of an (N, *shape) array the statistics are taken over."""
     if per not in STATISTICS:
-        raise ValueError(f"data.normalize_per={per!r}: unknown; valid: {', '.join(STATISTICS)}")
+        raise ConfigError(f"data.normalize_per={per!r}: unknown; valid: {', '.join(STATISTICS)}")
     if per == "auto":
         per = "channel" if kind in ("image", "signal") else "feature"
     if per == "feature":
         return (0, 1) if kind == "sequence" else (0,)
     if kind not in ("image", "signal"):
-        raise ValueError(f"data.normalize_per=channel: {kind} data has no channels; use feature or auto")
+        raise ConfigError(f"data.normalize_per=channel: {kind} data has no channels; use feature or auto")
     return (0, *range(2, ndim))
 
 
@@ -33,7 +35,7 @@ def fit_normalizer(x_train: np.ndarray, method: str, axes: tuple[int, ...] = (0,
     """(shift, scale) such that ``(x - shift) / scale`` is normalized, statistics over ``axes``;
     shapes broadcast against ``x.shape[1:]``."""
     if method not in NORMALIZERS:
-        raise ValueError(f"data.normalize={method!r}: unknown; valid: {', '.join(NORMALIZERS)}")
+        raise ConfigError(f"data.normalize={method!r}: unknown; valid: {', '.join(NORMALIZERS)}")
     shape = x_train.shape[1:]
     if method == "none" or len(x_train) == 0:
         return np.zeros(shape, np.float32), np.ones(shape, np.float32)

@@ -7,6 +7,8 @@ from typing import Optional
 
 import numpy as np
 
+from core.errors import ConfigError
+
 
 def holdout_split(
     n: int, val_fraction: float, test_fraction: float, seed: int, labels: Optional[np.ndarray] = None
@@ -18,13 +20,13 @@ def holdout_split(
     from sklearn.model_selection import train_test_split
 
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise ValueError(f"val_fraction={val_fraction}, test_fraction={test_fraction}: each in [0, 1) and their sum < 1")
+        raise ConfigError(f"val_fraction={val_fraction}, test_fraction={test_fraction}: each in [0, 1) and their sum < 1")
     idx = np.arange(n)
     if labels is not None:  # a stratified part needs at least one sample of every class
         classes = len(np.unique(labels))
         for key, frac in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):  # both are fractions of n
             if 0 < frac and math.ceil(frac * n) < classes:
-                raise ValueError(
+                raise ConfigError(
                     f"data.{key}={frac}: {math.ceil(frac * n)} of {n} samples cannot hold all {classes} classes in a stratified "
                     f"split; raise it to >= {classes / n:.3g}"
                 )
@@ -44,7 +46,7 @@ def kfold_split(pool: np.ndarray, k: int, index: int, seed: int, labels: Optiona
     from sklearn.model_selection import KFold, StratifiedKFold
 
     if not (isinstance(k, int) and k >= 2 and 0 <= index < k):
-        raise ValueError(f"data.kfold.k={k}, data.kfold.index={index}: need k >= 2 and 0 <= index < k")
+        raise ConfigError(f"data.kfold.k={k}, data.kfold.index={index}: need k >= 2 and 0 <= index < k")
     splitter = StratifiedKFold(k, shuffle=True, random_state=seed) if labels is not None else KFold(k, shuffle=True, random_state=seed)
     folds = list(splitter.split(pool, None if labels is None else labels[pool]))
     train, val = folds[index]

@@ -25,6 +25,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from core.errors import ConfigError
 from datamodules.augment import policy_for
 from datamodules.datasets import DATASETS, ArrayDataset, load
 from datamodules.device_loader import DeviceBatchLoader
@@ -63,46 +64,46 @@ class TensorDataModule(pl.LightningDataModule):
         super().__init__()
         self.entry = DATASETS.get(name)  # fails early, listing the datasets
         if normalize not in NORMALIZERS:
-            raise ValueError(f"data.normalize={normalize!r}: unknown; valid: {', '.join(NORMALIZERS)}")
+            raise ConfigError(f"data.normalize={normalize!r}: unknown; valid: {', '.join(NORMALIZERS)}")
         for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"data.{key}={value!r}: must be an integer >= 1")
+                raise ConfigError(f"data.{key}={value!r}: must be an integer >= 1")
         self.kfold = dict(kfold or {})
         if self.kfold.get("k") is not None:
             k, index = self.kfold["k"], self.kfold.get("index", 0)
             if not isinstance(k, int) or k < 2:
-                raise ValueError(f"data.kfold.k={k!r}: must be an integer >= 2 (or null for no K-fold)")
+                raise ConfigError(f"data.kfold.k={k!r}: must be an integer >= 2 (or null for no K-fold)")
             if not isinstance(index, int) or not 0 <= index < k:
-                raise ValueError(f"data.kfold.index={index!r}: must be an integer in [0, {k - 1}] for k={k}")
+                raise ConfigError(f"data.kfold.index={index!r}: must be an integer in [0, {k - 1}] for k={k}")
             if val_fraction:
-                raise ValueError(
+                raise ConfigError(
                     f"data.val_fraction={val_fraction}: with data.kfold.k={k} the fold is the validation set; set data.val_fraction=0"
                 )
         if self.entry.info["task"] != "classification" and mix.active:
-            raise ValueError(
+            raise ConfigError(
                 f"regularization.mixup_alpha/cutmix_alpha: Mixup and CutMix need class labels; dataset {name!r} is a "
                 f"{self.entry.info['task']} task"
             )
         self.name, self.batch_size, self.eval_batch_size = self.entry.name, batch_size, eval_batch_size
         if normalize_per not in STATISTICS:
-            raise ValueError(f"data.normalize_per={normalize_per!r}: unknown; valid: {', '.join(STATISTICS)}")
+            raise ConfigError(f"data.normalize_per={normalize_per!r}: unknown; valid: {', '.join(STATISTICS)}")
         self.val_fraction, self.test_fraction, self.normalize, self.normalize_per = val_fraction, test_fraction, normalize, normalize_per
         self.split_seed, self.seed, self.bootstrap = split_seed, seed, bootstrap
         self.dataset_kwargs = dict(dataset or {})
         if root is not None:
             if "root" not in self.entry.info["accepts"]:
-                raise ValueError(
+                raise ConfigError(
                     f"data.root={root!r}: dataset {name!r} does not read files; datasets that do: "
                     f"{', '.join(e.name for e in DATASETS if 'root' in e.info['accepts'])}"
                 )
             self.dataset_kwargs["root"] = root
         self.augment, self.mix = augment, mix
         if loader not in LOADERS:
-            raise ValueError(f"data.loader={loader!r}: unknown; valid: {', '.join(LOADERS)}")
+            raise ConfigError(f"data.loader={loader!r}: unknown; valid: {', '.join(LOADERS)}")
         if not isinstance(num_workers, int) or num_workers < 0:
-            raise ValueError(f"data.num_workers={num_workers!r}: must be an integer >= 0")
+            raise ConfigError(f"data.num_workers={num_workers!r}: must be an integer >= 0")
         if loader == "device" and num_workers:
-            raise ValueError(
+            raise ConfigError(
                 f"data.num_workers={num_workers}: workers serve data.loader=dataloader; the device loader has none (set "
                 f"data.loader=dataloader or auto)"
             )
@@ -118,7 +119,7 @@ class TensorDataModule(pl.LightningDataModule):
     def _split(self, ds: ArrayDataset) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
         labels = ds.y if ds.task == "classification" else None
         if ds.x_test is not None and self.test_fraction:
-            raise ValueError(f"data.test_fraction={self.test_fraction}: dataset {self.name!r} comes with its own test split; set it to 0")
+            raise ConfigError(f"data.test_fraction={self.test_fraction}: dataset {self.name!r} comes with its own test split; set it to 0")
         k = self.kfold.get("k")
         test_fraction = 0.0 if ds.x_test is not None else self.test_fraction
         train, val, test = holdout_split(len(ds.x), 0.0 if k else self.val_fraction, test_fraction, self.split_seed, labels)

@@ -20,6 +20,7 @@ from callbacks.preemption import Preemption
 from callbacks.progress import progress_callbacks
 from callbacks.samples import SampleGrids
 from callbacks.sharpness import SharpnessProbe
+from core.errors import ConfigError
 from datamodules.datasets import DATASETS
 from datamodules.mixing import MixConfig
 from datamodules.tensor_datamodule import TensorDataModule
@@ -65,20 +66,20 @@ def build_generative(cfg: DictConfig, dm: TensorDataModule) -> GenerativeModule:
     reg, name = cfg.regularization, cfg.model.name
     for key in ("dropout", "label_smoothing", "mixup_alpha", "cutmix_alpha", "input_noise", "weight_noise", "l1", "l2"):
         if reg[key]:
-            raise ValueError(f"regularization.{key}={reg[key]}: not applied by the generative model {name!r}; set it to 0")
+            raise ConfigError(f"regularization.{key}={reg[key]}: not applied by the generative model {name!r}; set it to 0")
     if reg.batch_norm:
-        raise ValueError(f"regularization.batch_norm=true: not applied by the generative model {name!r}; leave it null")
+        raise ConfigError(f"regularization.batch_norm=true: not applied by the generative model {name!r}; leave it null")
     if cfg.callbacks.stop_at_train_acc is not None:
-        raise ValueError(
+        raise ConfigError(
             f"callbacks.stop_at_train_acc={cfg.callbacks.stop_at_train_acc}: generative models have no accuracy; leave it null"
         )
     if cfg.callbacks.sharpness.enabled:
-        raise ValueError(
+        raise ConfigError(
             "callbacks.sharpness.enabled=true: the sharpness probes need a classifier or regressor, not the generative "
             f"model {name!r}; set it to false"
         )
     if cfg.optimizer.name == "sam":
-        raise ValueError(f"optimizer=sam: not supported by the generative model {name!r}; choose another optimizer")
+        raise ConfigError(f"optimizer=sam: not supported by the generative model {name!r}; choose another optimizer")
     module_class, module_keys = GENERATIVE_MODULES[name]
     if not module_class.takes_scheduler:  # two optimizers stepped by hand (GAN): what Lightning would do per step is not done
         strategy = str(cfg.trainer.get("strategy", "auto"))
@@ -90,7 +91,7 @@ def build_generative(cfg: DictConfig, dm: TensorDataModule) -> GenerativeModule:
             ("trainer.strategy", strategy, not strategy.startswith(("ddp", "fsdp")), "trainer=cpu or trainer=gpu"),
         ):
             if not fine:
-                raise ValueError(f"{key}={value}: model={name} steps its optimizers by hand and does not support it; use {use}")
+                raise ConfigError(f"{key}={value}: model={name} steps its optimizers by hand and does not support it; use {use}")
     hparams = _without_name(cfg.model)
     levels = Levels.fit(torch.from_numpy(dm.arrays("train")[0]), hparams.pop("levels", None))
     module_kwargs = {k: hparams.pop(k) for k in module_keys if k in hparams}
@@ -98,14 +99,14 @@ def build_generative(cfg: DictConfig, dm: TensorDataModule) -> GenerativeModule:
         if module_kwargs.get(key) is not None:  # {name: ..., lr: ..., ...}: an optimizer spec like the optimizer group's
             spec = dict(module_kwargs[key])
             if "name" not in spec:
-                raise ValueError(f"model.{key}={spec}: needs a name (e.g. {{name: adam, lr: 2e-4}})")
+                raise ConfigError(f"model.{key}={spec}: needs a name (e.g. {{name: adam, lr: 2e-4}})")
             try:
                 spec = _routed(f"model.{key}", spec, {"weight_decay": reg.weight_decay, "decay_all": reg.decay_all})
                 if not (isinstance(spec.get("lr"), (int, float)) and spec["lr"] > 0):
-                    raise ValueError(f"optimizer.lr={spec.get('lr')}: must be a number > 0")
+                    raise ConfigError(f"optimizer.lr={spec.get('lr')}: must be a number > 0")
                 rebuild.optimizer(spec)  # checked here, where its keys can be named
             except ValueError as exc:  # the factory names the optimizer group's keys; these live under model.<key>
-                raise ValueError(str(exc).replace("optimizer.", f"model.{key}.", 1)) from exc
+                raise ConfigError(str(exc).replace("optimizer.", f"model.{key}.", 1)) from exc
             module_kwargs[key] = spec
     spec = {
         "net": net_spec(name, dm, levels.count, hparams),
@@ -126,7 +127,7 @@ def _routed(group: str, given: dict, routed: dict) -> dict:
     """``given`` (a group's keys) with the regularization keys routed into it; a key set in both places is refused."""
     for key in routed:
         if key in given:
-            raise ValueError(
+            raise ConfigError(
                 f"{group}.{key}: not {'an optimizer' if 'optimizer' in group else 'a model'} key; set regularization.{key}"
                 + (" (and regularization.decay_all)" if key == "weight_decay" else "")
             )

@@ -22,6 +22,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, read_write
 
+from core.errors import ConfigError
 from experiments import cluster, rundir
 from experiments.errors import ConfigExit
 
@@ -36,7 +37,6 @@ def _overridden(config: DictConfig, key: str) -> bool:
 def _check_name(config: DictConfig) -> None:
     """``name`` becomes part of the directory's path: refused before anything is created."""
     from experiments.preflight import check_name
-    from experiments.validation import ConfigError
 
     try:
         check_name(config.name)
@@ -83,7 +83,7 @@ class RunDirectories(Callback):
             try:
                 jobs = hparams_search.check(config)  # the options, the space and the direction, before anything is created
                 continuing = explicit and hparams_search.continues(config, Path(config.hydra.sweep.dir))
-            except (SearchError, ValueError) as exc:  # (Hydra would turn any other exception here into a warning)
+            except (SearchError, ConfigError) as exc:  # (Hydra would turn any other exception here into a warning)
                 raise ConfigExit(" ".join(str(exc).split())) from exc
         else:
             jobs, continuing = sweep_jobs(list(config.hydra.overrides.task)), False
@@ -219,7 +219,7 @@ def check_jobs(config: DictConfig, config_name: str, jobs: list[tuple[list[str],
             cfg = composed(job)
             preflight(cfg, local=local)
             check_components(cfg)
-        except (ValueError, TypeError) as exc:  # ConfigError and the registries' errors: one line each
+        except ConfigError as exc:  # the settings' own errors, one line each
             problems.append(f"{label}: {exc}")
         except Exception as exc:  # noqa: BLE001 — composition errors (unknown option or key) become the job's line
             from experiments.errors import config_error_message

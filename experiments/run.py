@@ -128,18 +128,15 @@ def evaluate(cfg: DictConfig, hydra_cfg, fresh_dir: Path, single: bool) -> None:
     rundir.release(fresh_dir)  # nothing is written here: the results go to <run_dir>/eval/
     target = Path(cfg.eval.run).resolve()
     evaluation.saved_config(target, "eval")
-    try:
-        data = None
-        if cfg.eval.data is not None:
-            from hydra import compose
+    data = None
+    if cfg.eval.data is not None:
+        from hydra import compose
 
-            from datamodules.datasets import DATASETS
+        from datamodules.datasets import DATASETS
 
-            DATASETS.get(str(cfg.eval.data), key="eval.data")
-            data = compose(config_name="train", overrides=[f"data={cfg.eval.data}", *data_overrides]).data
-        evaluation.evaluate(target, str(cfg.eval.ckpt), data)
-    except (ValueError, TypeError) as exc:  # the registries' and the builders' one-line errors
-        raise ConfigError(str(exc)) from exc
+        DATASETS.get(str(cfg.eval.data), key="eval.data")
+        data = compose(config_name="train", overrides=[f"data={cfg.eval.data}", *data_overrides]).data
+    evaluation.evaluate(target, str(cfg.eval.ckpt), data)
     return None
 
 

@@ -154,8 +154,8 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
 
         report_to_trial = trial_report(module) if has_val else None  # an Optuna search's job, with a pruner
         trainer = build.build_trainer(cfg, run_dir, has_val=has_val, extra_callbacks=[report_to_trial] if report_to_trial else [])
-    except (ConfigError, ValueError, TypeError) as exc:
-        raise ConfigError(str(exc)) from exc
+    except ConfigError:
+        raise  # anything else raised while building is a bug: it keeps its traceback
     except (MemoryError, RuntimeError) as exc:
         if not _out_of_memory(exc):
             raise

@@ -13,9 +13,7 @@ from typing import Any, Callable, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-
-class ConfigError(ValueError):
-    """A bad config value; the message is one line naming the key, the value and what is accepted."""
+from core.errors import ConfigError
 
 
 def _is_number(v: Any) -> bool:

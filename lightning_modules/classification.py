@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torchmetrics.classification import MulticlassAccuracy
 
+from core.errors import ConfigError
 from lightning_modules.base import SupervisedModule
 
 
@@ -19,7 +20,7 @@ class ClassificationModule(SupervisedModule):
         if num_classes is None:
             raise TypeError("num_classes: needed (or rebuild=<spec>)")
         if num_classes < 2:
-            raise ValueError(f"num_classes={num_classes}: a classifier needs at least 2")
+            raise ConfigError(f"num_classes={num_classes}: a classifier needs at least 2")
         self.num_classes = num_classes
         self.add_stage_metrics(lambda: {"acc": MulticlassAccuracy(num_classes=num_classes, average="micro")})
 

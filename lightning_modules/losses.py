@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from core.errors import ConfigError
 from core.registry import Registry
 
 LOSSES = Registry("loss")
@@ -27,7 +28,7 @@ def mae() -> nn.Module:
 @LOSSES.register("huber", task="regression")
 def huber(delta: float = 1.0) -> nn.Module:
     if delta <= 0:
-        raise ValueError(f"loss.delta={delta}: must be > 0")
+        raise ConfigError(f"loss.delta={delta}: must be > 0")
     return nn.HuberLoss(delta=delta)
 
 
@@ -39,13 +40,13 @@ def build_loss(name: str | None, task: str, label_smoothing: float = 0.0, delta:
     entry = LOSSES.get(name if name is not None else DEFAULT_LOSS[task], key="loss.name")
     if entry.info["task"] != task:
         fits = [e.name for e in LOSSES if e.info["task"] == task]
-        raise ValueError(
+        raise ConfigError(
             f"loss.name={entry.name!r} is a {entry.info['task']} loss but the data is a {task} task; use one of: {', '.join(fits)}"
         )
     if entry.name == "cross_entropy":
         return entry.factory(label_smoothing=label_smoothing)
     if label_smoothing:
-        raise ValueError(
+        raise ConfigError(
             f"regularization.label_smoothing={label_smoothing}: only applies to classification; set it to 0 for loss {entry.name!r}"
         )
     return entry.factory(delta=delta) if entry.name == "huber" else entry.factory()

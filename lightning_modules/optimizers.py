@@ -14,6 +14,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import nn
 
+from core.errors import ConfigError
 from core.registry import Registry
 
 OPTIMIZERS = Registry("optimizer")
@@ -103,15 +104,15 @@ def param_groups(module: nn.Module, weight_decay: float, decay_all: bool = False
 def _check_sam(hparams: dict) -> None:
     base = hparams.get("base")
     if base is None:
-        raise ValueError("optimizer.base: missing; sam wraps a base optimizer, e.g. optimizer.base=momentum")
+        raise ConfigError("optimizer.base: missing; sam wraps a base optimizer, e.g. optimizer.base=momentum")
     entry = OPTIMIZERS.get(base, key="optimizer.base")  # lists the valid names when unknown
     if entry.info.get("wraps"):
-        raise ValueError(
+        raise ConfigError(
             f"optimizer.base={base!r}: sam cannot wrap itself; use one of: {', '.join(n for n in OPTIMIZERS.list() if n != 'sam')}"
         )
     for key in hparams:
         if key not in ("base", "rho", "adaptive") and key not in entry.info["accepts"]:
-            raise ValueError(
+            raise ConfigError(
                 f"optimizer.{key}: not accepted by sam around {base!r}; accepted: base, rho, adaptive, {', '.join(entry.info['accepts'])}"
             )
 
@@ -120,7 +121,7 @@ def optimizer_factory(name: str, weight_decay: float = 0.0, decay_all: bool = Fa
     """``module -> optimizer`` with ``hparams`` bound and checked against the entry's ``accepts``;
     ``weight_decay`` is applied per parameter group (see ``param_groups``)."""
     if "lr" not in hparams:
-        raise ValueError(f"optimizer.lr: missing; optimizer {name!r} needs it")
+        raise ConfigError(f"optimizer.lr: missing; optimizer {name!r} needs it")
     if name == "sam":
         _check_sam(hparams)
     make = OPTIMIZERS.partial(name, **hparams)

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from core.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Regularization:
@@ -27,7 +29,7 @@ class Regularization:
         for key in ("l1", "l2", "input_noise", "weight_noise"):
             value = getattr(self, key)
             if not value >= 0:
-                raise ValueError(f"regularization.{key}={value}: must be a number >= 0")
+                raise ConfigError(f"regularization.{key}={value}: must be a number >= 0")
 
 
 def penalized(module: nn.Module, decay_all: bool):

@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch.optim import lr_scheduler as sched
 
+from core.errors import ConfigError
 from core.registry import Registry
 
 SCHEDULERS = Registry("scheduler")
@@ -26,7 +27,7 @@ def _per_step(scheduler: Any) -> dict:
 
 def _check_fraction(key: str, value: float, closed_hi: bool = True) -> None:
     if not (0.0 <= value <= 1.0 if closed_hi else 0.0 <= value < 1.0):
-        raise ValueError(f"scheduler.{key}={value}: must be in [0, 1{']' if closed_hi else ')'}")
+        raise ConfigError(f"scheduler.{key}={value}: must be in [0, 1{']' if closed_hi else ')'}")
 
 
 @SCHEDULERS.register("none", accepts=())
@@ -38,7 +39,7 @@ def none(optimizer: torch.optim.Optimizer, total_steps: int) -> None:
 def step(optimizer: torch.optim.Optimizer, total_steps: int, step_size: int = 10, gamma: float = 0.1) -> dict:
     """Multiply the lr by ``gamma`` every ``step_size`` epochs."""
     if step_size < 1 or not 0 < gamma <= 1:
-        raise ValueError(f"scheduler.step_size={step_size}, scheduler.gamma={gamma}: need step_size >= 1 and gamma in (0, 1]")
+        raise ConfigError(f"scheduler.step_size={step_size}, scheduler.gamma={gamma}: need step_size >= 1 and gamma in (0, 1]")
     return {"scheduler": sched.StepLR(optimizer, step_size=step_size, gamma=gamma), "interval": "epoch", "frequency": 1}
 
 
@@ -90,7 +91,7 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fra
 def plateau(optimizer: torch.optim.Optimizer, total_steps: int, factor: float = 0.1, patience: int = 5, min_lr: float = 0.0) -> dict:
     """Multiply the lr by ``factor`` after ``patience`` epochs without a lower val/loss."""
     if not 0 < factor < 1 or patience < 0:
-        raise ValueError(f"scheduler.factor={factor}, scheduler.patience={patience}: need factor in (0, 1) and patience >= 0")
+        raise ConfigError(f"scheduler.factor={factor}, scheduler.patience={patience}: need factor in (0, 1) and patience >= 0")
     return {
         "scheduler": sched.ReduceLROnPlateau(optimizer, mode="min", factor=factor, patience=patience, min_lr=min_lr),
         "interval": "epoch",

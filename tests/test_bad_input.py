@@ -102,3 +102,17 @@ def test_bad_input_as_its_own_process(tmp_path):
     proc = run_cli("optimizer.lr=-1", cwd=tmp_path, timeout=120)
     assert (proc.returncode, proc.stderr) == (2, "error: optimizer.lr=-1: must be a number > 0\n")
     assert not (tmp_path / "outputs").exists()
+
+
+def test_a_bug_while_building_keeps_its_traceback(train_run, monkeypatch):
+    """Only ConfigError (core/errors.py) becomes a one-line exit 2; any other exception is a bug."""
+    import experiments.build as build
+    from core.errors import ConfigError
+
+    def broken(cfg, dm):
+        raise ValueError("a bug, not a setting")
+
+    monkeypatch.setattr(build, "build_module", broken)
+    with pytest.raises(ValueError, match="a bug, not a setting") as raised:
+        train_run()
+    assert not isinstance(raised.value, ConfigError)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from core.errors import ConfigError
+
 STUDIES = (
     "optimizers",
     "mnist1d_table",
@@ -23,5 +25,5 @@ STUDIES = (
 
 def run_study(cfg: DictConfig, study_dir: Path) -> dict:
     if cfg.study.name not in STUDIES:
-        raise ValueError(f"study.name={cfg.study.name!r}: unknown; valid: none, {', '.join(STUDIES)}")
+        raise ConfigError(f"study.name={cfg.study.name!r}: unknown; valid: none, {', '.join(STUDIES)}")
     return importlib.import_module(f"experiments.studies.{cfg.study.name}").run(cfg, study_dir)

@@ -10,6 +10,7 @@ import math
 
 import torch
 
+from core.errors import ConfigError
 from lightning_modules.generative.base import GenerativeModule, randn
 
 SCHEDULES = ("linear", "cosine")
@@ -20,9 +21,9 @@ def beta_schedule(name: str, steps: int, beta_start: float = 1e-4, beta_end: flo
     """β_1 … β_T: ``linear`` (Ho et al.; its β ends scaled by 1000/T so short chains still reach
     noise) or ``cosine`` (Nichol & Dhariwal 2021)."""
     if name not in SCHEDULES:
-        raise ValueError(f"model.schedule={name!r}: unknown; valid: {', '.join(SCHEDULES)}")
+        raise ConfigError(f"model.schedule={name!r}: unknown; valid: {', '.join(SCHEDULES)}")
     if not isinstance(steps, int) or steps < 2:
-        raise ValueError(f"model.timesteps={steps}: must be an integer >= 2")
+        raise ConfigError(f"model.timesteps={steps}: must be an integer >= 2")
     if name == "linear":
         scale = 1000 / steps
         return torch.linspace(beta_start * scale, min(beta_end * scale, 0.999), steps, dtype=torch.float64).float()

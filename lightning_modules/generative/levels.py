@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from core.errors import ConfigError
+
 MAX_EXACT = 256  # data with at most this many distinct values is modelled at exactly those values
 DEFAULT_BINS = 32
 
@@ -18,9 +20,9 @@ DEFAULT_BINS = 32
 class Levels:
     def __init__(self, low: float, high: float, count: int):
         if not high > low:
-            raise ValueError(f"the training data is constant ({low}); a generative model has nothing to learn")
+            raise ConfigError(f"the training data is constant ({low}); a generative model has nothing to learn")
         if count < 2:
-            raise ValueError(f"model.levels={count}: must be an integer >= 2 or null")
+            raise ConfigError(f"model.levels={count}: must be an integer >= 2 or null")
         self.low, self.high, self.count = float(low), float(high), int(count)
 
     @classmethod

@@ -11,6 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from core.errors import ConfigError
 from lightning_modules.generative.base import GenerativeModule, categorical, randn
 
 
@@ -30,7 +31,7 @@ class VAEModule(GenerativeModule):
     def __init__(self, *args, beta: float = 1.0, **kwargs):
         super().__init__(*args, **kwargs)
         if not beta > 0:
-            raise ValueError(f"model.beta={beta}: must be > 0")
+            raise ConfigError(f"model.beta={beta}: must be > 0")
         self.beta = float(beta)
 
     def terms(self, u, index):

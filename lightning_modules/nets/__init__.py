@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 from torch import nn
 
+from core.errors import ConfigError
 from core.registry import Registry
 
 MODELS = Registry("model")
@@ -44,12 +45,12 @@ def build_net(name: str, input_shape: Sequence[int], input_kind: str, num_output
     shape = tuple(int(d) for d in input_shape)
     takes = entry.info.get("inputs", ())
     if input_kind not in takes or len(shape) != KIND_SHAPES[input_kind]:
-        raise ValueError(f"model={name}: cannot take {input_kind} data of shape {shape}; it takes {', '.join(takes)} data")
+        raise ConfigError(f"model={name}: cannot take {input_kind} data of shape {shape}; it takes {', '.join(takes)} data")
     params = inspect.signature(entry.factory).parameters
     for key in hparams:
         if key not in params or key in SUPPLIED:
             accepted = [p for p in params if p not in (*SUPPLIED, "dropout", "batch_norm")]
-            raise ValueError(f"model.{key}: not a hyperparameter of model {name!r}; it has: {', '.join(accepted)}")
+            raise ConfigError(f"model.{key}: not a hyperparameter of model {name!r}; it has: {', '.join(accepted)}")
     if "input_kind" in params:
         hparams["input_kind"] = input_kind
     return entry.factory(shape, num_outputs, **hparams)

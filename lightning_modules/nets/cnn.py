@@ -9,6 +9,7 @@ from typing import Optional, Sequence
 
 from torch import nn
 
+from core.errors import ConfigError
 from lightning_modules.nets import MODELS
 from lightning_modules.nets.common import (
     SPATIAL,
@@ -41,7 +42,7 @@ def simple_cnn(
     dims = spatial_dims("cnn", input_shape)
     check_dropout(dropout)
     if not len(channels) == len(kernels) == len(strides) or not channels:
-        raise ValueError(
+        raise ConfigError(
             f"model.channels, model.kernels, model.strides: need the same non-zero length, got {len(channels)}, {len(kernels)}, "
             f"{len(strides)}"
         )
@@ -56,7 +57,7 @@ def simple_cnn(
     except RuntimeError:  # a kernel larger than its (padded) input
         size = 0
     if size == 0:
-        raise ValueError(
+        raise ConfigError(
             f"model=cnn: input shape {tuple(input_shape)} is too small for kernels {list(kernels)} with strides {list(strides)}"
         )
     head = nn.Sequential(nn.Flatten(), *([nn.Dropout(dropout)] if dropout > 0 else []), nn.Linear(size, num_outputs))

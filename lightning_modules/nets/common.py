@@ -8,6 +8,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from core.errors import ConfigError
+
 ACTIVATIONS = {
     "relu": nn.ReLU,
     "gelu": nn.GELU,
@@ -21,7 +23,7 @@ ACTIVATIONS = {
 
 def activation(name: str) -> nn.Module:
     if name not in ACTIVATIONS:
-        raise ValueError(f"model.activation={name!r}: unknown; valid: {', '.join(sorted(ACTIVATIONS))}")
+        raise ConfigError(f"model.activation={name!r}: unknown; valid: {', '.join(sorted(ACTIVATIONS))}")
     return ACTIVATIONS[name]()
 
 
@@ -31,13 +33,13 @@ def count_parameters(net: nn.Module) -> int:
 
 def check_dropout(dropout: float) -> None:
     if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"regularization.dropout={dropout}: must be in [0, 1)")
+        raise ConfigError(f"regularization.dropout={dropout}: must be in [0, 1)")
 
 
 def spatial_dims(family: str, input_shape: Sequence[int]) -> int:
     """1 for a (C, L) signal, 2 for a (C, H, W) image; anything else is an error naming the family."""
     if len(input_shape) not in (2, 3) or min(input_shape) < 1:
-        raise ValueError(f"model={family}: cannot take input shape {tuple(input_shape)}; it takes (C, L) signals or (C, H, W) images")
+        raise ConfigError(f"model={family}: cannot take input shape {tuple(input_shape)}; it takes (C, L) signals or (C, H, W) images")
     return len(input_shape) - 1
 
 

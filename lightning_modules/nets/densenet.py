@@ -8,6 +8,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
+from core.errors import ConfigError
 from lightning_modules.nets import MODELS
 from lightning_modules.nets.common import (
     SPATIAL,
@@ -57,7 +58,7 @@ def densenet(
     dims = spatial_dims("densenet", input_shape)
     check_dropout(dropout)
     if not 0 < compression <= 1:
-        raise ValueError(f"model.compression={compression}: must be in (0, 1]")
+        raise ConfigError(f"model.compression={compression}: must be in (0, 1]")
     bn = True if batch_norm is None else batch_norm
     size, c = min(input_shape[1:]), 2 * growth_rate
     layers: list[nn.Module] = [conv(dims, input_shape[0], c, 3, bias=not bn)]

@@ -13,6 +13,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from core.errors import ConfigError
 from lightning_modules.nets import MODELS
 from lightning_modules.nets.common import activation as make_activation
 
@@ -30,13 +31,13 @@ def _mlp(widths: Sequence[int], activation: str, last_activation: bool = False) 
 
 def _check_widths(key: str, widths: Sequence[int]) -> list[int]:
     if not widths or any(not isinstance(h, int) or isinstance(h, bool) or h < 1 for h in widths):
-        raise ValueError(f"model.{key}={list(widths)}: must be a non-empty list of positive integers")
+        raise ConfigError(f"model.{key}={list(widths)}: must be a non-empty list of positive integers")
     return list(widths)
 
 
 def _check_positive(key: str, value) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"model.{key}={value}: must be an integer >= 1")
+        raise ConfigError(f"model.{key}={value}: must be an integer >= 1")
     return value
 
 
@@ -115,7 +116,7 @@ class Denoiser(nn.Module):
         super().__init__()
         self.shape, self.time_dim = tuple(input_shape), _check_positive("time_dim", time_dim)
         if time_dim % 2:
-            raise ValueError(f"model.time_dim={time_dim}: must be an even integer (sines and cosines in pairs)")
+            raise ConfigError(f"model.time_dim={time_dim}: must be an even integer (sines and cosines in pairs)")
         d, hidden = math.prod(self.shape), _check_widths("hidden", hidden)
         self.time = nn.Sequential(nn.Linear(time_dim, time_dim), make_activation(activation))
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip([d, *hidden[:-1]], hidden))
@@ -162,9 +163,9 @@ class PixelCNN(nn.Module):
         self.shape, self.levels = tuple(input_shape), num_outputs
         dims = len(self.shape) - 1
         if dims not in (1, 2):
-            raise ValueError(f"model 'pixelcnn' takes (C, L) signals or (C, H, W) images, got shape {self.shape}")
+            raise ConfigError(f"model 'pixelcnn' takes (C, L) signals or (C, H, W) images, got shape {self.shape}")
         if not isinstance(kernel, int) or kernel < 3 or kernel % 2 == 0:
-            raise ValueError(f"model.kernel={kernel}: must be an odd integer >= 3")
+            raise ConfigError(f"model.kernel={kernel}: must be an odd integer >= 3")
         c = self.shape[0]
         _check_positive("channels", channels), _check_positive("blocks", blocks)
         self.first = MaskedConv(dims, c, channels, kernel, "A")

@@ -8,6 +8,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
+from core.errors import ConfigError
 from lightning_modules.nets import MODELS
 from lightning_modules.nets.common import (
     SPATIAL,
@@ -56,7 +57,7 @@ def googlenet(
     dims = spatial_dims("googlenet", input_shape)
     check_dropout(dropout)
     if blocks < 1:
-        raise ValueError(f"model.blocks={blocks}: must be >= 1")
+        raise ConfigError(f"model.blocks={blocks}: must be >= 1")
     bn, size = bool(batch_norm), min(input_shape[1:])
     c = 2 * width
     layers: list[nn.Module] = [conv(dims, input_shape[0], c, 3), norm(dims, c, bn), nn.ReLU()]

@@ -11,6 +11,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
+from core.errors import ConfigError
 from lightning_modules.nets import MODELS
 from lightning_modules.nets.common import activation as make_activation
 from lightning_modules.nets.common import check_dropout
@@ -29,9 +30,9 @@ class MLP(nn.Module):
     ):
         super().__init__()
         if not input_shape or any(int(d) < 1 for d in input_shape):
-            raise ValueError(f"model 'mlp' cannot take input shape {tuple(input_shape)}")
+            raise ConfigError(f"model 'mlp' cannot take input shape {tuple(input_shape)}")
         if any(not isinstance(h, int) or isinstance(h, bool) or h < 1 for h in hidden):
-            raise ValueError(f"model.hidden={list(hidden)}: must be a list of positive integers")
+            raise ConfigError(f"model.hidden={list(hidden)}: must be a list of positive integers")
         check_dropout(dropout)
         width = math.prod(int(d) for d in input_shape)
         layers: list[nn.Module] = [nn.Flatten()]  # (B, *input_shape) → (B, width)

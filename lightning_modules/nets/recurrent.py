@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
+from core.errors import ConfigError
 from lightning_modules.nets import MODELS
 from lightning_modules.nets.common import as_sequence, check_dropout
 
@@ -43,9 +44,9 @@ class RecurrentNet(nn.Module):
         super().__init__()
         check_dropout(dropout)
         if readout not in READOUTS:
-            raise ValueError(f"model.readout={readout!r}: unknown; valid: {', '.join(READOUTS)}")
+            raise ConfigError(f"model.readout={readout!r}: unknown; valid: {', '.join(READOUTS)}")
         if hidden < 1 or layers < 1:
-            raise ValueError(f"model.hidden={hidden}, model.layers={layers}: both must be >= 1")
+            raise ConfigError(f"model.hidden={hidden}, model.layers={layers}: both must be >= 1")
         probe = as_sequence(torch.zeros(1, *input_shape), input_kind)  # (1, L, F)
         steps, features = probe.shape[1], probe.shape[2]
         self.input_kind, self.readout, self.cell = input_kind, readout, cell

@@ -8,6 +8,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
+from core.errors import ConfigError
 from lightning_modules.nets import MODELS
 from lightning_modules.nets.common import SPATIAL, FeaturesAndHead, GlobalPoolHead, check_dropout, conv, halved, norm, spatial_dims
 
@@ -51,7 +52,7 @@ def resnet(
     dims = spatial_dims("resnet", input_shape)
     check_dropout(dropout)
     if len(widths) != len(blocks) or not blocks or min(blocks) < 1:
-        raise ValueError(f"model.widths={list(widths)}, model.blocks={list(blocks)}: need the same length and >= 1 block per stage")
+        raise ConfigError(f"model.widths={list(widths)}, model.blocks={list(blocks)}: need the same length and >= 1 block per stage")
     bn = True if batch_norm is None else batch_norm
     size, c = min(input_shape[1:]), widths[0]
     layers: list[nn.Module] = [conv(dims, input_shape[0], c, 3, bias=not bn), norm(dims, c, bn), nn.ReLU()]

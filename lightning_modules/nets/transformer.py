@@ -13,13 +13,14 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
+from core.errors import ConfigError
 from lightning_modules.nets import MODELS
 from lightning_modules.nets.common import as_sequence, check_dropout
 
 
 def encoder(d_model: int, heads: int, layers: int, ff: int, dropout: float) -> nn.TransformerEncoder:
     if d_model % heads:
-        raise ValueError(f"model.d_model={d_model}: must be divisible by model.heads={heads}")
+        raise ConfigError(f"model.d_model={d_model}: must be divisible by model.heads={heads}")
     layer = nn.TransformerEncoderLayer(d_model, heads, ff, dropout, activation="gelu", batch_first=True, norm_first=True)
     return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
 
@@ -70,7 +71,7 @@ class TransformerNet(nn.Module):
         super().__init__()
         check_dropout(dropout)
         if embed_kernel < 1 or embed_kernel % 2 == 0:
-            raise ValueError(f"model.embed_kernel={embed_kernel}: must be an odd integer >= 1")
+            raise ConfigError(f"model.embed_kernel={embed_kernel}: must be an odd integer >= 1")
         probe = as_sequence(torch.zeros(1, *input_shape), input_kind)  # (1, L, F)
         self.input_kind = input_kind
         self.embed = nn.Conv1d(probe.shape[2], d_model, embed_kernel, padding=embed_kernel // 2)

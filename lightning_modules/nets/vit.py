@@ -9,6 +9,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
+from core.errors import ConfigError
 from lightning_modules.nets import MODELS
 from lightning_modules.nets.common import check_dropout
 from lightning_modules.nets.transformer import Readout, encoder
@@ -39,7 +40,7 @@ class ViT(nn.Module):
         if patch is None:
             patch = max(1, min(spatial) // (4 if len(spatial) == 2 else 10))
         if not 1 <= patch <= min(spatial):
-            raise ValueError(f"model.patch={patch}: must be in [1, {min(spatial)}] for input shape {tuple(input_shape)}")
+            raise ConfigError(f"model.patch={patch}: must be in [1, {min(spatial)}] for input shape {tuple(input_shape)}")
         self.patch = patch
         self.padded = tuple(math.ceil(s / patch) * patch for s in spatial)
         conv = nn.Conv1d if len(spatial) == 1 else nn.Conv2d
