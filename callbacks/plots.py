@@ -50,16 +50,24 @@ def _writer(trainer: pl.Trainer):
 class RunFigures(Callback):
     def __init__(self, folder: Path, history: History, histograms_every: Optional[int] = None):
         self.folder, self.history, self.every = Path(folder), history, histograms_every
-        self.first_step = False
+        self.first_step = self.stepped = False
 
     # ------------------------------------------------------------------ histograms
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
         if batch_idx == 0:
-            self.first_step = True  # the epoch's first optimizer step comes next (after accumulation, if any)
+            self.first_step, self.stepped = True, False  # the epoch's first optimizer step(s) come next
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:
+        if self.stepped:  # the batch that held the epoch's first step (every optimizer's, for a GAN) is over
+            self.first_step = self.stepped = False
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer) -> None:
-        first, self.first_step = self.first_step, False
-        if not first or not self.every or not trainer.is_global_zero or trainer.current_epoch % self.every:
+        from lightning_modules.optimizers import is_perturbed
+
+        if not self.first_step or is_perturbed(optimizer):  # SAM's second pass is at perturbed weights
+            return
+        self.stepped = True
+        if not self.every or not trainer.is_global_zero or trainer.current_epoch % self.every:
             return
         writer = _writer(trainer)
         if writer is None:

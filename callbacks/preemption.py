@@ -24,6 +24,7 @@ from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from core.signals import take_pending
+from lightning_modules.compat import cluster_environment
 
 
 class Preemption(Callback):
@@ -41,8 +42,7 @@ class Preemption(Callback):
     @staticmethod
     def _signals(trainer: pl.Trainer) -> tuple[int, ...]:
         """SIGINT, and SIGUSR1 unless Lightning keeps it for SLURM's requeue."""
-        # a parallel strategy holds its environment; on one device Lightning uses SLURM's whenever it detects it
-        env = getattr(trainer.strategy, "cluster_environment", None) or (SLURMEnvironment() if SLURMEnvironment.detect() else None)
+        env = cluster_environment(trainer)  # Lightning's choice (TorchElastic before SLURM under torchrun in SLURM)
         return (signal.SIGINT,) if isinstance(env, SLURMEnvironment) and env.auto_requeue else (signal.SIGINT, signal.SIGUSR1)
 
     @staticmethod

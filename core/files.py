@@ -16,14 +16,14 @@ def write_text_atomic(path: Path, text: str) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(text)
+        tmp.write_text(text, newline="")  # as given: the CSV writer's line endings stay as they are
         os.replace(tmp, path)
     finally:  # a failed write leaves the previous file as it was and no temporary one
         tmp.unlink(missing_ok=True)
 
 
-def write_json_atomic(path: Path, data: Any, indent: int | None = 2) -> None:
-    write_text_atomic(path, json.dumps(data, indent=indent, sort_keys=True) + "\n")
+def write_json_atomic(path: Path, data: Any, indent: int | None = 2, sort_keys: bool = True) -> None:
+    write_text_atomic(path, json.dumps(data, indent=indent, sort_keys=sort_keys) + "\n")
 
 
 def write_csv_atomic(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:

@@ -9,14 +9,47 @@ flags (what a dataset's task is, which hyperparameters an optimizer accepts, ...
 from __future__ import annotations
 
 import functools
+import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 from core.errors import ConfigError
 
 
 class UnknownNameError(ConfigError):
     """An unknown registry name; the message lists the valid names."""
+
+
+def _kind_of(default: Any) -> tuple[str, Callable[[Any], bool]] | None:
+    if isinstance(default, bool):
+        return "true or false", lambda v: isinstance(v, bool)
+    if isinstance(default, int):
+        return "an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)
+    if isinstance(default, float):
+        return "a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    if isinstance(default, str):
+        return "a string", lambda v: isinstance(v, str)
+    if isinstance(default, (list, tuple)):
+        return "a list", lambda v: isinstance(v, (list, tuple))
+    return None
+
+
+def check_types(factory: Callable[..., Any], given: Mapping[str, Any], section: str) -> None:
+    """Each given keyword of the kind of the factory's default for it (an integer where the default
+    is an integer, a list where it is a list, ...), so a value of the wrong type is a one-line error
+    naming the key rather than a TypeError deep inside the factory. Keys without a default, or with
+    a None default, are not checked here."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return
+    for key, value in given.items():
+        param = params.get(key)
+        if param is None or value is None or param.default is inspect.Parameter.empty or param.default is None:
+            continue
+        kind = _kind_of(param.default)
+        if kind is not None and not kind[1](value):
+            raise ConfigError(f"{section}.{key}={value!r}: must be {kind[0]} (the default is {param.default!r})")
 
 
 @dataclass(frozen=True)
@@ -73,6 +106,7 @@ class Registry:
                     raise ConfigError(
                         f"{self.key}.{key}: not accepted by {self.kind} {entry.name!r}; accepted: {', '.join(accepted) or 'nothing'}"
                     )
+        check_types(entry.factory, hparams, self.key)
         return functools.partial(entry.factory, **hparams)
 
     def __contains__(self, name: object) -> bool:

@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from core.errors import ConfigError
 from core.registry import Registry
 
 DATASETS = Registry("dataset", key="data.dataset")
@@ -46,7 +47,15 @@ class ArrayDataset:
 
 def load(name: str, **kwargs: Any) -> ArrayDataset:
     """Load dataset ``name``; its keyword arguments are checked against what the entry accepts."""
-    return DATASETS.partial(name, **kwargs)()
+    make = DATASETS.partial(name, **kwargs)
+    try:
+        return make()
+    except (ValueError, TypeError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        # e.g. scikit-learn refusing a generator's argument: a setting of data.dataset, said in one line
+        given = " ".join(f"data.dataset.{k}={v!r}" for k, v in kwargs.items())
+        raise ConfigError(f"data={name} {given}: refused by the dataset's generator: {' '.join(str(exc).split())}") from exc
 
 
 from datamodules import embedded, files  # noqa: E402,F401  (register the embedded, generated and file datasets)

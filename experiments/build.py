@@ -156,7 +156,14 @@ def check_components(cfg: DictConfig) -> None:
     """What can be refused without reading data: the optimizer, scheduler and loss settings (a sweep
     checks every job with it before the first starts)."""
     specs = optimization_spec(cfg)
-    rebuild.optimizer(specs["optimizer"]), rebuild.scheduler(specs["scheduler"])
+    make_optimizer, make_scheduler = rebuild.optimizer(specs["optimizer"]), rebuild.scheduler(specs["scheduler"])
+    try:  # built once on a tiny module: torch's own checks (betas, momentum, ...) refuse a value before training
+        make_scheduler(make_optimizer(torch.nn.Linear(2, 2)), 100)
+    except (ValueError, TypeError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        given = " ".join(f"{group}.{k}={v}" for group in ("optimizer", "scheduler") for k, v in specs[group].items())
+        raise ConfigError(f"{given}: refused by torch: {' '.join(str(exc).split())}") from exc
     if not is_generative(cfg.model.name):
         rebuild.loss(loss_spec(cfg, DATASETS.get(cfg.data.name, key="data").info["task"]))
 
@@ -234,17 +241,21 @@ def build_logger(cfg: DictConfig, run_dir: Path) -> Optional[Logger]:
 
 def build_trainer(cfg: DictConfig, run_dir: Path, has_val: bool, extra_callbacks: Sequence[pl.Callback] = ()) -> pl.Trainer:
     callbacks, enable_bar = build_callbacks(cfg, run_dir, has_val)
-    callbacks = [*callbacks, *extra_callbacks]
     logger = build_logger(cfg, run_dir)
     extra: dict[str, Any] = {} if has_val else {"limit_val_batches": 0, "num_sanity_val_steps": 0}
-    return pl.Trainer(
-        **{k: v for k, v in _plain(cfg.trainer).items() if k != "compile"},  # compile: applied to the network (build_module)
-        default_root_dir=str(run_dir),
-        logger=logger if logger is not None else False,
-        callbacks=callbacks,
-        enable_progress_bar=enable_bar,
-        enable_model_summary=False,  # run.py prints the parameter count in one line instead
-        gradient_clip_val=cfg.regularization.grad_clip,
-        plugins=[AtomicCheckpointIO()],
-        **extra,
-    )
+    trainer_keys = {k: v for k, v in _plain(cfg.trainer).items() if k != "compile"}  # compile: applied to the network (build_module)
+    try:
+        return pl.Trainer(
+            **trainer_keys,
+            default_root_dir=str(run_dir),
+            logger=logger if logger is not None else False,
+            callbacks=[*callbacks, *extra_callbacks],
+            enable_progress_bar=enable_bar,
+            enable_model_summary=False,  # run.py prints the parameter count in one line instead
+            gradient_clip_val=cfg.regularization.grad_clip,
+            plugins=[AtomicCheckpointIO()],
+            **extra,
+        )
+    except (ValueError, TypeError) as exc:  # Lightning refusing a trainer.* value (strategy, accelerator, devices, ...)
+        given = " ".join(f"trainer.{k}={v}" for k, v in trainer_keys.items())
+        raise ConfigError(f"{given}: refused by Lightning: {' '.join(str(exc).split())}") from exc

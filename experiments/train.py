@@ -134,6 +134,9 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
         warnings.filterwarnings("ignore", message=pattern)
     try:
         preflight(cfg)
+        from experiments.build import check_components
+
+        check_components(cfg)  # optimizer, scheduler and loss settings, before any data is read
         if resume_from is None and ((run_dir / "metrics.json").exists() or (run_dir / "checkpoints").exists()):
             raise ConfigError(f"hydra.run.dir={run_dir}: already holds a run; choose a new directory")
         import pytorch_lightning as pl

@@ -60,6 +60,17 @@ CASES = {
         ["data=moons", "+data.dataset.radius=2"],
         "error: data.dataset.radius: not accepted by dataset 'moons'; accepted: n_samples, noise, seed",
     ),
+    "a number where a list goes": (["data=moons", "model.hidden=64"], "error: model.hidden=64: must be a list (the default is (256, 256))"),
+    "a fraction where an integer goes": (
+        ["data=moons", "data.dataset.n_samples=10.5"],
+        "error: data.dataset.n_samples=10.5: must be an integer (the default is 1000)",
+    ),
+    "the generator refuses a value": (
+        ["data=moons", "data.dataset.seed=-1"],
+        "error: data=moons data.dataset.n_samples=1000 data.dataset.noise=0.2 data.dataset.seed=-1: refused by the dataset's generator",
+    ),
+    "torch refuses a value": (["optimizer.betas=[2,0.9]"], "error: optimizer.name=adam optimizer.lr=0.001 optimizer.betas=[2, 0.9]"),
+    "lightning refuses a value": (["+trainer.strategy=dpp"], "error: trainer.accelerator=cpu "),
     "mix probability above one": (["regularization.mix_prob=1.5"], "error: regularization.mix_prob=1.5: must be a number in [0, 1]"),
     "family and data shape": (
         ["model=lenet", "data=sequences"],

@@ -115,5 +115,5 @@ def cached(study_dir: Path, name: str, compute):
         return json.loads(path.read_text())
     result = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, result, indent=None)
+    write_json_atomic(path, result, indent=None, sort_keys=False)  # the columns keep compute()'s order on resume
     return result

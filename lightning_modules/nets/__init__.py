@@ -15,7 +15,7 @@ from typing import Any, Sequence
 from torch import nn
 
 from core.errors import ConfigError
-from core.registry import Registry
+from core.registry import Registry, check_types
 
 MODELS = Registry("model")
 
@@ -51,6 +51,7 @@ def build_net(name: str, input_shape: Sequence[int], input_kind: str, num_output
         if key not in params or key in SUPPLIED:
             accepted = [p for p in params if p not in (*SUPPLIED, "dropout", "batch_norm")]
             raise ConfigError(f"model.{key}: not a hyperparameter of model {name!r}; it has: {', '.join(accepted)}")
+    check_types(entry.factory, hparams, "model")
     if "input_kind" in params:
         hparams["input_kind"] = input_kind
     return entry.factory(shape, num_outputs, **hparams)
