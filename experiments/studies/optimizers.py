@@ -4,7 +4,6 @@ textbook claim next to what was measured."""
 
 from __future__ import annotations
 
-import json
 import math
 from itertools import product
 from pathlib import Path
@@ -14,9 +13,8 @@ import torch
 from hydra import compose
 from omegaconf import DictConfig, OmegaConf
 
-from callbacks.plot_style import writer_for
 from experiments.studies import optimizer_plots as plots
-from experiments.studies.common import FINISHED, Clock, log, member_overrides, read_csv, run_member, write_csv
+from experiments.studies.common import Clock, finish, log, member_overrides, read_csv, run_member, write_csv
 from experiments.studies.members import check_seeds
 from experiments.studies.surfaces import SURFACES, effective_lr, optimize, values
 from experiments.validation import ConfigError
@@ -154,16 +152,13 @@ def run(cfg: DictConfig, study_dir: Path) -> dict:
     s, clock = cfg.study, Clock()
     check(s)
     hparams = {name: optimizer_hparams(name) for name in s.optimizers}
-    figures, writer = study_dir / "figures", writer_for(study_dir / "tensorboard")
+    figures = study_dir / "figures"
 
     log.info(
         f"2-D surfaces: {len(s.surfaces)} × {len(s.optimizers)} optimizers × {len(s.lr_grid)} learning rates, {s.surface_steps} steps each"
     )
     surface_rows, best = surfaces_part(s, hparams)
     write_csv(study_dir / "surfaces.csv", surface_rows)
-    for sname in s.surfaces:
-        plots.trajectories(SURFACES[sname], {o: best[sname, o] for o in s.optimizers}, figures, writer)
-    plots.surface_losses(s.surfaces, s.optimizers, best, FAMILIES, figures, writer)
     log.info(f"surfaces done ({clock()} s)")
 
     members, histories = [], {}
@@ -177,16 +172,17 @@ def run(cfg: DictConfig, study_dir: Path) -> dict:
             f"[{i}/{len(s.optimizers) * len(s.seeds)}] {name} seed {seed}: val/acc {members[-1]['val_acc_final']:.4f} "
             f"test/acc {record.get('test/acc', math.nan):.4f} {'' if ran else '(finished earlier, kept)'}"
         )
-    write_csv(study_dir / "results.csv", members)
     table = summarize(members)
-    write_csv(study_dir / "summary.csv", table)
-    plots.learning_curves(histories, FAMILIES, figures, writer)
-    plots.final_bars(table, figures, writer)
-    if writer is not None:
-        writer.close()
+
+    def draw(writer) -> None:
+        for sname in s.surfaces:
+            plots.trajectories(SURFACES[sname], {o: best[sname, o] for o in s.optimizers}, figures, writer)
+        plots.surface_losses(s.surfaces, s.optimizers, best, FAMILIES, figures, writer)
+        plots.learning_curves(histories, FAMILIES, figures, writer)
+        plots.final_bars(table, figures, writer)
 
     from experiments.studies.optimizers_report import write_report
 
-    write_report(study_dir, cfg, surface_rows, table, wall_s=clock())
-    (study_dir / FINISHED).write_text(json.dumps({"wall_s": clock(), "members": len(members)}, indent=2) + "\n")
+    # the ending every study shares: results.csv, summary.csv, the figures, the report, the marker last
+    finish(study_dir, clock, members, table, draw, lambda wall_s: write_report(study_dir, cfg, surface_rows, table, wall_s=wall_s))
     return {"best": table[0]["optimizer"], "val_acc_median": table[0]["val_acc_median"]}
