@@ -2,7 +2,7 @@
 hydra.sweeper.params.optimizer.lr='tag(log, interval(1e-4, 1e-1))' hydra.sweeper.n_trials=20``.
 
 Written here rather than taken from hydra-optuna-sweeper (1.3.0, the newest) because that plugin
-requires optuna<3 (2022), which does not install beside the rest of this project's stack, and it
+pins optuna<3,>=2.10 (2021-22 releases; this project uses current Optuna, 3.4 and later), and it
 neither prunes nor continues a search: a second run on the same storage starts its job numbers at 0
 again (its directories collide with the first run's) and asks ``n_trials`` more. The options and the
 search-space syntax are that plugin's, so its configs carry over:
