@@ -28,8 +28,9 @@ def saved_config(run_dir: Path, key: str) -> DictConfig:
     return OmegaConf.load(saved)
 
 
-def checkpoint(run_dir: Path, which: str, key: str = "eval.ckpt") -> Path:
-    """``tested`` (the one metrics.json names), ``best``, ``last`` or a path to a checkpoint file."""
+def checkpoint(run_dir: Path, which: str, key: str = "eval.ckpt") -> tuple[Path, dict]:
+    """``tested`` (the one metrics.json names), ``best``, ``last`` or a path to a checkpoint file; and
+    its contents, loaded weights-only."""
     import json
 
     from experiments.train import check_checkpoint
@@ -51,21 +52,21 @@ def checkpoint(run_dir: Path, which: str, key: str = "eval.ckpt") -> Path:
         path = Path(which).resolve()
     if not path.is_file():
         raise ConfigError(f"{key}={which}: no such checkpoint ({path}); accepted: {', '.join(CHECKPOINTS)} or a checkpoint file")
-    check_checkpoint(path, key)
-    return path
+    return path, check_checkpoint(path, key)
 
 
 def load_run(run_dir: str | Path, ckpt: str = "tested", data: DictConfig | None = None) -> tuple[Any, Any]:
     """``(module, datamodule)``: the run's network with the checkpoint's weights, in eval mode, and
     its DataModule set up (all splits) as in that run; ``data`` replaces the run's data config
     (another dataset of the same input shape and number of outputs)."""
-    import torch
-
-    from experiments import build
-
     run_dir = Path(run_dir).resolve()
     cfg = saved_config(run_dir, "load_run")
-    path = checkpoint(run_dir, ckpt)
+    return _load(cfg, checkpoint(run_dir, ckpt)[1], data)
+
+
+def _load(cfg: DictConfig, state: dict, data: DictConfig | None) -> tuple[Any, Any]:
+    from experiments import build
+
     dm = build.build_datamodule(cfg)
     module = build.build_module(cfg, dm)
     if data is not None:
@@ -74,8 +75,7 @@ def load_run(run_dir: str | Path, ckpt: str = "tested", data: DictConfig | None 
     dm.setup()
     if data is not None:
         check_same_shape(module, dm, cfg.data.name)
-    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-    module.load_state_dict(state)
+    module.load_state_dict(state["state_dict"])
     return module.eval(), dm
 
 
@@ -103,10 +103,11 @@ def evaluate(run_dir: Path, ckpt: str, data: DictConfig | None = None) -> dict[s
 
     for pattern in QUIET:
         warnings.filterwarnings("ignore", message=pattern)
-    module, dm = load_run(run_dir, ckpt, data)
+    cfg = saved_config(run_dir, "eval")
+    path, state = checkpoint(run_dir, ckpt)
+    module, dm = _load(cfg.copy(), state, data)  # (_load replaces the copy's data config with eval.data)
     if dm.split_sizes()["test"] == 0:
         raise ConfigError(f"eval={run_dir}: the dataset {dm.name!r} has no test split here (data.test_fraction=0 and none of its own)")
-    cfg = saved_config(run_dir, "eval")
     trainer_keys = {
         k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if k in ("accelerator", "precision", "deterministic")
     }
@@ -117,7 +118,7 @@ def evaluate(run_dir: Path, ckpt: str, data: DictConfig | None = None) -> dict[s
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
     record = {
         **metrics,
-        "checkpoint": str(checkpoint(run_dir, ckpt)),
+        "checkpoint": str(path),
         "data": dm.name,
         "test_size": dm.split_sizes()["test"],
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),

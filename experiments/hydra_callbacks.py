@@ -45,9 +45,9 @@ def _check_name(config: DictConfig) -> None:
 
 
 def _search(config: DictConfig) -> bool:
-    from hydra_plugins.dlf_optuna_sweeper.optuna_sweeper import is_optuna_sweeper
+    from experiments.search import active
 
-    return is_optuna_sweeper(config.hydra.get("sweeper"))
+    return active(config.hydra)
 
 
 class RunDirectories(Callback):

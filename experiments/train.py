@@ -43,9 +43,9 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
 
 
-def check_checkpoint(path: Path, key: str) -> None:
+def check_checkpoint(path: Path, key: str) -> dict:
     """Refuse, with one line, a checkpoint that is empty, truncated, not a Lightning checkpoint, or
-    that would need pickled Python objects (which are never loaded: weights only)."""
+    that would need pickled Python objects (which are never loaded: weights only). Returns what it loaded."""
     import pickle
     import re
 
@@ -64,6 +64,7 @@ def check_checkpoint(path: Path, key: str) -> None:
     missing = [k for k in ("state_dict", "epoch", "global_step", "loops") if not isinstance(state, dict) or k not in state]
     if missing:
         raise ConfigError(f"{key}={path}: not a training checkpoint of this template (missing {', '.join(missing)})")
+    return state
 
 
 def epochs_done(run_dir: Path) -> int:

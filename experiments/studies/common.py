@@ -9,13 +9,14 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from hydra import compose
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from core.files import write_csv_atomic, write_json_atomic
+from core.files import write_csv_atomic as write_csv  # the studies' name for it
+from core.files import write_json_atomic
 from experiments import rundir
 from experiments.validation import ConfigError
 
@@ -70,10 +71,6 @@ def _number(v: str) -> Any:
         return float(v)
     except ValueError:
         return v
-
-
-def write_csv(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
-    write_csv_atomic(path, rows)
 
 
 class Clock:
