@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import write_markdown  # noqa: E402
-from lightning_modules.ensemble import train_ensemble  # noqa: E402
+from numerics.ensemble import train_ensemble  # noqa: E402
 
 
 def digits():

@@ -1,4 +1,4 @@
-"""At the end of fitting, the sharpness of the minimizer reached (lightning_modules/sharpness.py) on
+"""At the end of fitting, the sharpness of the minimizer reached (numerics/sharpness.py) on
 the clean training split: Keskar's ε-box metric (L-BFGS-B), the sign-ascent search of the same box,
 and the top Hessian eigenvalue. Results go to TensorBoard and to ``metrics.json`` (``sharpness/*``).
 Switched on with ``callbacks.sharpness.enabled=true``; usable on any classification or regression run."""
@@ -10,7 +10,7 @@ import time
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 
-from lightning_modules.sharpness import FlatLoss, keskar_sharpness, sign_ascent_sharpness, top_hessian_eigenvalue
+from numerics.sharpness import FlatLoss, keskar_sharpness, sign_ascent_sharpness, top_hessian_eigenvalue
 
 
 class SharpnessProbe(Callback):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from experiments.studies import decomposition as dec
-from lightning_modules.ensemble import GroupedMLP, predict, train_ensemble
+from numerics import decomposition as dec
+from numerics.ensemble import GroupedMLP, predict, train_ensemble
 
 
 def test_grouped_members_equal_separately_trained_members():

@@ -1,5 +1,5 @@
-"""Imports point one way: core at the bottom (it imports nothing of the project), networks and
-data above it (apart from each other), the LightningModules above networks, callbacks above
+"""Imports point one way: core at the bottom (it imports nothing of the project), numerical tools,
+networks and data above it (apart from each other), the LightningModules above networks, callbacks above
 modules, experiments on top. Every import in every file counts, lazy ones inside functions too."""
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT = ("core", "lightning_modules", "datamodules", "callbacks", "experiments", "hydra_plugins", "benchmarks")
+PROJECT = ("core", "numerics", "lightning_modules", "datamodules", "callbacks", "experiments", "hydra_plugins", "benchmarks")
 MAY_IMPORT = {
     "core": {"core"},
+    "numerics": {"core", "numerics"},
     "datamodules": {"core", "datamodules"},
     "lightning_modules": {"core", "lightning_modules"},
-    "callbacks": {"core", "lightning_modules", "datamodules", "callbacks"},
+    "callbacks": {"core", "numerics", "lightning_modules", "datamodules", "callbacks"},
     "hydra_plugins": {"core", "hydra_plugins"},
     "experiments": set(PROJECT) - {"benchmarks"},
 }

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lightning_modules.sharpness import FlatLoss, keskar_sharpness, sign_ascent_sharpness, top_hessian_eigenvalue
+from numerics.sharpness import FlatLoss, keskar_sharpness, sign_ascent_sharpness, top_hessian_eigenvalue
 
 
 class Quadratic(nn.Module):

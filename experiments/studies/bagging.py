@@ -20,7 +20,7 @@ from callbacks.plot_style import new_figure, palette, save_figure
 from experiments.studies.common import Clock, cached, finish, log
 from experiments.studies.members import check_seeds, interval
 from experiments.validation import ConfigError
-from lightning_modules.ensemble import predict, train_ensemble
+from numerics.ensemble import predict, train_ensemble
 
 
 def check(s: DictConfig) -> None:

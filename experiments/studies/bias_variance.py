@@ -1,5 +1,5 @@
 """Bias and variance against capacity (``study=bias_variance``). For each width the members are
-trained together as one vectorized ensemble (lightning_modules/ensemble.py), each on its own
+trained together as one vectorized ensemble (numerics/ensemble.py), each on its own
 training data: (a) regression — independent draws from a known function with Gaussian noise, the
 decomposition against the truth; (b) classification — disjoint parts of MNIST-1D, Yang et al.
 (2020)'s MSE and cross-entropy decompositions on the test split. The interpolation threshold is the
@@ -15,11 +15,11 @@ import torch
 from omegaconf import DictConfig
 
 from callbacks.plot_style import new_figure, palette, save_figure
-from experiments.studies import decomposition as dec
 from experiments.studies.common import Clock, cached, finish, log
 from experiments.studies.members import check_seeds, interval
 from experiments.validation import ConfigError
-from lightning_modules.ensemble import predict, train_ensemble
+from numerics import decomposition as dec
+from numerics.ensemble import predict, train_ensemble
 
 
 def check(s: DictConfig) -> None:
