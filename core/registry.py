@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
 
 from core.errors import ConfigError
+from core.rules import Rule, check_all
 
 
 class UnknownNameError(ConfigError):
@@ -62,9 +63,10 @@ class Entry:
 class Registry:
     """``register`` (decorator), ``list``, ``get``, ``create``, ``partial``; e.g. ``OPTIMIZERS.create("adam", params, lr=1e-3)``."""
 
-    def __init__(self, kind: str, key: str | None = None):
+    def __init__(self, kind: str, key: str | None = None, rules: Mapping[str, Rule] | None = None):
         self.kind = kind  # what the names are, used in error messages ("optimizer", "model", ...)
         self.key = key or kind  # the config section of an entry's hyperparameters, for error messages
+        self.rules = dict(rules or {})  # hyperparameter → its rule (core/rules.py), checked by ``partial``
         self._entries: dict[str, Entry] = {}
 
     def register(self, name: str, **info: Any) -> Callable[[Callable], Callable]:
@@ -95,18 +97,21 @@ class Registry:
     def create(self, name: str, *args: Any, **kwargs: Any) -> Any:
         return self.get(name).factory(*args, **kwargs)
 
-    def partial(self, name: str, **hparams: Any) -> functools.partial:
+    def partial(self, name: str, section: str | None = None, **hparams: Any) -> functools.partial:
         """The entry's factory with ``hparams`` bound, after checking them against the entry's
-        ``accepts`` info (when it declares one): an override it does not take is an error."""
+        ``accepts`` info (when it declares one): an override it does not take is an error, naming
+        the key under ``section`` (the registry's own config section by default)."""
         entry = self.get(name)
+        section = section or self.key
         accepted = entry.info.get("accepts")
         if accepted is not None:
             for key in hparams:
                 if key not in accepted:
                     raise ConfigError(
-                        f"{self.key}.{key}: not accepted by {self.kind} {entry.name!r}; accepted: {', '.join(accepted) or 'nothing'}"
+                        f"{section}.{key}: not accepted by {self.kind} {entry.name!r}; accepted: {', '.join(accepted) or 'nothing'}"
                     )
-        check_types(entry.factory, hparams, self.key)
+        check_all(self.rules, hparams, section)
+        check_types(entry.factory, hparams, section)
         return functools.partial(entry.factory, **hparams)
 
     def __contains__(self, name: object) -> bool:

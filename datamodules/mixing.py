@@ -24,6 +24,10 @@ import torch
 import torch.nn.functional as F
 
 from core.errors import ConfigError
+from core.rules import check_all, number
+
+#: the ``regularization.*`` keys mixing applies, and their rules
+RULES = {"mixup_alpha": number(0), "cutmix_alpha": number(0), "mix_prob": number(0, 1), "switch_prob": number(0, 1)}
 
 
 @dataclass(frozen=True)
@@ -34,12 +38,7 @@ class MixConfig:
     switch_prob: float = 0.5  # with both on: probability of CutMix instead of Mixup
 
     def __post_init__(self):
-        for key in ("mixup_alpha", "cutmix_alpha"):
-            if not getattr(self, key) >= 0:
-                raise ConfigError(f"regularization.{key}={getattr(self, key)}: must be a number >= 0")
-        for key in ("mix_prob", "switch_prob"):
-            if not 0 <= getattr(self, key) <= 1:
-                raise ConfigError(f"regularization.{key}={getattr(self, key)}: must be in [0, 1]")
+        check_all(RULES, vars(self), "regularization")
 
     @property
     def active(self) -> bool:

@@ -8,7 +8,7 @@ from typing import Optional
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf.errors import OmegaConfBaseException
 
-from experiments.validation import ConfigError
+from core.errors import ConfigError
 
 
 class ConfigExit(SystemExit):

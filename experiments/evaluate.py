@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.validation import ConfigError
+from core.errors import ConfigError
 
 CHECKPOINTS = ("tested", "best", "last")
 

@@ -13,8 +13,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from core.errors import ConfigError
 from experiments.cluster import launch_problem
-from experiments.validation import ConfigError, check_config
+from experiments.validation import check_config
 
 # The Trainer arguments the template sets itself (experiments/build.py), with the key to use instead.
 SET_BY_TEMPLATE = {

@@ -32,9 +32,9 @@ import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+from core.errors import ConfigError  # noqa: E402
 from experiments import cluster, rundir  # noqa: E402
 from experiments.errors import ConfigExit  # noqa: E402
-from experiments.validation import ConfigError  # noqa: E402
 
 
 def is_rank_zero() -> bool:

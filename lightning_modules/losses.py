@@ -6,29 +6,31 @@ from torch import nn
 
 from core.errors import ConfigError
 from core.registry import Registry
+from core.rules import check_all, fraction, number
 
+#: each ``loss.*`` key's rule, and the regularization key the loss applies
+RULES = {"delta": number(0, lo_open=True)}
+REGULARIZATION_RULES = {"label_smoothing": fraction}
 LOSSES = Registry("loss")
 
 
-@LOSSES.register("cross_entropy", task="classification")
+@LOSSES.register("cross_entropy", task="classification", expect=([[2.0, 0.0]], [0], 0.1269280110429726))
 def cross_entropy(label_smoothing: float = 0.0) -> nn.Module:
     return nn.CrossEntropyLoss(label_smoothing=label_smoothing)
 
 
-@LOSSES.register("mse", task="regression")
+@LOSSES.register("mse", task="regression", expect=([[2.0, 0.0]], [[1.0, 3.0]], 5.0))
 def mse() -> nn.Module:
     return nn.MSELoss()
 
 
-@LOSSES.register("mae", task="regression")
+@LOSSES.register("mae", task="regression", expect=([[2.0, 0.0]], [[1.0, 3.0]], 2.0))
 def mae() -> nn.Module:
     return nn.L1Loss()
 
 
-@LOSSES.register("huber", task="regression")
+@LOSSES.register("huber", task="regression", expect=([[2.0, 0.0]], [[1.0, 3.0]], 1.5))
 def huber(delta: float = 1.0) -> nn.Module:
-    if delta <= 0:
-        raise ConfigError(f"loss.delta={delta}: must be > 0")
     return nn.HuberLoss(delta=delta)
 
 
@@ -37,6 +39,8 @@ DEFAULT_LOSS = {"classification": "cross_entropy", "regression": "mse"}
 
 def build_loss(name: str | None, task: str, label_smoothing: float = 0.0, delta: float = 1.0) -> nn.Module:
     """The named loss (or the task's default when ``name`` is None), checked against the task."""
+    check_all(RULES, {"delta": delta}, "loss")
+    check_all(REGULARIZATION_RULES, {"label_smoothing": label_smoothing}, "regularization")
     entry = LOSSES.get(name if name is not None else DEFAULT_LOSS[task], key="loss.name")
     if entry.info["task"] != task:
         fits = [e.name for e in LOSSES if e.info["task"] == task]

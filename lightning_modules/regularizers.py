@@ -14,7 +14,10 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from core.errors import ConfigError
+from core.rules import boolean, check_all, number
+
+#: the ``regularization.*`` keys the training step applies, and their rules
+RULES = {"l1": number(0), "l2": number(0), "decay_all": boolean, "input_noise": number(0), "weight_noise": number(0)}
 
 
 @dataclass(frozen=True)
@@ -26,10 +29,7 @@ class Regularization:
     weight_noise: float = 0.0  # std of Gaussian noise added to weights for each training forward
 
     def __post_init__(self):
-        for key in ("l1", "l2", "input_noise", "weight_noise"):
-            value = getattr(self, key)
-            if not value >= 0:
-                raise ConfigError(f"regularization.{key}={value}: must be a number >= 0")
+        check_all(RULES, vars(self), "regularization")
 
 
 def penalized(module: nn.Module, decay_all: bool):

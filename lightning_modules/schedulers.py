@@ -13,21 +13,26 @@ from typing import Any, Callable, Optional
 import torch
 from torch.optim import lr_scheduler as sched
 
-from core.errors import ConfigError
 from core.registry import Registry
+from core.rules import number
 
-SCHEDULERS = Registry("scheduler")
+#: each ``scheduler.*`` key's rule, checked when a scheduler is built and before any run starts
+RULES = {
+    "min_lr_ratio": number(0, 1),
+    "step_size": number(1, integer=True),
+    "gamma": number(0, 1, lo_open=True),
+    "pct_start": number(0, 1, hi_open=True),
+    "warmup_fraction": number(0, 1, hi_open=True),
+    "factor": number(0, 1, lo_open=True, hi_open=True),
+    "patience": number(0, integer=True),
+}
+SCHEDULERS = Registry("scheduler", rules=RULES)
 
 SchedulerFactory = Callable[[torch.optim.Optimizer, int], Optional[dict]]
 
 
 def _per_step(scheduler: Any) -> dict:
     return {"scheduler": scheduler, "interval": "step", "frequency": 1}
-
-
-def _check_fraction(key: str, value: float, closed_hi: bool = True) -> None:
-    if not (0.0 <= value <= 1.0 if closed_hi else 0.0 <= value < 1.0):
-        raise ConfigError(f"scheduler.{key}={value}: must be in [0, 1{']' if closed_hi else ')'}")
 
 
 @SCHEDULERS.register("none", accepts=())
@@ -38,15 +43,12 @@ def none(optimizer: torch.optim.Optimizer, total_steps: int) -> None:
 @SCHEDULERS.register("step", accepts=("step_size", "gamma"))
 def step(optimizer: torch.optim.Optimizer, total_steps: int, step_size: int = 10, gamma: float = 0.1) -> dict:
     """Multiply the lr by ``gamma`` every ``step_size`` epochs."""
-    if step_size < 1 or not 0 < gamma <= 1:
-        raise ConfigError(f"scheduler.step_size={step_size}, scheduler.gamma={gamma}: need step_size >= 1 and gamma in (0, 1]")
     return {"scheduler": sched.StepLR(optimizer, step_size=step_size, gamma=gamma), "interval": "epoch", "frequency": 1}
 
 
 @SCHEDULERS.register("cosine", accepts=("min_lr_ratio",))
 def cosine(optimizer: torch.optim.Optimizer, total_steps: int, min_lr_ratio: float = 0.0) -> dict:
     """Cosine decay from the base lr to ``min_lr_ratio × lr`` over the whole run, per step."""
-    _check_fraction("min_lr_ratio", min_lr_ratio)
     base = optimizer.param_groups[0]["lr"]
     return _per_step(sched.CosineAnnealingLR(optimizer, T_max=max(1, total_steps), eta_min=base * min_lr_ratio))
 
@@ -56,7 +58,6 @@ def onecycle(
     optimizer: torch.optim.Optimizer, total_steps: int, pct_start: float = 0.3, div_factor: float = 25.0, final_div_factor: float = 1e4
 ) -> dict:
     """Smith's one-cycle policy, peaking at optimizer.lr after ``pct_start`` of the run."""
-    _check_fraction("pct_start", pct_start, closed_hi=False)
     max_lr = [g["lr"] for g in optimizer.param_groups]
     return _per_step(
         sched.OneCycleLR(
@@ -73,8 +74,6 @@ def onecycle(
 @SCHEDULERS.register("warmup_cosine", accepts=("warmup_fraction", "min_lr_ratio"))
 def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float = 0.05, min_lr_ratio: float = 0.0) -> dict:
     """Linear warmup from ~0 to optimizer.lr over ``warmup_fraction`` of the steps, then cosine."""
-    _check_fraction("warmup_fraction", warmup_fraction, closed_hi=False)
-    _check_fraction("min_lr_ratio", min_lr_ratio)
     warmup = int(round(warmup_fraction * total_steps))
     decay = max(1, total_steps - warmup)
 
@@ -90,8 +89,6 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fra
 @SCHEDULERS.register("plateau", accepts=("factor", "patience", "min_lr"), monitors="val/loss")
 def plateau(optimizer: torch.optim.Optimizer, total_steps: int, factor: float = 0.1, patience: int = 5, min_lr: float = 0.0) -> dict:
     """Multiply the lr by ``factor`` after ``patience`` epochs without a lower val/loss."""
-    if not 0 < factor < 1 or patience < 0:
-        raise ConfigError(f"scheduler.factor={factor}, scheduler.patience={patience}: need factor in (0, 1) and patience >= 0")
     return {
         "scheduler": sched.ReduceLROnPlateau(optimizer, mode="min", factor=factor, patience=patience, min_lr=min_lr),
         "interval": "epoch",
@@ -101,5 +98,6 @@ def plateau(optimizer: torch.optim.Optimizer, total_steps: int, factor: float = 
 
 
 def scheduler_factory(name: str, **hparams: Any) -> SchedulerFactory:
-    """``(optimizer, total_steps) -> Lightning scheduler dict | None`` with ``hparams`` bound."""
+    """``(optimizer, total_steps) -> Lightning scheduler dict | None`` with ``hparams`` bound and
+    checked (the entry's ``accepts``, then ``RULES``)."""
     return SCHEDULERS.partial(name, **hparams)

@@ -15,10 +15,10 @@ from hydra import compose
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from core.errors import ConfigError
 from core.files import write_csv_atomic as write_csv  # the studies' name for it
 from core.files import write_json_atomic
 from experiments import rundir
-from experiments.validation import ConfigError
 
 log = logging.getLogger("dl_foundations")
 FINISHED = "study.json"  # written when a study completes; its presence marks a finished study dir

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from core.errors import ConfigError
 from experiments.studies.common import Clock, cached, finish, log, member_overrides, run_member
 from experiments.studies.members import check_seeds, chosen, interval, load_member, run_members, sorted_bars
-from experiments.validation import ConfigError
 
 LIKELIHOOD = ("vae", "pixelcnn")  # the families with a test bits/dim (a bound for the VAE)
 

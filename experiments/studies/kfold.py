@@ -12,9 +12,9 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from callbacks.plot_style import new_figure, palette, save_figure
+from core.errors import ConfigError
 from experiments.studies.common import Clock, finish, read_csv
 from experiments.studies.members import check_seeds, interval, run_members
-from experiments.validation import ConfigError
 
 
 def check(s: DictConfig) -> None:

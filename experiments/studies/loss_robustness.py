@@ -11,9 +11,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from callbacks.plot_style import new_figure, palette, save_figure
+from core.errors import ConfigError
 from experiments.studies.common import Clock, finish
 from experiments.studies.members import check_seeds, interval, load_member, run_members
-from experiments.validation import ConfigError
 from lightning_modules.losses import LOSSES
 
 REGRESSION_LOSSES = ("mse", "mae", "huber")

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from core.errors import ConfigError
 from core.files import write_json_atomic
 from experiments.studies.common import log, member_overrides, run_member
-from experiments.validation import ConfigError
 
 
 def check_seeds(seeds) -> None:

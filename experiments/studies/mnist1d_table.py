@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
+from core.errors import ConfigError
 from experiments.studies.common import Clock, finish
 from experiments.studies.members import check_seeds, chosen, run_members, sorted_bars
-from experiments.validation import ConfigError
 
 WITHIN = 0.03  # the target: logistic, MLP, CNN and GRU within 3 points of the published accuracy
 

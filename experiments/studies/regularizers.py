@@ -8,9 +8,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from core.errors import ConfigError
 from experiments.studies.common import Clock, finish
 from experiments.studies.members import check_seeds, chosen, interval, run_members, sorted_bars
-from experiments.validation import ConfigError
 
 BASELINE = "none"
 

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from core.errors import ConfigError
+from core.rules import check, fraction, optional_boolean
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -31,9 +32,12 @@ def count_parameters(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters() if p.requires_grad)
 
 
+#: the ``regularization.*`` keys the networks apply, and their rules
+REGULARIZATION_RULES = {"dropout": fraction, "batch_norm": optional_boolean}
+
+
 def check_dropout(dropout: float) -> None:
-    if not 0.0 <= dropout < 1.0:
-        raise ConfigError(f"regularization.dropout={dropout}: must be in [0, 1)")
+    check("regularization.dropout", dropout, REGULARIZATION_RULES["dropout"])
 
 
 def spatial_dims(family: str, input_shape: Sequence[int]) -> int:
