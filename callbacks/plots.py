@@ -85,7 +85,7 @@ class RunFigures(Callback):
     # ------------------------------------------------------------------ test-set figures
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         dm = trainer.datamodule
-        if not trainer.is_global_zero or dm is None or dm.task != "classification" or getattr(pl_module, "generative", False):
+        if not trainer.is_global_zero or dm is None or dm.task != "classification" or not pl_module.supports.labels:
             return
         x, y = dm.tensors("test")
         if len(y) == 0:

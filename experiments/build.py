@@ -26,11 +26,12 @@ from datamodules.mixing import MixConfig
 from datamodules.tensor_datamodule import TensorDataModule
 from lightning_modules import rebuild
 from lightning_modules.base import SupervisedModule
+from lightning_modules.capabilities import Supports
 from lightning_modules.classification import ClassificationModule
 from lightning_modules.generative import MODULES as GENERATIVE_MODULES
-from lightning_modules.generative import GenerativeModule
+from lightning_modules.generative import GenerativeModule, module_keys
 from lightning_modules.generative.levels import Levels
-from lightning_modules.nets import MODELS
+from lightning_modules.optimizers import LR_RULE, OPTIMIZERS, optimizer_factory
 from lightning_modules.regression import RegressionModule
 
 LAST = "last"  # checkpoints/last.ckpt
@@ -47,7 +48,48 @@ def _without_name(node: DictConfig) -> dict:
 
 
 def is_generative(name: str) -> bool:
-    return name in MODELS and MODELS.get(name).info.get("generative", False)
+    return name in GENERATIVE_MODULES
+
+
+#: every regularizer's neutral value, from the ``none`` preset: a key a module does not apply must hold it
+NEUTRAL = OmegaConf.to_container(OmegaConf.load(Path(__file__).parent / "configs" / "regularization" / "none.yaml"))
+
+
+def neutral_hint(value: Any) -> str:
+    """How to put a regularizer back to its neutral ``value``, for a message."""
+    return "leave it null" if value is None else f"set it to {str(value).lower() if isinstance(value, bool) else f'{value:g}'}"
+
+
+def check_supported(cfg: DictConfig, supports: Supports, name: str) -> None:
+    """Refuse every setting the module for ``model=name`` declares it does not apply
+    (``lightning_modules/capabilities.py``): one generic check, whatever the family."""
+    reg, what = cfg.regularization, f"the {supports.kind} model {name!r}"
+    if supports.regularizers is not None:
+        for key, neutral in NEUTRAL.items():
+            if key not in supports.regularizers and reg[key] != neutral:
+                raise ConfigError(f"regularization.{key}={_plain(reg[key])}: not applied by {what}; {neutral_hint(neutral)}")
+    if not supports.labels:
+        if cfg.callbacks.stop_at_train_acc is not None:
+            raise ConfigError(
+                f"callbacks.stop_at_train_acc={cfg.callbacks.stop_at_train_acc}: {supports.kind} models have no accuracy; leave it null"
+            )
+        if cfg.callbacks.sharpness.enabled:
+            raise ConfigError(
+                f"callbacks.sharpness.enabled=true: the sharpness probes need a classifier or regressor, not {what}; set it to false"
+            )
+    if not supports.two_pass and OPTIMIZERS.get(cfg.optimizer.name, key="optimizer").info.get("two_pass"):
+        raise ConfigError(f"optimizer={cfg.optimizer.name}: not supported by {what}; choose another optimizer")
+    if not supports.automatic_optimization:  # optimizers stepped by hand: what Lightning would do per step is not done
+        strategy = str(cfg.trainer.get("strategy", "auto"))
+        accumulate = cfg.trainer.get("accumulate_grad_batches", 1)
+        for key, value, fine, use in (
+            ("scheduler", cfg.scheduler.name, cfg.scheduler.name == "none", "scheduler=none"),
+            ("regularization.grad_clip", reg.grad_clip, reg.grad_clip is None, "null"),
+            ("trainer.accumulate_grad_batches", accumulate, accumulate == 1, "1"),
+            ("trainer.strategy", strategy, not strategy.startswith(("ddp", "fsdp")), "trainer=cpu or trainer=gpu"),
+        ):
+            if not fine:
+                raise ConfigError(f"{key}={value}: model={name} steps its optimizers by hand and does not support it; use {use}")
 
 
 def build_datamodule(cfg: DictConfig) -> TensorDataModule:
@@ -64,56 +106,35 @@ def build_generative(cfg: DictConfig, dm: TensorDataModule) -> GenerativeModule:
     the data's levels from the training split; regularizers that need labels or change the
     network are errors here, not silently dropped."""
     reg, name = cfg.regularization, cfg.model.name
-    for key in ("dropout", "label_smoothing", "mixup_alpha", "cutmix_alpha", "input_noise", "weight_noise", "l1", "l2"):
-        if reg[key]:
-            raise ConfigError(f"regularization.{key}={reg[key]}: not applied by the generative model {name!r}; set it to 0")
-    if reg.batch_norm:
-        raise ConfigError(f"regularization.batch_norm=true: not applied by the generative model {name!r}; leave it null")
-    if cfg.callbacks.stop_at_train_acc is not None:
-        raise ConfigError(
-            f"callbacks.stop_at_train_acc={cfg.callbacks.stop_at_train_acc}: generative models have no accuracy; leave it null"
-        )
-    if cfg.callbacks.sharpness.enabled:
-        raise ConfigError(
-            "callbacks.sharpness.enabled=true: the sharpness probes need a classifier or regressor, not the generative "
-            f"model {name!r}; set it to false"
-        )
-    if cfg.optimizer.name == "sam":
-        raise ConfigError(f"optimizer=sam: not supported by the generative model {name!r}; choose another optimizer")
-    module_class, module_keys = GENERATIVE_MODULES[name]
-    if not module_class.takes_scheduler:  # two optimizers stepped by hand (GAN): what Lightning would do per step is not done
-        strategy = str(cfg.trainer.get("strategy", "auto"))
-        accumulate = cfg.trainer.get("accumulate_grad_batches", 1)
-        for key, value, fine, use in (
-            ("scheduler", cfg.scheduler.name, cfg.scheduler.name == "none", "scheduler=none"),
-            ("regularization.grad_clip", reg.grad_clip, reg.grad_clip is None, "null"),
-            ("trainer.accumulate_grad_batches", accumulate, accumulate == 1, "1"),
-            ("trainer.strategy", strategy, not strategy.startswith(("ddp", "fsdp")), "trainer=cpu or trainer=gpu"),
-        ):
-            if not fine:
-                raise ConfigError(f"{key}={value}: model={name} steps its optimizers by hand and does not support it; use {use}")
+    module_class = GENERATIVE_MODULES[name]
+    check_supported(cfg, module_class.supports, name)
     hparams = _without_name(cfg.model)
     levels = Levels.fit(torch.from_numpy(dm.arrays("train")[0]), hparams.pop("levels", None))
-    module_kwargs = {k: hparams.pop(k) for k in module_keys if k in hparams}
+    module_kwargs = {k: hparams.pop(k) for k in module_keys(module_class) if k in hparams}
     for key in ("generator_optimizer", "discriminator_optimizer"):
         if module_kwargs.get(key) is not None:  # {name: ..., lr: ..., ...}: an optimizer spec like the optimizer group's
-            spec = dict(module_kwargs[key])
-            if "name" not in spec:
-                raise ConfigError(f"model.{key}={spec}: needs a name (e.g. {{name: adam, lr: 2e-4}})")
-            try:
-                spec = _routed(f"model.{key}", spec, {"weight_decay": reg.weight_decay, "decay_all": reg.decay_all})
-                if not (isinstance(spec.get("lr"), (int, float)) and spec["lr"] > 0):
-                    raise ConfigError(f"optimizer.lr={spec.get('lr')}: must be a number > 0")
-                rebuild.optimizer(spec)  # checked here, where its keys can be named
-            except ValueError as exc:  # the factory names the optimizer group's keys; these live under model.<key>
-                raise ConfigError(str(exc).replace("optimizer.", f"model.{key}.", 1)) from exc
-            module_kwargs[key] = spec
+            module_kwargs[key] = _module_optimizer(f"model.{key}", dict(module_kwargs[key]), reg, module_class.supports, name)
     spec = {
         "net": net_spec(name, dm, levels.count, hparams),
         "levels": {"low": levels.low, "high": levels.high, "count": levels.count},
         **optimization_spec(cfg),
     }
     return module_class(rebuild=spec, **module_kwargs)
+
+
+def _module_optimizer(section: str, spec: dict, reg: DictConfig, supports: Supports, name: str) -> dict:
+    """A module's own optimizer (``model.generator_optimizer``, ...), checked as the optimizer group is,
+    its errors naming ``section``."""
+    if "name" not in spec:
+        raise ConfigError(f"{section}={spec}: needs a name (e.g. {{name: adam, lr: 2e-4}})")
+    spec = _routed(section, spec, {"weight_decay": reg.weight_decay, "decay_all": reg.decay_all})
+    accepted = LR_RULE(spec.get("lr"))
+    if accepted is not None:
+        raise ConfigError(f"{section}.lr={spec.get('lr')}: must be {accepted}")
+    if not supports.two_pass and OPTIMIZERS.get(spec["name"], key=f"{section}.name").info.get("two_pass"):
+        raise ConfigError(f"{section}.name={spec['name']}: not supported by the {supports.kind} model {name!r}; choose another optimizer")
+    optimizer_factory(**spec, section=section)  # checked here, where its keys can be named
+    return spec
 
 
 def build_module(cfg: DictConfig, dm: TensorDataModule) -> SupervisedModule | GenerativeModule:

@@ -12,10 +12,10 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from core import signals
+from core.errors import ConfigError
 from experiments import rundir
 from experiments.cluster import is_secondary
 from experiments.preflight import preflight
-from experiments.validation import ConfigError
 
 log = logging.getLogger("dl_foundations")
 
@@ -170,7 +170,7 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
         OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml", resolve=True)  # Hydra saves it unresolved
         outputs = (
             f"{module.levels.count} levels a value (generative)"
-            if getattr(module, "generative", False)
+            if build.is_generative(cfg.model.name)
             else f"{dm.num_outputs} classes"
             if dm.task == "classification"
             else f"{dm.num_outputs} targets"

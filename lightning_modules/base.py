@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torchmetrics import MaxMetric, MetricCollection, MinMetric
 
+from lightning_modules.capabilities import Supports
 from lightning_modules.compat import logger_writes_this_step
 from lightning_modules.optimizers import OptimizerFactory, is_perturbed
 from lightning_modules.regularizers import Regularization, forward_with_weight_noise, norm_penalty, with_input_noise
@@ -34,6 +35,7 @@ class NonFiniteLoss(RuntimeError):
 class SupervisedModule(pl.LightningModule):
     #: the metric (a key of ``make_metrics``) whose best validation value is tracked, and its mode
     headline: tuple[str, str]
+    supports = Supports()  # every regularizer, any optimizer, Lightning's loop
 
     def __init__(
         self,

@@ -1,10 +1,15 @@
 """Optimizer registry: a config name → ``torch.optim.Optimizer``, from torch.optim and
 pytorch-optimizer (AdamP, SAM) rather than hand-written update rules.
 
-Each entry declares the hyperparameters it accepts (``accepts``); an override it does not accept
-is an error that names it. Weight decay comes from ``regularization.weight_decay`` and is given
-per parameter group: by default only to weight matrices and kernels (``p.ndim >= 2``), not to
-biases and normalization weights (``regularization.decay_all=true`` decays everything).
+Each entry declares the hyperparameters it accepts (``accepts``) and what it is: ``elementwise``
+(each parameter entry's update depends only on its own gradient history, so K networks stacked in
+one tensor are trained exactly as K separate runs: ``numerics/ensemble.py``), ``two_pass`` (the loss
+is evaluated twice per step, through Lightning's closure: SAM), its ``family`` (a key of
+``FAMILY_TITLES``: the optimizer study's panels and claims group by it) and, for the tests,
+``expect`` (the class it builds). An override it does not accept is an error that names it.
+Weight decay comes from ``regularization.weight_decay`` and is given per parameter group: by
+default only to weight matrices and kernels (``p.ndim >= 2``), not to biases and normalization
+weights (``regularization.decay_all=true`` decays everything).
 """
 
 from __future__ import annotations
@@ -16,75 +21,97 @@ from torch import nn
 
 from core.errors import ConfigError
 from core.registry import Registry
+from core.rules import boolean, check_all, number
 
-OPTIMIZERS = Registry("optimizer")
+#: each ``optimizer.*`` key's rule, checked when an optimizer is built and before any run starts
+RULES = {
+    "lr": number(0, lo_open=True),
+    "momentum": number(0, 1, hi_open=True),
+    "eps": number(0, lo_open=True),
+    "rho": number(0, lo_open=True),
+    "adaptive": boolean,
+    "nesterov": boolean,
+}
+LR_RULE = RULES["lr"]
+#: the ``regularization.*`` keys the optimizer applies
+REGULARIZATION_RULES = {"weight_decay": number(0), "decay_all": boolean}
+OPTIMIZERS = Registry("optimizer", rules=RULES)
+#: each entry's ``family``, and how the optimizer study titles it
+FAMILY_TITLES = {"sgd": "SGD and momentum", "adaptive": "adaptive step size", "adam": "Adam family"}
 
 OptimizerFactory = Callable[[nn.Module], torch.optim.Optimizer]
 ADAM_KEYS = ("lr", "betas", "eps")
 
 
-@OPTIMIZERS.register("sgd", accepts=("lr", "momentum", "dampening", "nesterov"))
+@OPTIMIZERS.register("sgd", family="sgd", accepts=("lr", "momentum", "dampening", "nesterov"), elementwise=True, expect="SGD")
 def sgd(params, lr: float, **kwargs: Any) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=lr, **kwargs)
 
 
-@OPTIMIZERS.register("momentum", accepts=("lr", "momentum", "dampening"))
+@OPTIMIZERS.register("momentum", family="sgd", accepts=("lr", "momentum", "dampening"), elementwise=True, expect="SGD")
 def momentum(params, lr: float, momentum: float = 0.9, **kwargs: Any) -> torch.optim.Optimizer:
     """SGD with heavy-ball (Polyak) momentum."""
     return torch.optim.SGD(params, lr=lr, momentum=momentum, **kwargs)
 
 
-@OPTIMIZERS.register("nesterov", accepts=("lr", "momentum"))
+@OPTIMIZERS.register(
+    "nesterov", family="sgd", accepts=("lr", "momentum"), elementwise=True, expect="SGD", expect_group={"nesterov": True, "momentum": 0.9}
+)
 def nesterov(params, lr: float, momentum: float = 0.9) -> torch.optim.Optimizer:
     """SGD with Nesterov momentum (the gradient is taken at the look-ahead point)."""
     return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=True)
 
 
-@OPTIMIZERS.register("adagrad", accepts=("lr", "lr_decay", "eps", "initial_accumulator_value"))
+@OPTIMIZERS.register(
+    "adagrad", family="adaptive", accepts=("lr", "lr_decay", "eps", "initial_accumulator_value"), elementwise=True, expect="Adagrad"
+)
 def adagrad(params, lr: float, **kwargs: Any) -> torch.optim.Optimizer:
     return torch.optim.Adagrad(params, lr=lr, **kwargs)
 
 
-@OPTIMIZERS.register("adadelta", accepts=("lr", "rho", "eps"))
+@OPTIMIZERS.register("adadelta", family="adaptive", accepts=("lr", "rho", "eps"), elementwise=True, expect="Adadelta")
 def adadelta(params, lr: float, **kwargs: Any) -> torch.optim.Optimizer:
     return torch.optim.Adadelta(params, lr=lr, **kwargs)
 
 
-@OPTIMIZERS.register("rmsprop", accepts=("lr", "alpha", "eps", "momentum", "centered"))
+@OPTIMIZERS.register(
+    "rmsprop", family="adaptive", accepts=("lr", "alpha", "eps", "momentum", "centered"), elementwise=True, expect="RMSprop"
+)
 def rmsprop(params, lr: float, **kwargs: Any) -> torch.optim.Optimizer:
     return torch.optim.RMSprop(params, lr=lr, **kwargs)
 
 
-@OPTIMIZERS.register("adam", accepts=(*ADAM_KEYS, "amsgrad"))
+@OPTIMIZERS.register("adam", family="adam", accepts=(*ADAM_KEYS, "amsgrad"), elementwise=True, expect="Adam")
 def adam(params, lr: float, betas=(0.9, 0.999), **kwargs: Any) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=lr, betas=tuple(betas), **kwargs)
 
 
-@OPTIMIZERS.register("adamw", accepts=(*ADAM_KEYS, "amsgrad"))
+@OPTIMIZERS.register("adamw", family="adam", accepts=(*ADAM_KEYS, "amsgrad"), elementwise=True, expect="AdamW")
 def adamw(params, lr: float, betas=(0.9, 0.999), **kwargs: Any) -> torch.optim.Optimizer:
     """Adam with decoupled weight decay (Loshchilov & Hutter)."""
     return torch.optim.AdamW(params, lr=lr, betas=tuple(betas), **kwargs)
 
 
-@OPTIMIZERS.register("radam", accepts=ADAM_KEYS)
+@OPTIMIZERS.register("radam", family="adam", accepts=ADAM_KEYS, elementwise=True, expect="RAdam")
 def radam(params, lr: float, betas=(0.9, 0.999), **kwargs: Any) -> torch.optim.Optimizer:
     return torch.optim.RAdam(params, lr=lr, betas=tuple(betas), **kwargs)
 
 
-@OPTIMIZERS.register("nadam", accepts=(*ADAM_KEYS, "momentum_decay"))
+@OPTIMIZERS.register("nadam", family="adam", accepts=(*ADAM_KEYS, "momentum_decay"), elementwise=True, expect="NAdam")
 def nadam(params, lr: float, betas=(0.9, 0.999), **kwargs: Any) -> torch.optim.Optimizer:
     return torch.optim.NAdam(params, lr=lr, betas=tuple(betas), **kwargs)
 
 
-@OPTIMIZERS.register("adamp", accepts=(*ADAM_KEYS, "delta", "wd_ratio", "nesterov"))
+@OPTIMIZERS.register("adamp", family="adam", accepts=(*ADAM_KEYS, "delta", "wd_ratio", "nesterov"), expect="AdamP")
 def adamp(params, lr: float, betas=(0.9, 0.999), **kwargs: Any) -> torch.optim.Optimizer:
-    """AdamP (Heo et al. 2021): Adam that removes the radial component of scale-invariant weights."""
+    """AdamP (Heo et al. 2021): Adam that removes the radial component of scale-invariant weights
+    (a projection per parameter tensor: not elementwise)."""
     from pytorch_optimizer.optimizer.adamp import AdamP  # ~0.5 s import: only when chosen
 
     return AdamP(params, lr=lr, betas=tuple(betas), **kwargs)
 
 
-@OPTIMIZERS.register("sam", accepts=None, wraps=True)
+@OPTIMIZERS.register("sam", family="sgd", accepts=None, wraps=True, two_pass=True, expect="ClosureSAM")
 def sam(params, base: str, rho: float = 0.05, adaptive: bool = False, **base_hparams: Any) -> torch.optim.Optimizer:
     """Sharpness-aware minimization (Foret et al. 2021) around the ``base`` optimizer entry."""
     from lightning_modules.sam import ClosureSAM
@@ -93,38 +120,45 @@ def sam(params, base: str, rho: float = 0.05, adaptive: bool = False, **base_hpa
 
 
 def param_groups(module: nn.Module, weight_decay: float, decay_all: bool = False) -> list[dict]:
-    """Two groups: weights that decay (``p.ndim >= 2``, or all with ``decay_all``) and the rest."""
+    """Two groups: weights that decay (``p.ndim >= 2``, or all with ``decay_all``) and the rest. A
+    module whose parameters stack several networks' (``numerics/ensemble.py``) says which are
+    weights itself, by a method ``decays(name, parameter) -> bool``."""
+    decays = getattr(module, "decays", lambda name, p: p.ndim >= 2)
     decay, no_decay = [], []
-    for p in module.parameters():
+    for name, p in module.named_parameters():
         if p.requires_grad:
-            (decay if decay_all or p.ndim >= 2 else no_decay).append(p)
+            (decay if decay_all or decays(name, p) else no_decay).append(p)
     return [g for g in ({"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
 
 
-def _check_sam(hparams: dict) -> None:
+def _check_sam(hparams: dict, section: str) -> None:
     base = hparams.get("base")
     if base is None:
-        raise ConfigError("optimizer.base: missing; sam wraps a base optimizer, e.g. optimizer.base=momentum")
-    entry = OPTIMIZERS.get(base, key="optimizer.base")  # lists the valid names when unknown
+        raise ConfigError(f"{section}.base: missing; sam wraps a base optimizer, e.g. {section}.base=momentum")
+    entry = OPTIMIZERS.get(base, key=f"{section}.base")  # lists the valid names when unknown
     if entry.info.get("wraps"):
         raise ConfigError(
-            f"optimizer.base={base!r}: sam cannot wrap itself; use one of: {', '.join(n for n in OPTIMIZERS.list() if n != 'sam')}"
+            f"{section}.base={base!r}: sam cannot wrap itself; use one of: {', '.join(n for n in OPTIMIZERS.list() if n != 'sam')}"
         )
     for key in hparams:
         if key not in ("base", "rho", "adaptive") and key not in entry.info["accepts"]:
             raise ConfigError(
-                f"optimizer.{key}: not accepted by sam around {base!r}; accepted: base, rho, adaptive, {', '.join(entry.info['accepts'])}"
+                f"{section}.{key}: not accepted by sam around {base!r}; accepted: base, rho, adaptive, {', '.join(entry.info['accepts'])}"
             )
 
 
-def optimizer_factory(name: str, weight_decay: float = 0.0, decay_all: bool = False, **hparams: Any) -> OptimizerFactory:
+def optimizer_factory(
+    name: str, weight_decay: float = 0.0, decay_all: bool = False, section: str = "optimizer", **hparams: Any
+) -> OptimizerFactory:
     """``module -> optimizer`` with ``hparams`` bound and checked against the entry's ``accepts``;
-    ``weight_decay`` is applied per parameter group (see ``param_groups``)."""
+    ``weight_decay`` is applied per parameter group (see ``param_groups``). ``section``: the config
+    key the hyperparameters came from, named in errors (``model.generator_optimizer`` for the GAN's)."""
     if "lr" not in hparams:
-        raise ConfigError(f"optimizer.lr: missing; optimizer {name!r} needs it")
+        raise ConfigError(f"{section}.lr: missing; optimizer {name!r} needs it")
+    check_all(REGULARIZATION_RULES, {"weight_decay": weight_decay, "decay_all": decay_all}, "regularization")
     if name == "sam":
-        _check_sam(hparams)
-    make = OPTIMIZERS.partial(name, **hparams)
+        _check_sam(hparams, section)
+    make = OPTIMIZERS.partial(name, section=section, **hparams)
 
     def build(module: nn.Module) -> torch.optim.Optimizer:
         return make(param_groups(module, weight_decay, decay_all))

@@ -11,7 +11,7 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import CONFIG_DIR
-from lightning_modules.generative import MODULES
+from lightning_modules.generative import MODULES, module_keys
 from lightning_modules.generative.base import mmd
 from lightning_modules.generative.ddpm import beta_schedule
 from lightning_modules.generative.levels import Levels
@@ -34,8 +34,8 @@ def module_for(name: str, kind: str = "image", shape=None, levels: int = 17, **o
     keys.pop("name"), keys.pop("levels")
     keys.update(SMALL[name])
     keys.update(overrides)
-    module_class, module_keys = MODULES[name]
-    module_kwargs = {k: keys.pop(k) for k in module_keys if k in keys}
+    module_class = MODULES[name]
+    module_kwargs = {k: keys.pop(k) for k in module_keys(module_class) if k in keys}
     module_kwargs.pop("generator_optimizer", None), module_kwargs.pop("discriminator_optimizer", None)
     net = build_net(name, shape or SHAPES[kind], kind, levels, **keys)
     return module_class(net, Levels(0.0, 16.0, levels), optimizer_factory("adam", lr=1e-3), None, **module_kwargs)
@@ -215,7 +215,7 @@ def test_each_family_trains_from_the_config(train_run, name, data):
     ],
 )
 def test_bad_generative_settings_are_one_line_errors(train_run, overrides, message):
-    from experiments.validation import ConfigError
+    from core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="^" + __import__("re").escape(message) + "$"):
         train_run(*overrides)

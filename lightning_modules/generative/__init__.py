@@ -1,4 +1,12 @@
-"""The generative families' LightningModules (their networks are in ``lightning_modules/nets/generative.py``)."""
+"""The generative families' LightningModules (their networks are in ``lightning_modules/nets/generative.py``).
+
+``MODULES`` is the one place that says a model name is generative: ``model=<name>`` is trained by
+``MODULES[name]``. What each module applies is its ``supports`` (``lightning_modules/capabilities.py``);
+the ``model.*`` keys it takes rather than the network are its constructor's keyword-only arguments."""
+
+from __future__ import annotations
+
+import inspect
 
 from lightning_modules.generative.base import GenerativeModule
 from lightning_modules.generative.ddpm import DDPMModule
@@ -6,12 +14,14 @@ from lightning_modules.generative.gan import GANModule
 from lightning_modules.generative.pixelcnn import PixelCNNModule
 from lightning_modules.generative.vae import VAEModule
 
-#: model.name → (LightningModule, the model.* keys it takes rather than the network)
-MODULES = {
-    "vae": (VAEModule, ("beta",)),
-    "gan": (GANModule, ("generator_optimizer", "discriminator_optimizer")),
-    "ddpm": (DDPMModule, ("timesteps", "schedule", "beta_start", "beta_end")),
-    "pixelcnn": (PixelCNNModule, ()),
-}
+#: model.name → the LightningModule that trains it
+MODULES: dict[str, type[GenerativeModule]] = {"vae": VAEModule, "gan": GANModule, "ddpm": DDPMModule, "pixelcnn": PixelCNNModule}
 
-__all__ = ["GenerativeModule", "MODULES"]
+
+def module_keys(module_class: type[GenerativeModule]) -> tuple[str, ...]:
+    """The ``model.*`` keys ``module_class`` takes itself (the VAE's beta, the DDPM's schedule, ...)."""
+    params = inspect.signature(module_class.__init__).parameters.values()
+    return tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
+__all__ = ["GenerativeModule", "MODULES", "module_keys"]

@@ -14,15 +14,21 @@ from torch import nn
 from torchmetrics import MeanMetric, MinMetric
 
 from lightning_modules.base import NonFiniteLoss, with_scheduler
+from lightning_modules.capabilities import Supports
 from lightning_modules.generative.levels import Levels
 from lightning_modules.optimizers import OptimizerFactory
 from lightning_modules.schedulers import SchedulerFactory
 
 
 class GenerativeModule(pl.LightningModule):
-    generative = True
     headline = ("loss", "min")  # val/loss_best
-    takes_scheduler = True
+    #: no labels: only the regularizers that act on the data, the optimizer or the loop apply
+    supports = Supports(
+        regularizers=frozenset({"weight_decay", "decay_all", "augment", "grad_clip", "early_stopping"}),
+        labels=False,
+        two_pass=False,
+        kind="generative",
+    )
     TERMS: tuple[str, ...] = ("loss",)  # what ``terms`` returns (a family lists its own)
     TRAIN_TERMS: Optional[tuple[str, ...]] = None  # logged in training when they differ from TERMS
 

@@ -8,6 +8,7 @@ checkpoint minimizes) is the MMD between generated samples and the validation sp
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Optional
 
 import torch
@@ -20,7 +21,7 @@ from lightning_modules.optimizers import OptimizerFactory
 class GANModule(GenerativeModule):
     TERMS = ("loss", "mmd")  # validation: the MMD to the validation split
     TRAIN_TERMS = ("d_loss", "g_loss", "d_real", "d_fake")
-    takes_scheduler = False  # two optimizers stepped by hand
+    supports = replace(GenerativeModule.supports, automatic_optimization=False)  # two optimizers stepped by hand
 
     def __init__(
         self,
