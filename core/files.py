@@ -8,18 +8,29 @@ import csv
 import io
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
+
+
+@contextmanager
+def replaced_atomically(path: Path | str, suffix: str = ".tmp") -> Iterator[Path]:
+    """``with replaced_atomically(path) as tmp: write(tmp)``: whatever is written to ``tmp`` replaces
+    ``path`` in one rename when the block ends; a failed write (an exception, a full disk) leaves the
+    previous file as it was and no temporary one. ``suffix`` ends the temporary name, for writers
+    that insist on one (``np.savez`` appends ``.npz`` otherwise)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with replaced_atomically(path) as tmp:
         tmp.write_text(text, newline="")  # as given: the CSV writer's line endings stay as they are
-        os.replace(tmp, path)
-    finally:  # a failed write leaves the previous file as it was and no temporary one
-        tmp.unlink(missing_ok=True)
 
 
 def write_json_atomic(path: Path, data: Any, indent: int | None = 2, sort_keys: bool = True) -> None:
