@@ -2,20 +2,36 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+from lightning_modules.optimizers import OPTIMIZERS, optimizer_factory
 from numerics import decomposition as dec
 from numerics.ensemble import GroupedMLP, predict, train_ensemble
 
+ELEMENTWISE = [e.name for e in OPTIMIZERS if e.info.get("elementwise")]
 
-def test_grouped_members_equal_separately_trained_members():
+
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_grouped_members_equal_separately_trained_members(name):
+    """With every optimizer the registry declares elementwise (weight decay on), each member of the
+    vectorized ensemble ends exactly where it would have trained alone."""
+    make = optimizer_factory(name, lr=1.0 if name == "adadelta" else 1e-2, weight_decay=1e-2)
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(3, 64, 5, generator=g), torch.randint(0, 4, (3, 64), generator=g)
-    together = train_ensemble(x, y, [11, 12, 13], [16], 4, "classification", epochs=5, batch_size=16, lr=1e-2)
+    together = train_ensemble(x, y, [11, 12, 13], [16], 4, "classification", epochs=5, batch_size=16, make_optimizer=make)
     probe = torch.randn(10, 5, generator=g)
     for i, seed in enumerate([11, 12, 13]):
-        alone = train_ensemble(x[i : i + 1], y[i : i + 1], [seed], [16], 4, "classification", epochs=5, batch_size=16, lr=1e-2)
+        alone = train_ensemble(x[i : i + 1], y[i : i + 1], [seed], [16], 4, "classification", 5, 16, make)
         assert torch.allclose(predict(together.net, probe)[i], predict(alone.net, probe)[0], atol=1e-5)
+    assert together.train_loss[-1] < together.train_loss[0]
+
+
+def test_weight_decay_reaches_the_weights_only():
+    net = GroupedMLP([0, 1], 3, [8], 2)
+    groups = optimizer_factory("sgd", lr=0.1, weight_decay=0.5)(net).param_groups
+    decayed = {id(p) for g in groups if g["weight_decay"] for p in g["params"]}
+    assert decayed == {id(layer.weight) for layer in net.layers}
 
 
 def test_member_extraction_matches_the_grouped_forward():

@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from conftest import run_cli
 from experiments.studies.optimizers import stall_step
 from experiments.studies.surfaces import SURFACES, effective_lr, optimize, values
-from lightning_modules.optimizers import optimizer_factory
+from lightning_modules.optimizers import OPTIMIZERS, optimizer_factory
 
 
 @pytest.mark.parametrize("name", SURFACES)
@@ -80,6 +80,6 @@ def test_shrunken_study_writes_report_figures_and_resumes(tmp_path):
 def test_study_rejects_unknown_optimizer(tmp_path):
     proc = run_cli("study=optimizers", "study.optimizers=[sgd,adamm]", cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.strip().startswith(
-        "error: study.optimizers=['sgd', 'adamm']: unknown ['adamm']; valid: adadelta"
+        f"error: study.optimizers=['sgd', 'adamm']: unknown ['adamm']; valid: {', '.join(OPTIMIZERS.list())}"
     )
     assert not (tmp_path / "outputs").exists()  # the refused study left no directory

@@ -238,3 +238,48 @@ def test_generative_study_scores_samples_with_a_trained_classifier(tmp_path):
     assert {"samples.png", "frechet.png"} <= {p.name for p in (study_dir / "figures").iterdir()}
     again = run_cli(*args, "study.resume=true", cwd=tmp_path)  # everything kept: only the tables and figures are redone
     assert again.returncode == 0 and "finished earlier, kept" in again.stderr + again.stdout
+
+
+TINY_BIAS_VARIANCE = (
+    "study=bias_variance",
+    "study.seeds=[0]",
+    "study.widths=[8]",
+    "study.regression.members=2",
+    "study.regression.epochs=5",
+    "study.classification.members=2",
+    "study.classification.part_size=100",
+    "study.classification.epochs=3",
+)
+
+
+def test_ensemble_studies_train_with_the_chosen_optimizer(cli, tmp_path):
+    """optimizer= reaches the vectorized ensemble: the same study with SGD and with momentum (and
+    weight decay) ends elsewhere, and each report names its optimizer."""
+    results = {}
+    for name, extra in (("sgd", ()), ("momentum", ("regularization.weight_decay=1e-3",))):
+        (tmp_path / name).mkdir()
+        code, out, err = cli(*TINY_BIAS_VARIANCE, f"optimizer={name}", *extra, cwd=tmp_path / name)
+        assert code == 0, err[-2000:]
+        study = tmp_path / name / out.strip().splitlines()[-1].removeprefix("study_dir: ")
+        results[name] = [r for r in read_csv(study / "results.csv") if r["part"] == "regression"][0]
+        assert f"Optimizer {name} (lr 0.003 regression" in (study / "report.md").read_text()
+    assert results["sgd"]["train_mse"] != results["momentum"]["train_mse"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ("optimizer=sam", "optimizer.base=adam"),
+            "error: optimizer=sam: study=bias_variance trains its members as one vectorized ensemble, which needs an elementwise "
+            "optimizer (each member's update its own); elementwise: ",
+        ),
+        (("optimizer.lr=0.1",), "error: optimizer.lr=0.1: study=bias_variance sets each part's learning rate; use study.regression.lr"),
+        (("regularization.dropout=0.2",), "error: regularization.dropout=0.2: not applied by study=bias_variance (plain MLPs, weight"),
+        (("scheduler=cosine",), "error: scheduler=cosine: study=bias_variance trains at a constant learning rate; use scheduler=none"),
+    ],
+)
+def test_ensemble_studies_refuse_what_they_would_ignore(cli, tmp_path, args, message):
+    code, _, err = cli(*TINY_BIAS_VARIANCE, *args)
+    assert code == 2 and err.strip().startswith(message), err
+    assert not list((tmp_path / "outputs" / "studies" / "bias_variance").glob("*/parts/*.json"))

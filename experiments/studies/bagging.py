@@ -17,9 +17,10 @@ import torch
 from omegaconf import DictConfig
 
 from callbacks.plot_style import new_figure, palette, save_figure
+from core.errors import ConfigError
 from experiments.studies.common import Clock, cached, finish, log
+from experiments.studies.ensembles import check_optimizer, optimizer_for
 from experiments.studies.members import check_seeds, interval
-from experiments.validation import ConfigError
 from numerics.ensemble import predict, train_ensemble
 
 
@@ -46,13 +47,14 @@ def data():
     )
 
 
-def bagging(s: DictConfig, seed: int, x, y, xt, yt, classes: int) -> tuple[list[dict], dict]:
-    b, n = s.bagging, len(x)
+def bagging(cfg: DictConfig, seed: int, x, y, xt, yt, classes: int) -> tuple[list[dict], dict]:
+    b, n = cfg.study.bagging, len(x)
+    make = optimizer_for(cfg, b.lr)
     g = torch.Generator().manual_seed(seed)
     draws = torch.randint(0, n, (b.members, n), generator=g)  # (K, n) bootstrap indices
     seeds = [1000 * seed + k for k in range(b.members)]
-    fit = train_ensemble(x[draws], y[draws], seeds, list(b.hidden), classes, "classification", b.epochs, b.batch_size, b.lr)
-    single = train_ensemble(x[None], y[None], [1000 * seed + 999], list(b.hidden), classes, "classification", b.epochs, b.batch_size, b.lr)
+    fit = train_ensemble(x[draws], y[draws], seeds, list(b.hidden), classes, "classification", b.epochs, b.batch_size, make)
+    single = train_ensemble(x[None], y[None], [1000 * seed + 999], list(b.hidden), classes, "classification", b.epochs, b.batch_size, make)
     probs = predict(fit.net, xt).softmax(-1)  # (K, n_test, C)
     curve = [
         {"part": "bagging", "seed": seed, "size": m, "test_acc": float((probs[:m].mean(0).argmax(-1) == yt).float().mean())}
@@ -76,8 +78,9 @@ def bagging(s: DictConfig, seed: int, x, y, xt, yt, classes: int) -> tuple[list[
     return curve, summary
 
 
-def samme(s: DictConfig, seed: int, x, y, xt, yt, classes: int) -> list[dict]:
-    bo, n = s.boosting, len(x)
+def samme(cfg: DictConfig, seed: int, x, y, xt, yt, classes: int) -> list[dict]:
+    bo, n = cfg.study.boosting, len(x)
+    make = optimizer_for(cfg, bo.lr)
     w = torch.full((n,), 1.0 / n)
     votes, votes_test, rows = torch.zeros(n, classes), torch.zeros(len(xt), classes), []
     for r in range(bo.rounds):
@@ -90,7 +93,7 @@ def samme(s: DictConfig, seed: int, x, y, xt, yt, classes: int) -> list[dict]:
             "classification",
             bo.epochs,
             bo.batch_size,
-            bo.lr,
+            make,
             weights=w[None] * n,
         )
         pred, pred_test = predict(fit.net, x)[0].argmax(-1), predict(fit.net, xt)[0].argmax(-1)
@@ -153,7 +156,9 @@ def figure(curves: list[dict], boost: list[dict], summaries: list[dict], folder:
     save_figure(fig, folder, "bagging_boosting", writer)
 
 
-def write_report(study_dir: Path, s: DictConfig, summaries: list[dict], boost: list[dict], wall_s: float) -> None:
+def write_report(study_dir: Path, cfg: DictConfig, summaries: list[dict], boost: list[dict], wall_s: float) -> None:
+    s = cfg.study
+
     def ci(key, rows=summaries):
         mean, _, half = interval(r[key] for r in rows)
         return f"{mean:.4f} ± {half:.4f}"
@@ -173,8 +178,9 @@ def write_report(study_dir: Path, s: DictConfig, summaries: list[dict], boost: l
         f"MNIST-1D (4,000 training, 1,000 test signals), seeds {list(s.seeds)}, mean ± 95% CI. Bagging: {b.members} MLPs "
         f"{list(b.hidden)} on "
         f"bootstrap resamples, {b.epochs} epochs, trained as one vectorized ensemble; the single network is the same MLP on all the data. "
-        f"Boosting: SAMME, {bo.rounds} rounds of MLPs {list(bo.hidden)}, {bo.epochs} epochs each, sample weights in the loss. Wall "
-        f"time {wall_s:.0f} s.",
+        f"Boosting: SAMME, {bo.rounds} rounds of MLPs {list(bo.hidden)}, {bo.epochs} epochs each, sample weights in the loss. "
+        f"Optimizer {cfg.optimizer.name} (lr {b.lr:g} bagging, {bo.lr:g} boosting; weight decay {cfg.regularization.weight_decay:g}). "
+        f"Wall time {wall_s:.0f} s.",
         "",
         "## Claims and what this study measured",
         "",
@@ -203,14 +209,15 @@ def write_report(study_dir: Path, s: DictConfig, summaries: list[dict], boost: l
 def run(cfg: DictConfig, study_dir: Path) -> dict:
     s, clock = cfg.study, Clock()
     check(s)
+    check_optimizer(cfg, ("study.bagging.lr", "study.boosting.lr"))
     x, y, xt, yt, classes = data()
     curves, summaries, boost = [], [], []
     for seed in s.seeds:
         torch.manual_seed(seed)
-        c, summary = cached(study_dir, f"bagging_seed{seed}", lambda: bagging(s, seed, x, y, xt, yt, classes))
+        c, summary = cached(study_dir, f"bagging_seed{seed}", lambda: bagging(cfg, seed, x, y, xt, yt, classes))
         curves += c
         summaries.append(summary)
-        boost += cached(study_dir, f"boosting_seed{seed}", lambda: samme(s, seed, x, y, xt, yt, classes))
+        boost += cached(study_dir, f"boosting_seed{seed}", lambda: samme(cfg, seed, x, y, xt, yt, classes))
         log.info(
             f"seed {seed}: bagged {summary['ensemble_test_acc']:.4f}, single {summary['single_test_acc']:.4f}, "
             f"OOB {summary['oob_acc']:.4f}, boosted {boost[-1]['test_acc']:.4f} ({clock()} s)"
@@ -221,7 +228,7 @@ def run(cfg: DictConfig, study_dir: Path) -> dict:
         curves + boost,
         summaries,
         lambda writer: figure(curves, boost, summaries, study_dir / "figures", writer),
-        lambda wall_s: write_report(study_dir, s, summaries, boost, wall_s),
+        lambda wall_s: write_report(study_dir, cfg, summaries, boost, wall_s),
     )
     return {
         "bagged": float(np.mean([r["ensemble_test_acc"] for r in summaries])),

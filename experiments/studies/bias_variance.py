@@ -1,9 +1,10 @@
 """Bias and variance against capacity (``study=bias_variance``). For each width the members are
-trained together as one vectorized ensemble (numerics/ensemble.py), each on its own
-training data: (a) regression — independent draws from a known function with Gaussian noise, the
-decomposition against the truth; (b) classification — disjoint parts of MNIST-1D, Yang et al.
-(2020)'s MSE and cross-entropy decompositions on the test split. The interpolation threshold is the
-first width whose members fit their (noisy) training labels completely."""
+trained together as one vectorized ensemble (numerics/ensemble.py, the ``optimizer=`` chosen:
+experiments/studies/ensembles.py), each on its own training data: (a) regression — independent
+draws from a known function with Gaussian noise, the decomposition against the truth; (b)
+classification — disjoint parts of MNIST-1D, Yang et al. (2020)'s MSE and cross-entropy
+decompositions on the test split. The interpolation threshold is the first width whose members fit
+their (noisy) training labels completely."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ import torch
 from omegaconf import DictConfig
 
 from callbacks.plot_style import new_figure, palette, save_figure
+from core.errors import ConfigError
 from experiments.studies.common import Clock, cached, finish, log
+from experiments.studies.ensembles import check_optimizer, optimizer_for
 from experiments.studies.members import check_seeds, interval
-from experiments.validation import ConfigError
 from numerics import decomposition as dec
 from numerics.ensemble import predict, train_ensemble
 
@@ -39,10 +41,12 @@ def check(s: DictConfig) -> None:
             raise ConfigError(f"study.{part}.members={p.members}: a variance needs at least 2 members")
 
 
-def regression_rows(s: DictConfig, seed: int) -> list[dict]:
+def regression_rows(cfg: DictConfig, seed: int) -> list[dict]:
     from datamodules.embedded import regression_outliers, regression_truth
 
+    s = cfg.study
     r = s.regression
+    make = optimizer_for(cfg, r.lr)
     sets = [
         regression_outliers(n_samples=r.n_train, n_test=1, noise=r.noise, outlier_fraction=0.0, seed=1000 * seed + k)
         for k in range(r.members)
@@ -53,7 +57,7 @@ def regression_rows(s: DictConfig, seed: int) -> list[dict]:
     truth = torch.from_numpy(regression_truth(grid.numpy()))
     rows = []
     for width in s.widths:
-        fit = train_ensemble(x, y, [1000 * seed + k for k in range(r.members)], [width], 1, "regression", r.epochs, r.batch_size, r.lr)
+        fit = train_ensemble(x, y, [1000 * seed + k for k in range(r.members)], [width], 1, "regression", r.epochs, r.batch_size, make)
         parts = dec.regression(predict(fit.net, grid), truth)
         with torch.no_grad():
             train_mse = float(((fit.net(x) - y) ** 2).mean())  # each member on its own training set
@@ -88,13 +92,15 @@ def mnist1d_parts(s: DictConfig, seed: int):
     return torch.from_numpy(x[order]), torch.from_numpy(y), torch.from_numpy(xt), torch.from_numpy(ds.y_test), ds.num_classes
 
 
-def classification_rows(s: DictConfig, seed: int) -> list[dict]:
+def classification_rows(cfg: DictConfig, seed: int) -> list[dict]:
+    s = cfg.study
     c = s.classification
+    make = optimizer_for(cfg, c.lr)
     x, y, xt, yt, classes = mnist1d_parts(s, seed)
     rows = []
     for width in s.widths:
         fit = train_ensemble(
-            x, y, [1000 * seed + k for k in range(c.members)], [width], classes, "classification", c.epochs, c.batch_size, c.lr
+            x, y, [1000 * seed + k for k in range(c.members)], [width], classes, "classification", c.epochs, c.batch_size, make
         )
         logits = predict(fit.net, xt)  # (K, n_test, C)
         log_probs = torch.log_softmax(logits, -1)
@@ -169,7 +175,8 @@ def figure(table: list[dict], folder: Path, writer) -> None:
     save_figure(fig, folder, "bias_variance", writer)
 
 
-def write_report(study_dir: Path, s: DictConfig, table: list[dict], wall_s: float) -> None:
+def write_report(study_dir: Path, cfg: DictConfig, table: list[dict], wall_s: float) -> None:
+    s = cfg.study
     reg = [r for r in table if r["part"] == "regression"]
     cls = [r for r in table if r["part"] == "classification"]
     t = threshold(table)
@@ -199,7 +206,8 @@ def write_report(study_dir: Path, s: DictConfig, table: list[dict], wall_s: floa
         f"y = sin x + 0.1 x² + N(0, {r.noise}²), {r.epochs} epochs; bias² and variance on a 600-point grid against the true function. "
         f"(b) MNIST-1D: {c.members} members on disjoint parts of {c.part_size} training signals with {c.label_noise:.0%} of labels "
         f"replaced by another class, {c.epochs} epochs, decompositions on the 1,000 test signals. Mean ± 95% CI over seeds. "
-        f"Wall time {wall_s:.0f} s.",
+        f"Optimizer {cfg.optimizer.name} (lr {r.lr:g} regression, {c.lr:g} MNIST-1D; weight decay "
+        f"{cfg.regularization.weight_decay:g}). Wall time {wall_s:.0f} s.",
         "",
         "## Claims and what this study measured",
         "",
@@ -249,10 +257,11 @@ def write_report(study_dir: Path, s: DictConfig, table: list[dict], wall_s: floa
 def run(cfg: DictConfig, study_dir: Path) -> dict:
     s, clock = cfg.study, Clock()
     check(s)
+    check_optimizer(cfg, ("study.regression.lr", "study.classification.lr"))
     rows = []
     for seed in s.seeds:
-        rows += cached(study_dir, f"regression_seed{seed}", lambda: regression_rows(s, seed))
-        rows += cached(study_dir, f"classification_seed{seed}", lambda: classification_rows(s, seed))
+        rows += cached(study_dir, f"regression_seed{seed}", lambda: regression_rows(cfg, seed))
+        rows += cached(study_dir, f"classification_seed{seed}", lambda: classification_rows(cfg, seed))
         log.info(f"seed {seed} done ({clock()} s)")
     table = summarize(rows)
     finish(
@@ -261,7 +270,7 @@ def run(cfg: DictConfig, study_dir: Path) -> dict:
         rows,
         table,
         lambda writer: figure(table, study_dir / "figures", writer),
-        lambda wall_s: write_report(study_dir, s, table, wall_s),
+        lambda wall_s: write_report(study_dir, cfg, table, wall_s),
     )
     t = threshold(table)
     return {"interpolation_width": t if t is not None else math.nan}

@@ -13,18 +13,14 @@ import torch
 from hydra import compose
 from omegaconf import DictConfig, OmegaConf
 
+from core.errors import ConfigError
 from experiments.studies import optimizer_plots as plots
 from experiments.studies.common import Clock, finish, log, member_overrides, read_csv, run_member, write_csv
 from experiments.studies.members import check_seeds
+from experiments.studies.optimizer_families import FAMILIES
 from experiments.studies.surfaces import SURFACES, effective_lr, optimize, values
-from experiments.validation import ConfigError
 from lightning_modules.optimizers import OPTIMIZERS, optimizer_factory
 
-FAMILIES = {
-    "SGD and momentum": ("sgd", "momentum", "nesterov", "sam"),
-    "adaptive step size": ("adagrad", "adadelta", "rmsprop"),
-    "Adam family": ("adam", "adamw", "radam", "nadam", "adamp"),
-}
 CONVERGED = 1e-2  # f below this counts as having reached the minimum (all surfaces have f* = 0)
 
 

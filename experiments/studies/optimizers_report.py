@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Optional
 
 from omegaconf import DictConfig
+
+from experiments.studies.optimizer_families import ADAM_TYPE, ADAPTIVE, MOMENTUM, SGD_TYPE
 
 
 def _fmt(v, digits: int = 4) -> str:
@@ -14,94 +17,108 @@ def _fmt(v, digits: int = 4) -> str:
     return f"{v:.{digits}g}" if isinstance(v, float) else str(v)
 
 
-def _claims(surface_rows: list[dict], table: list[dict]) -> list[tuple[str, str, str]]:
-    by = {(r["surface"], r["optimizer"]): r for r in surface_rows}
-    med = {r["optimizer"]: r for r in table}
-    out = []
+Claim = Optional[tuple[str, str, str]]  # (claim and source, what was measured, verdict); None: not measured in this run
 
-    ada = [r for r in surface_rows if r["optimizer"] == "adagrad"]
-    if ada:
 
-        def shrink(surface, name):  # noqa: E306
-            v = by.get((surface, name), {}).get("end_eff_lr_ratio", "")
-            return "—" if v == "" else f"{v:.2g}×"
+class Measured:
+    """The study's numbers, by surface and optimizer (``surfaces``) and by optimizer (``table``)."""
 
-        seen = "; ".join(
-            f"{r['surface']}: "
-            + (
-                f"slows to a crawl at step {r['stall_step']}, final f {_fmt(r['final_f'], 3)}"
-                if r["stall_step"] != ""
-                else f"no stall, final f {_fmt(r['final_f'], 3)}"
-            )
-            + f"; effective lr at the end {shrink(r['surface'], 'adagrad')} its nominal lr (rmsprop "
-            f"{shrink(r['surface'], 'rmsprop')}, adadelta {shrink(r['surface'], 'adadelta')})"
-            for r in ada
-        )
-        stalled = any(r["stall_step"] != "" for r in ada)
-        out.append(
-            (
-                "Adagrad divides each step by the root of all squared gradients so far, so its effective learning rate only "
-                "shrinks and it can stall short of the minimum; RMSprop and Adadelta use a moving average instead (Duchi et al. 2011; "
-                "Zeiler 2012).",
-                seen,
-                "consistent" if stalled else "not observed",
-            )
-        )
+    def __init__(self, surface_rows: list[dict], table: list[dict]):
+        self.rows = surface_rows
+        self.surface = {(r["surface"], r["optimizer"]): r for r in surface_rows}
+        self.task = {r["optimizer"]: r for r in table}
 
-    ros = {o: by[("rosenbrock", o)]["steps_to_converge"] for o in ("sgd", "momentum", "nesterov") if ("rosenbrock", o) in by}
-    if "sgd" in ros and len(ros) > 1:
-        steps = {o: (v if v != "" else math.inf) for o, v in ros.items()}
-        fast = min(v for o, v in steps.items() if o != "sgd")
-        text = ", ".join(f"{o} {'never' if s == math.inf else s}" for o, s in steps.items())
-        out.append(
-            (
-                "Momentum accelerates along narrow curved valleys such as Rosenbrock's (Polyak 1964; Sutskever et al. 2013).",
-                f"steps to f < 0.01 on Rosenbrock with each one's tuned lr: {text}",
-                "consistent" if fast < steps["sgd"] else "not observed",
-            )
-        )
-
-    def best_of(names, key, lowest=False):
-        rows = [med[n] for n in names if n in med and not math.isnan(med[n][key] if med[n][key] != "" else math.nan)]
+    def best(self, names, key: str, lowest: bool = False) -> Optional[dict]:
+        """The row of ``names`` with the highest (or lowest) real-task ``key``, skipping missing values."""
+        rows = [self.task[n] for n in names if n in self.task and self.task[n][key] != "" and not math.isnan(self.task[n][key])]
         return (min if lowest else max)(rows, key=lambda r: r[key]) if rows else None
 
-    adam = best_of(("adam", "adamw", "radam", "nadam", "adamp"), "epochs_to_train_loss_0.05", lowest=True)
-    sgdm = best_of(("sgd", "momentum", "nesterov"), "epochs_to_train_loss_0.05", lowest=True)
-    if adam and sgdm:
-        a, b = adam["epochs_to_train_loss_0.05"], sgdm["epochs_to_train_loss_0.05"]
-        out.append(
-            (
-                "Adam-type methods drive the training loss down faster than SGD (Kingma & Ba 2015).",
-                f"median epochs to train loss < 0.05: fastest Adam-type {adam['optimizer']} {_fmt(a)}, fastest SGD-type "
-                f"{sgdm['optimizer']} {_fmt(b)}",
-                "consistent" if a < b else "not observed",
-            )
+
+def adagrad_stalls(m: Measured) -> Claim:
+    ada = [r for r in m.rows if r["optimizer"] == "adagrad"]
+    if not ada:
+        return None
+
+    def shrink(surface, name):
+        v = m.surface.get((surface, name), {}).get("end_eff_lr_ratio", "")
+        return "—" if v == "" else f"{v:.2g}×"
+
+    def seen(r):
+        stall = f"slows to a crawl at step {r['stall_step']}" if r["stall_step"] != "" else "no stall"
+        return (
+            f"{r['surface']}: {stall}, final f {_fmt(r['final_f'], 3)}; effective lr at the end {shrink(r['surface'], 'adagrad')} "
+            f"its nominal lr (rmsprop {shrink(r['surface'], 'rmsprop')}, adadelta {shrink(r['surface'], 'adadelta')})"
         )
-    adaptive = best_of(("adagrad", "rmsprop", "adam", "adamw", "radam", "nadam", "adamp"), "val_acc_median")
-    momentum = best_of(("momentum", "nesterov"), "val_acc_median")
-    if adaptive and momentum:
-        a, b = adaptive["val_acc_median"], momentum["val_acc_median"]
-        spread = max(r["val_acc_max"] - r["val_acc_min"] for r in (adaptive, momentum))
-        verdict = "consistent" if a <= b + spread else "not observed"
-        out.append(
-            (
-                "Adaptive methods generalize no better than well-tuned SGD with momentum (Wilson et al. 2017).",
-                f"median val accuracy: best adaptive {adaptive['optimizer']} {a:.4f}, best momentum SGD {momentum['optimizer']} {b:.4f} "
-                f"(seed range up to {spread:.4f}; each at its config lr, not tuned on this task)",
-                verdict,
-            )
-        )
-    if "sam" in med and "momentum" in med:
-        a, b = med["sam"]["val_acc_median"], med["momentum"]["val_acc_median"]
-        out.append(
-            (
-                "SAM seeks flat minima and generalizes better than its base optimizer (Foret et al. 2021).",
-                f"median val accuracy: sam {a:.4f} vs momentum {b:.4f}, at twice the gradient cost "
-                f"({_fmt(med['sam']['wall_s_median'], 3)} s vs {_fmt(med['momentum']['wall_s_median'], 3)} s a run)",
-                "consistent" if a > b else "not observed",
-            )
-        )
-    return out
+
+    return (
+        "Adagrad divides each step by the root of all squared gradients so far, so its effective learning rate only "
+        "shrinks and it can stall short of the minimum; RMSprop and Adadelta use a moving average instead (Duchi et al. 2011; "
+        "Zeiler 2012).",
+        "; ".join(seen(r) for r in ada),
+        "consistent" if any(r["stall_step"] != "" for r in ada) else "not observed",
+    )
+
+
+def momentum_accelerates(m: Measured) -> Claim:
+    ros = {o: m.surface[("rosenbrock", o)]["steps_to_converge"] for o in SGD_TYPE if ("rosenbrock", o) in m.surface}
+    if "sgd" not in ros or len(ros) < 2:
+        return None
+    steps = {o: (v if v != "" else math.inf) for o, v in ros.items()}
+    fast = min(v for o, v in steps.items() if o != "sgd")
+    text = ", ".join(f"{o} {'never' if v == math.inf else v}" for o, v in steps.items())
+    return (
+        "Momentum accelerates along narrow curved valleys such as Rosenbrock's (Polyak 1964; Sutskever et al. 2013).",
+        f"steps to f < 0.01 on Rosenbrock with each one's tuned lr: {text}",
+        "consistent" if fast < steps["sgd"] else "not observed",
+    )
+
+
+def adam_trains_faster(m: Measured) -> Claim:
+    key = "epochs_to_train_loss_0.05"
+    adam, sgdm = m.best(ADAM_TYPE, key, lowest=True), m.best(SGD_TYPE, key, lowest=True)
+    if not (adam and sgdm):
+        return None
+    return (
+        "Adam-type methods drive the training loss down faster than SGD (Kingma & Ba 2015).",
+        f"median epochs to train loss < 0.05: fastest Adam-type {adam['optimizer']} {_fmt(adam[key])}, fastest SGD-type "
+        f"{sgdm['optimizer']} {_fmt(sgdm[key])}",
+        "consistent" if adam[key] < sgdm[key] else "not observed",
+    )
+
+
+def adaptive_generalizes_no_better(m: Measured) -> Claim:
+    adaptive, momentum = m.best(ADAPTIVE, "val_acc_median"), m.best(MOMENTUM, "val_acc_median")
+    if not (adaptive and momentum):
+        return None
+    a, b = adaptive["val_acc_median"], momentum["val_acc_median"]
+    spread = max(r["val_acc_max"] - r["val_acc_min"] for r in (adaptive, momentum))
+    return (
+        "Adaptive methods generalize no better than well-tuned SGD with momentum (Wilson et al. 2017).",
+        f"median val accuracy: best adaptive {adaptive['optimizer']} {a:.4f}, best momentum SGD {momentum['optimizer']} {b:.4f} "
+        f"(seed range up to {spread:.4f}; each at its config lr, not tuned on this task)",
+        "consistent" if a <= b + spread else "not observed",
+    )
+
+
+def sam_generalizes_better(m: Measured) -> Claim:
+    if "sam" not in m.task or "momentum" not in m.task:
+        return None
+    sam, base = m.task["sam"], m.task["momentum"]
+    return (
+        "SAM seeks flat minima and generalizes better than its base optimizer (Foret et al. 2021).",
+        f"median val accuracy: sam {sam['val_acc_median']:.4f} vs momentum {base['val_acc_median']:.4f}, at twice the gradient cost "
+        f"({_fmt(sam['wall_s_median'], 3)} s vs {_fmt(base['wall_s_median'], 3)} s a run)",
+        "consistent" if sam["val_acc_median"] > base["val_acc_median"] else "not observed",
+    )
+
+
+CLAIMS = (adagrad_stalls, momentum_accelerates, adam_trains_faster, adaptive_generalizes_no_better, sam_generalizes_better)
+
+
+def claims(surface_rows: list[dict], table: list[dict]) -> list[tuple[str, str, str]]:
+    """Each claim this run has the optimizers to measure, in the order of ``CLAIMS``."""
+    measured = Measured(surface_rows, table)
+    return [c for c in (claim(measured) for claim in CLAIMS) if c is not None]
 
 
 def write_report(study_dir: Path, cfg: DictConfig, surface_rows: list[dict], table: list[dict], wall_s: float) -> None:
@@ -119,7 +136,7 @@ def write_report(study_dir: Path, cfg: DictConfig, surface_rows: list[dict], tab
         "| claim (source) | measured here | verdict |",
         "|---|---|---|",
     ]
-    lines += [f"| {c} | {m} | {v} |" for c, m, v in _claims(surface_rows, table)]
+    lines += [f"| {c} | {m} | {v} |" for c, m, v in claims(surface_rows, table)]
     lines += [
         "",
         "## Real task, sorted by median val accuracy after the last epoch",
