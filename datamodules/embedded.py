@@ -1,7 +1,8 @@
 """Datasets that ship with a package or are generated offline, registered by name.
 
 Each loader returns an ``ArrayDataset``; generated sets are seeded (``data.dataset.seed``) so a
-run is reproducible, and MNIST-1D is generated once and cached under ``data.cache_dir``.
+run is reproducible, and MNIST-1D is generated once and cached under ``data.cache_dir``. Each entry
+declares, for its tests, what loading it with its defaults gives (``expect``: datamodules/datasets.py).
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import ConfigError
+from core.files import replaced_atomically
 from datamodules.datasets import DATASETS, ArrayDataset
 
 
-@DATASETS.register("digits", task="classification", kind="image", accepts=())
+@DATASETS.register(
+    "digits", task="classification", kind="image", accepts=(), expect={"shape": (1, 8, 8), "outputs": 10, "test_split": False}
+)
 def digits() -> ArrayDataset:
     """scikit-learn's handwritten digits: 1,797 8×8 grey images (0–16), 10 classes; ships with sklearn."""
     from sklearn.datasets import load_digits
@@ -33,7 +37,13 @@ def _toy(maker, n_samples: int, noise: float, seed: int, **kw) -> ArrayDataset:
     return ArrayDataset(x=x.astype(np.float32), y=y.astype(np.int64), task="classification", kind="tabular", num_classes=2)
 
 
-@DATASETS.register("moons", task="classification", kind="tabular", accepts=("n_samples", "noise", "seed"))
+@DATASETS.register(
+    "moons",
+    task="classification",
+    kind="tabular",
+    accepts=("n_samples", "noise", "seed"),
+    expect={"shape": (2,), "outputs": 2, "test_split": False},
+)
 def moons(n_samples: int = 1000, noise: float = 0.2, seed: int = 0) -> ArrayDataset:
     """Two interleaving half circles in 2-D (scikit-learn's make_moons)."""
     from sklearn.datasets import make_moons
@@ -41,7 +51,13 @@ def moons(n_samples: int = 1000, noise: float = 0.2, seed: int = 0) -> ArrayData
     return _toy(make_moons, n_samples, noise, seed)
 
 
-@DATASETS.register("circles", task="classification", kind="tabular", accepts=("n_samples", "noise", "factor", "seed"))
+@DATASETS.register(
+    "circles",
+    task="classification",
+    kind="tabular",
+    accepts=("n_samples", "noise", "factor", "seed"),
+    expect={"shape": (2,), "outputs": 2, "test_split": False},
+)
 def circles(n_samples: int = 1000, noise: float = 0.1, factor: float = 0.5, seed: int = 0) -> ArrayDataset:
     """A small circle inside a large one in 2-D (scikit-learn's make_circles)."""
     from sklearn.datasets import make_circles
@@ -61,6 +77,7 @@ def regression_truth(x: np.ndarray) -> np.ndarray:
     task="regression",
     kind="tabular",
     accepts=("n_samples", "n_test", "dim", "noise", "outlier_fraction", "outlier_scale", "seed"),
+    expect={"shape": (1,), "outputs": 1, "test_split": True},
 )
 def regression_outliers(
     n_samples: int = 500,
@@ -97,7 +114,13 @@ def regression_outliers(
     )
 
 
-@DATASETS.register("sequences", task="regression", kind="sequence", accepts=("n_samples", "length", "seed"))
+@DATASETS.register(
+    "sequences",
+    task="regression",
+    kind="sequence",
+    accepts=("n_samples", "length", "seed"),
+    expect={"shape": (50, 2), "outputs": 1, "test_split": False},
+)
 def sequences(n_samples: int = 4000, length: int = 50, seed: int = 0) -> ArrayDataset:
     """The adding problem (Hochreiter & Schmidhuber 1997): each step carries (value ~ U(0, 1),
     marker); exactly two markers are 1, one in each half; the target is the sum of the two marked
@@ -120,7 +143,19 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("DL_FOUNDATIONS_CACHE", Path.home() / ".cache" / "dl-foundations"))
 
 
-@DATASETS.register("mnist1d", task="classification", kind="signal", accepts=("as_sequence", "seed", "cache_dir"))
+def _scratch_cache(directory: Path) -> dict[str, str]:
+    """MNIST-1D generated into a scratch cache (its tests never touch the user's)."""
+    return {"cache_dir": str(directory)}
+
+
+@DATASETS.register(
+    "mnist1d",
+    task="classification",
+    kind="signal",
+    accepts=("as_sequence", "seed", "cache_dir"),
+    example=_scratch_cache,
+    expect={"shape": (1, 40), "outputs": 10, "test_split": True},
+)
 def mnist1d(as_sequence: bool = False, seed: int = 42, cache_dir: str | None = None) -> ArrayDataset:
     """MNIST-1D (Greydanus 2020): 4,000 train / 1,000 test signals of length 40, 10 classes,
     generated locally by the mnist1d package (never downloaded) and cached as .npz.
@@ -138,9 +173,8 @@ def mnist1d(as_sequence: bool = False, seed: int = 42, cache_dir: str | None = N
         made = make_dataset(args)  # ≈ 0.8 s, offline
         d = {k: np.asarray(made[k]) for k in ("x", "y", "x_test", "y_test")}
         cache.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, **d)
-        os.replace(tmp, path)  # atomic: concurrent runs never read a half-written cache
+        with replaced_atomically(path, suffix=".npz") as tmp:  # concurrent runs never read a half-written cache
+            np.savez(tmp, **d)
     shape = (-1, 40, 1) if as_sequence else (-1, 1, 40)
     return ArrayDataset(
         x=d["x"].astype(np.float32).reshape(shape),

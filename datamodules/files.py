@@ -9,7 +9,10 @@
 - ``image_folder``: ``root/<class>/<image>`` (PNG/JPEG/BMP…), classes in sorted order; with
   ``root/train/<class>/…`` and ``root/test/<class>/…`` the test split is kept.
 
-A missing or malformed file raises an error that names the file expected and the layout.
+A missing or malformed file raises an error that names the file expected and the layout. Each
+entry declares ``reads=("root",)`` and, for its tests, an ``example`` that writes a tiny sample in
+its exact format (``write_idx``, ``write_cifar``, ``write_image_folder``) and, as ``expect``, the
+shape and classes of that sample (see datamodules/datasets.py).
 """
 
 from __future__ import annotations
@@ -71,6 +74,28 @@ def read_idx(path: Path) -> np.ndarray:
         raise DataFileError(f"{path}: unreadable as IDX ({exc})") from exc
 
 
+def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> None:
+    """``array`` as an IDX file of unsigned bytes (gzipped to ``path.gz`` with ``gz``): what ``read_idx`` reads."""
+    raw = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape) + array.astype(np.uint8).tobytes()
+    with (gzip.open if gz else open)(str(path) + (".gz" if gz else ""), "wb") as f:
+        f.write(raw)
+
+
+def _idx_example(gz: bool):
+    def write(root: Path) -> dict[str, str]:
+        """30 training and 10 test 28×28 images in the four IDX files, labels cycling through 0–9."""
+        rng = np.random.default_rng(0)
+        for prefix, n in (("train", 30), ("t10k", 10)):
+            write_idx(root / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)), gz)
+            write_idx(root / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10, gz)
+        return {"root": str(root)}
+
+    return write
+
+
+IDX_EXPECT = {"shape": (1, 28, 28), "outputs": 10, "test_split": True}
+
+
 def _idx_dataset(name: str, root: Optional[str]) -> ArrayDataset:
     base = _root(root, name, IDX_LAYOUT)
     parts = {}
@@ -84,12 +109,22 @@ def _idx_dataset(name: str, root: Optional[str]) -> ArrayDataset:
     return ArrayDataset(x=x, y=y, task="classification", kind="image", num_classes=10, x_test=xt, y_test=yt)
 
 
-@DATASETS.register("mnist", task="classification", kind="image", accepts=("root",))
+@DATASETS.register(
+    "mnist", task="classification", kind="image", accepts=("root",), reads=("root",), example=_idx_example(gz=True), expect=IDX_EXPECT
+)
 def mnist(root: Optional[str] = None) -> ArrayDataset:
     return _idx_dataset("mnist", root)
 
 
-@DATASETS.register("fashion_mnist", task="classification", kind="image", accepts=("root",))
+@DATASETS.register(
+    "fashion_mnist",
+    task="classification",
+    kind="image",
+    accepts=("root",),
+    reads=("root",),
+    example=_idx_example(gz=False),
+    expect=IDX_EXPECT,
+)
 def fashion_mnist(root: Optional[str] = None) -> ArrayDataset:
     return _idx_dataset("fashion_mnist", root)
 
@@ -139,6 +174,26 @@ def _unpickle(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
     return x.astype(np.float32), y
 
 
+def write_cifar(path: Path, images: np.ndarray, labels: list, label_key: bytes) -> None:
+    """A CIFAR python batch: a pickled dict of b"data" (N×3072 bytes) and ``label_key`` (N labels)."""
+    with open(path, "wb") as f:
+        pickle.dump({b"data": images.astype(np.uint8).reshape(len(images), -1), label_key: labels}, f)
+
+
+def _cifar_example(folder: Optional[str], batches: list[str], n: int, label_key: bytes, classes: int):
+    def write(root: Path) -> dict[str, str]:
+        """``n`` random images per batch (in ``root/folder`` when given), labels cycling through the
+        classes as numpy integers (the scalars real batches hold)."""
+        rng = np.random.default_rng(0)
+        base = root / folder if folder else root
+        base.mkdir(parents=True, exist_ok=True)
+        for b in batches:
+            write_cifar(base / b, rng.integers(0, 256, (n, 3072), dtype=np.uint8), list(np.arange(n) % classes), label_key)
+        return {"root": str(root)}
+
+    return write
+
+
 def _cifar(name: str, root: Optional[str], folder: str, train: list[str], test: str, label_key: bytes, classes: int) -> ArrayDataset:
     layout = f"data.root[/{folder}]/{{{','.join(train)},{test}}}"
     base = _root(root, name, layout)
@@ -151,12 +206,28 @@ def _cifar(name: str, root: Optional[str], folder: str, train: list[str], test: 
     )
 
 
-@DATASETS.register("cifar10", task="classification", kind="image", accepts=("root",))
+@DATASETS.register(
+    "cifar10",
+    task="classification",
+    kind="image",
+    accepts=("root",),
+    reads=("root",),
+    example=_cifar_example("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"], 20, b"labels", 10),
+    expect={"shape": (3, 32, 32), "outputs": 10, "test_split": True},
+)
 def cifar10(root: Optional[str] = None) -> ArrayDataset:
     return _cifar("cifar10", root, "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch", b"labels", 10)
 
 
-@DATASETS.register("cifar100", task="classification", kind="image", accepts=("root",))
+@DATASETS.register(
+    "cifar100",
+    task="classification",
+    kind="image",
+    accepts=("root",),
+    reads=("root",),
+    example=_cifar_example(None, ["train", "test"], 200, b"fine_labels", 100),
+    expect={"shape": (3, 32, 32), "outputs": 100, "test_split": True},
+)
 def cifar100(root: Optional[str] = None) -> ArrayDataset:
     return _cifar("cifar100", root, "cifar-100-python", ["train"], "test", b"fine_labels", 100)
 
@@ -194,7 +265,32 @@ def _read_folder(base: Path, size: Optional[tuple[int, int]], channels: int, cla
     return np.stack(xs), np.array(ys, np.int64), classes, size
 
 
-@DATASETS.register("image_folder", task="classification", kind="image", accepts=("root", "image_size", "channels"))
+def write_image_folder(root: Path, classes: list[str], per_class: int, size: tuple[int, int], seed: int = 0) -> None:
+    """``per_class`` random RGB PNGs of ``size`` (width, height) in ``root/<class>/`` for each class."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for cls in classes:
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(root / cls / f"{i}.png")
+
+
+def _image_folder_example(root: Path) -> dict[str, str]:
+    """Three classes of four 5×6 (width × height) PNGs."""
+    write_image_folder(root, ["ant", "bee", "cat"], 4, (5, 6))
+    return {"root": str(root)}
+
+
+@DATASETS.register(
+    "image_folder",
+    task="classification",
+    kind="image",
+    accepts=("root", "image_size", "channels"),
+    reads=("root",),
+    example=_image_folder_example,
+    expect={"shape": (3, 6, 5), "outputs": 3, "test_split": False},
+)
 def image_folder(root: Optional[str] = None, image_size: Optional[list[int]] = None, channels: int = 3) -> ArrayDataset:
     """Images in class folders. ``image_size`` [width, height] (default: the first image's size;
     others are resized to it); ``channels`` 1 (grey) or 3 (RGB)."""

@@ -26,16 +26,17 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from core.errors import ConfigError
+from core.rules import check_all
 from datamodules.augment import policy_for
-from datamodules.datasets import DATASETS, ArrayDataset, load
+from datamodules.datasets import DATASETS, ArrayDataset, load, root_kwargs
 from datamodules.device_loader import DeviceBatchLoader
 from datamodules.mixing import MixConfig
-from datamodules.normalization import NORMALIZERS, STATISTICS, apply_normalizer, fit_normalizer, reduce_axes
+from datamodules.normalization import apply_normalizer, fit_normalizer, reduce_axes
+from datamodules.rules import RULES, check_loader, check_splits
 from datamodules.splits import bootstrap_sample, holdout_split, kfold_split
 from datamodules.train_transform import TrainTransform
 
 FLIP_SAFE = ("cifar10", "cifar100", "image_folder")  # datasets whose mirror images keep their labels
-LOADERS = ("auto", "device", "dataloader")
 SPLITS = ("train", "val", "test")
 
 
@@ -63,50 +64,37 @@ class TensorDataModule(pl.LightningDataModule):
     ):
         super().__init__()
         self.entry = DATASETS.get(name)  # fails early, listing the datasets
-        if normalize not in NORMALIZERS:
-            raise ConfigError(f"data.normalize={normalize!r}: unknown; valid: {', '.join(NORMALIZERS)}")
-        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"data.{key}={value!r}: must be an integer >= 1")
         self.kfold = dict(kfold or {})
-        if self.kfold.get("k") is not None:
-            k, index = self.kfold["k"], self.kfold.get("index", 0)
-            if not isinstance(k, int) or k < 2:
-                raise ConfigError(f"data.kfold.k={k!r}: must be an integer >= 2 (or null for no K-fold)")
-            if not isinstance(index, int) or not 0 <= index < k:
-                raise ConfigError(f"data.kfold.index={index!r}: must be an integer in [0, {k - 1}] for k={k}")
-            if val_fraction:
-                raise ConfigError(
-                    f"data.val_fraction={val_fraction}: with data.kfold.k={k} the fold is the validation set; set data.val_fraction=0"
-                )
+        k, index = self.kfold.get("k"), self.kfold.get("index", 0)
+        given = {
+            "batch_size": batch_size,
+            "eval_batch_size": eval_batch_size,
+            "val_fraction": val_fraction,
+            "test_fraction": test_fraction,
+            "normalize": normalize,
+            "normalize_per": normalize_per,
+            "split_seed": split_seed,
+            "kfold.k": k,
+            "kfold.index": index,
+            "bootstrap": bootstrap,
+            "loader": loader,
+            "num_workers": num_workers,
+            "device_limit_mb": device_limit_mb,
+        }
+        check_all(RULES, given, "data")
+        check_splits(val_fraction, test_fraction, k, index)
+        check_loader(loader, num_workers)
         if self.entry.info["task"] != "classification" and mix.active:
             raise ConfigError(
                 f"regularization.mixup_alpha/cutmix_alpha: Mixup and CutMix need class labels; dataset {name!r} is a "
                 f"{self.entry.info['task']} task"
             )
         self.name, self.batch_size, self.eval_batch_size = self.entry.name, batch_size, eval_batch_size
-        if normalize_per not in STATISTICS:
-            raise ConfigError(f"data.normalize_per={normalize_per!r}: unknown; valid: {', '.join(STATISTICS)}")
         self.val_fraction, self.test_fraction, self.normalize, self.normalize_per = val_fraction, test_fraction, normalize, normalize_per
         self.split_seed, self.seed, self.bootstrap = split_seed, seed, bootstrap
         self.dataset_kwargs = dict(dataset or {})
-        if root is not None:
-            if "root" not in self.entry.info["accepts"]:
-                raise ConfigError(
-                    f"data.root={root!r}: dataset {name!r} does not read files; datasets that do: "
-                    f"{', '.join(e.name for e in DATASETS if 'root' in e.info['accepts'])}"
-                )
-            self.dataset_kwargs["root"] = root
+        self.dataset_kwargs.update(root_kwargs(self.entry, root))
         self.augment, self.mix = augment, mix
-        if loader not in LOADERS:
-            raise ConfigError(f"data.loader={loader!r}: unknown; valid: {', '.join(LOADERS)}")
-        if not isinstance(num_workers, int) or num_workers < 0:
-            raise ConfigError(f"data.num_workers={num_workers!r}: must be an integer >= 0")
-        if loader == "device" and num_workers:
-            raise ConfigError(
-                f"data.num_workers={num_workers}: workers serve data.loader=dataloader; the device loader has none (set "
-                f"data.loader=dataloader or auto)"
-            )
         self.loader, self.num_workers, self.device_limit_mb = loader, num_workers, device_limit_mb
         self.policy = None
         self.split_indices: dict[str, np.ndarray] = {}  # into the dataset's own training pool

@@ -100,7 +100,8 @@ def test_normalization_axes_by_kind():
 
 
 def test_datamodule_rejects_bad_values_by_key():
-    with pytest.raises(ValueError, match=r"data.normalize='l2': unknown; valid: zscore, minmax, none"):
+    """The constructor applies the same rules, with the same one-line messages, as the config check (datamodules/rules.py)."""
+    with pytest.raises(ValueError, match=r"data.normalize='l2': must be one of zscore, minmax, none"):
         TensorDataModule("digits", normalize="l2")
     with pytest.raises(ValueError, match=r"data.batch_size=0: must be an integer >= 1"):
         TensorDataModule("digits", batch_size=0)

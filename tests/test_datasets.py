@@ -1,95 +1,80 @@
-"""Every dataset loads with the right shapes, dtypes and classes (file formats from fixtures written
-here in their exact formats); K-fold and bootstrap; bad inputs give errors naming what is expected."""
+"""Every dataset loads with the right shapes, dtypes and classes (file formats from the tiny examples
+each entry declares, written in their exact formats); K-fold and bootstrap; bad inputs give errors
+naming what is expected."""
 
 from __future__ import annotations
-
-import gzip
-import pickle
-import struct
 
 import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from datamodules.datasets import DATASETS, load
+from core.errors import ConfigError
+from core.registry import Entry
+from datamodules.datasets import DATASETS, load, reads, root_kwargs
 from datamodules.files import DataFileError
 from datamodules.mixing import MixConfig
 from datamodules.tensor_datamodule import TensorDataModule
 
-EXPECTED = {  # name: (input shape, task, classes or targets, has its own test split)
-    "digits": ((1, 8, 8), "classification", 10, False),
-    "moons": ((2,), "classification", 2, False),
-    "circles": ((2,), "classification", 2, False),
-    "regression_outliers": ((1,), "regression", 1, True),
-    "sequences": ((50, 2), "regression", 1, False),
-    "mnist1d": ((1, 40), "classification", 10, True),
-    "mnist": ((1, 28, 28), "classification", 10, True),
-    "fashion_mnist": ((1, 28, 28), "classification", 10, True),
-    "cifar10": ((3, 32, 32), "classification", 10, True),
-    "cifar100": ((3, 32, 32), "classification", 100, True),
-    "image_folder": ((3, 6, 5), "classification", 3, False),
-}
-
-
-def write_idx(path, array: np.ndarray, gz: bool):
-    raw = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape) + array.astype(np.uint8).tobytes()
-    (gzip.open if gz else open)(str(path) + (".gz" if gz else ""), "wb").write(raw)
+KIND_AXES = {"tabular": 1, "image": 3, "signal": 2, "sequence": 2}  # axes of one sample
 
 
 @pytest.fixture(scope="module")
-def fixtures(tmp_path_factory):
-    """Tiny files in each standard format."""
-    root = tmp_path_factory.mktemp("data")
-    rng = np.random.default_rng(0)
-    for name, gz in (("mnist", True), ("fashion_mnist", False)):
-        d = root / name
-        d.mkdir()
-        for prefix, n in (("train", 30), ("t10k", 10)):
-            write_idx(d / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)), gz)
-            write_idx(d / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10, gz)
-    c10 = root / "cifar10" / "cifar-10-batches-py"
-    c10.mkdir(parents=True)
-    for b in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        pickle.dump({b"data": rng.integers(0, 256, (20, 3072), dtype=np.uint8), b"labels": list(np.arange(20) % 10)}, open(c10 / b, "wb"))
-    c100 = root / "cifar100"
-    c100.mkdir()
-    for b in ("train", "test"):
-        pickle.dump(
-            {b"data": rng.integers(0, 256, (200, 3072), dtype=np.uint8), b"fine_labels": list(np.arange(200) % 100)}, open(c100 / b, "wb")
-        )
-    from PIL import Image
-
-    for cls in ("ant", "bee", "cat"):
-        (root / "images" / cls).mkdir(parents=True)
-        for i in range(4):
-            Image.fromarray(rng.integers(0, 256, (6, 5, 3), dtype=np.uint8)).save(root / "images" / cls / f"{i}.png")
-    return {
-        "mnist": root / "mnist",
-        "fashion_mnist": root / "fashion_mnist",
-        "cifar10": root / "cifar10",
-        "cifar100": root / "cifar100",
-        "image_folder": root / "images",
-    }
+def examples(tmp_path_factory):
+    """The keyword arguments that load each dataset's declared example (``example=``: tiny files it
+    writes in its exact format, or a scratch directory); ``{}`` for a dataset that declares none."""
+    found = {}
+    for entry in DATASETS:
+        write = entry.info.get("example")
+        found[entry.name] = write(tmp_path_factory.mktemp(entry.name)) if write else {}
+    return found
 
 
-def test_expectations_cover_the_registry():
-    assert sorted(EXPECTED) == DATASETS.list()
-
-
-@pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_dataset_shapes_dtypes_and_classes(name, fixtures, tmp_path):
-    kwargs = {"root": str(fixtures[name])} if name in fixtures else {}
-    if name == "mnist1d":
-        kwargs["cache_dir"] = str(tmp_path)
-    ds = load(name, **kwargs)
-    shape, task, outputs, has_test = EXPECTED[name]
-    assert (ds.input_shape, ds.task, ds.x.dtype.name) == (shape, task, "float32")
-    assert (ds.x_test is not None) == has_test
-    if task == "classification":
-        assert ds.num_classes == outputs and ds.y.dtype.name == "int64" and set(np.unique(ds.y)) == set(range(outputs))
+@pytest.mark.parametrize("name", DATASETS.list())
+def test_dataset_shapes_dtypes_and_classes(name, examples):
+    """Every entry: its declared task and kind, float32 inputs of the kind's rank, labels or targets of
+    the right dtype. With ``expect`` (the entry's own declaration): the exact shape, number of
+    classes (every one present) or targets, and whether it comes with a test split."""
+    entry = DATASETS.get(name)
+    assert not reads(entry) or entry.info.get("example"), f"dataset {name!r} reads files: declare example= so its tests can load it"
+    ds = load(name, **examples[name])
+    assert (ds.task, ds.kind, ds.x.dtype.name) == (entry.info["task"], entry.info["kind"], "float32")
+    assert len(ds.input_shape) == KIND_AXES[ds.kind] and len(ds.x) > 0
+    if ds.task == "classification":
+        assert ds.y.dtype.name == "int64" and ds.num_classes >= 2 and set(np.unique(ds.y)) <= set(range(ds.num_classes))
     else:
-        assert ds.y.shape[1] == outputs and ds.y.dtype.name == "float32"
+        assert ds.y.dtype.name == "float32" and ds.y.shape[1] >= 1
+    expect = entry.info.get("expect")
+    if expect is not None:
+        assert (ds.input_shape, ds.x_test is not None) == (tuple(expect["shape"]), expect["test_split"])
+        if ds.task == "classification":
+            assert ds.num_classes == expect["outputs"] and set(np.unique(ds.y)) == set(range(expect["outputs"]))
+        else:
+            assert ds.y.shape[1] == expect["outputs"]
+
+
+@pytest.mark.parametrize("name", [e.name for e in DATASETS if reads(e)])
+def test_dataset_without_its_files_names_the_key(name):
+    """A dataset that reads files, loaded without a path, is a one-line error naming the key it reads."""
+    keys = "|".join(r"data\.root" if k == "root" else rf"data\.dataset\.{k}" for k in reads(DATASETS.get(name)))
+    with pytest.raises(ConfigError, match=rf"^({keys}): missing"):
+        load(name)
+
+
+def test_data_root_is_taken_only_by_datasets_that_read_it():
+    assert root_kwargs(DATASETS.get("mnist"), "/data/mnist") == {"root": "/data/mnist"} and root_kwargs(DATASETS.get("digits"), None) == {}
+    readers = ", ".join(e.name for e in DATASETS if "root" in reads(e))
+    assert {"mnist", "cifar10", "image_folder"} <= set(readers.split(", ")) and "digits" not in readers
+    with pytest.raises(ConfigError) as refused:
+        root_kwargs(DATASETS.get("digits"), "/tmp")
+    assert str(refused.value) == f"data.root='/tmp': dataset 'digits' does not read files; data.root is read by: {readers}"
+    table = Entry("table", lambda path=None: None, {"task": "regression", "kind": "tabular", "accepts": ("path",), "reads": ("path",)})
+    with pytest.raises(ConfigError) as refused:  # it reads a file, from another key: not "does not read files"
+        root_kwargs(table, "/tmp/t.csv")
+    assert str(refused.value) == (
+        "data.root='/tmp/t.csv': dataset 'table' reads its files from data.dataset.path, not data.root; set data.dataset.path "
+        f"(data.root is read by: {readers})"
+    )
 
 
 def test_mnist1d_is_cached_and_matches_the_published_split(tmp_path):
@@ -163,7 +148,7 @@ def test_bootstrap_is_seeded_same_size_with_out_of_bag():
     "kwargs,message",
     [
         ({"kfold": {"k": 1}, "val_fraction": 0.0}, r"data.kfold.k=1: must be an integer >= 2"),
-        ({"kfold": {"k": 3, "index": 3}, "val_fraction": 0.0}, r"data.kfold.index=3: must be an integer in \[0, 2\] for k=3"),
+        ({"kfold": {"k": 3, "index": 3}, "val_fraction": 0.0}, r"data.kfold.index=3: must be < data.kfold.k=3"),
         ({"kfold": {"k": 3}}, r"data.val_fraction=0.1: with data.kfold.k=3 the fold is the validation set"),
         ({"root": "/tmp"}, r"data.root='/tmp': dataset 'digits' does not read files"),
     ],
@@ -195,8 +180,12 @@ def test_auto_loader_picks_by_size_and_workers():
         TensorDataModule("digits", loader="device", num_workers=2)
 
 
-def test_file_dataset_trains_from_the_config(fixtures, train_run):
+def test_file_dataset_trains_from_the_config(examples, train_run):
     _, record = train_run(
-        "data=cifar10", f"data.root={fixtures['cifar10']}", "regularization=cutmix", "regularization.augment=true", "trainer.max_epochs=2"
+        "data=cifar10",
+        f"data.root={examples['cifar10']['root']}",
+        "regularization=cutmix",
+        "regularization.augment=true",
+        "trainer.max_epochs=2",
     )
     assert 0.0 <= record["test/acc"] <= 1.0 and record["epochs"] == 2

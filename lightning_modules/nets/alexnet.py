@@ -21,7 +21,7 @@ from lightning_modules.nets.common import (
 )
 
 
-@MODELS.register("alexnet", inputs=SPATIAL)
+@MODELS.register("alexnet", inputs=SPATIAL, param_count=(150_000, 300_000))
 def alexnet(
     input_shape: Sequence[int],
     num_outputs: int,

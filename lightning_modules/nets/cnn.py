@@ -25,7 +25,7 @@ from lightning_modules.nets.common import (
 )
 
 
-@MODELS.register("cnn", inputs=SPATIAL)
+@MODELS.register("cnn", inputs=SPATIAL, param_count=(8_710, 8_710))
 def simple_cnn(
     input_shape: Sequence[int],
     num_outputs: int,

@@ -42,7 +42,7 @@ class DenseLayer(nn.Module):
         return torch.cat([x, self.new(x)], dim=1)
 
 
-@MODELS.register("densenet", inputs=SPATIAL)
+@MODELS.register("densenet", inputs=SPATIAL, param_count=(50_000, 70_000))
 def densenet(
     input_shape: Sequence[int],
     num_outputs: int,

@@ -48,7 +48,7 @@ class Inception(nn.Module):
         return torch.cat([branch(x) for branch in self.branches], dim=1)
 
 
-@MODELS.register("googlenet", inputs=SPATIAL)
+@MODELS.register("googlenet", inputs=SPATIAL, param_count=(15_000, 30_000))
 def googlenet(
     input_shape: Sequence[int], num_outputs: int, width: int = 16, blocks: int = 3, dropout: float = 0.0, batch_norm: Optional[bool] = None
 ) -> nn.Module:

@@ -24,7 +24,7 @@ from lightning_modules.nets.common import (
 )
 
 
-@MODELS.register("lenet", inputs=SPATIAL)
+@MODELS.register("lenet", inputs=SPATIAL, param_count=(20_000, 30_000))
 def lenet(
     input_shape: Sequence[int], num_outputs: int, activation: str = "tanh", dropout: float = 0.0, batch_norm: Optional[bool] = None
 ) -> nn.Module:

@@ -17,7 +17,7 @@ from lightning_modules.nets.common import activation as make_activation
 from lightning_modules.nets.common import check_dropout
 
 
-@MODELS.register("mlp", inputs=("tabular", "image", "signal", "sequence"))
+@MODELS.register("mlp", inputs=("tabular", "image", "signal", "sequence"), param_count=(50_000, 55_000))
 class MLP(nn.Module):
     def __init__(
         self,

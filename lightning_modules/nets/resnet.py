@@ -37,7 +37,7 @@ class BasicBlock(nn.Module):
         return self.act(self.branch(x) + self.shortcut(x))
 
 
-@MODELS.register("resnet", inputs=SPATIAL)
+@MODELS.register("resnet", inputs=SPATIAL, param_count=(50_000, 70_000))
 def resnet(
     input_shape: Sequence[int],
     num_outputs: int,

@@ -48,7 +48,7 @@ class Readout(nn.Module):
         return self.fc(self.bn(self.ln(h)))
 
 
-@MODELS.register("transformer", inputs=("sequence", "signal", "image"))
+@MODELS.register("transformer", inputs=("sequence", "signal", "image"), param_count=(60_000, 75_000))
 class TransformerNet(nn.Module):
     """(B, L, F) → token embedding + sinusoidal positions → encoder → mean over tokens → readout.
     Signals are read along L, images row by row (as the recurrent families read them).

@@ -20,7 +20,7 @@ from lightning_modules.nets.common import (
 )
 
 
-@MODELS.register("vgg", inputs=SPATIAL)
+@MODELS.register("vgg", inputs=SPATIAL, param_count=(80_000, 120_000))
 def vgg(
     input_shape: Sequence[int],
     num_outputs: int,
