@@ -171,7 +171,7 @@ def sweep_jobs(overrides: list[str]) -> list[tuple[list[str], list[str]]]:
     return [([o for o, _ in job], [o for o, swept in job if swept]) for job in itertools.product(*axes)]
 
 
-class _Composer:
+class Composer:
     """A job's config for checking, composed once per choice of config groups (a composition takes
     ~0.3 s): plain ``key=value`` overrides are then set on a copy, as Hydra would set them."""
 
@@ -212,7 +212,7 @@ def check_jobs(config: DictConfig, config_name: str, jobs: list[tuple[list[str],
 
     problems = []
     local = str(config.hydra.launcher.get("_target_", "")).endswith("BasicLauncher")  # else GPUs are checked where jobs run
-    composed = _Composer(config_name, set(config.hydra.runtime.choices))
+    composed = Composer(config_name, set(config.hydra.runtime.choices))
     for num, (job, swept) in enumerate(jobs):
         label = f"job {num} ({' '.join(swept) or 'no swept keys'})" if numbered else f"searched {' '.join(swept)}"
         try:
