@@ -21,6 +21,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 from callbacks.history import History
+from lightning_modules.capabilities import Supports
 
 
 def confusion(targets: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
@@ -85,7 +86,7 @@ class RunFigures(Callback):
     # ------------------------------------------------------------------ test-set figures
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         dm = trainer.datamodule
-        if not trainer.is_global_zero or dm is None or dm.task != "classification" or not pl_module.supports.labels:
+        if not trainer.is_global_zero or dm is None or dm.task != "classification" or not getattr(pl_module, "supports", Supports()).labels:
             return
         x, y = dm.tensors("test")
         if len(y) == 0:

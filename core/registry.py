@@ -97,10 +97,11 @@ class Registry:
     def create(self, name: str, *args: Any, **kwargs: Any) -> Any:
         return self.get(name).factory(*args, **kwargs)
 
-    def partial(self, name: str, section: str | None = None, **hparams: Any) -> functools.partial:
+    def partial(self, name: str, section: str | None = None, /, **hparams: Any) -> functools.partial:
         """The entry's factory with ``hparams`` bound, after checking them against the entry's
-        ``accepts`` info (when it declares one): an override it does not take is an error, naming
-        the key under ``section`` (the registry's own config section by default)."""
+        ``accepts`` info (when it declares one) and the registry's rules: an override it does not
+        take is an error, naming the key under ``section`` (the registry's own config section by
+        default). ``name`` and ``section`` are positional only, so no hyperparameter can take their place."""
         entry = self.get(name)
         section = section or self.key
         accepted = entry.info.get("accepts")
@@ -113,6 +114,10 @@ class Registry:
         check_all(self.rules, hparams, section)
         check_types(entry.factory, hparams, section)
         return functools.partial(entry.factory, **hparams)
+
+    def in_order(self) -> list[Entry]:
+        """The entries in the order they were registered (iteration is alphabetical)."""
+        return list(self._entries.values())
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._entries

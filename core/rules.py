@@ -64,7 +64,12 @@ fraction = number(0, 1, hi_open=True)
 
 
 def fmt(v: Any) -> str:
-    return "null" if v is None else (repr(v) if isinstance(v, str) else str(v))
+    """A value as the command line writes it (null, true/false; strings quoted as Python does)."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return str(v).lower()
+    return repr(v) if isinstance(v, str) else str(v)
 
 
 def check(key: str, value: Any, rule: Rule) -> None:

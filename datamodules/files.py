@@ -296,7 +296,7 @@ def image_folder(root: Optional[str] = None, image_size: Optional[list[int]] = N
     others are resized to it); ``channels`` 1 (grey) or 3 (RGB)."""
     layout = "data.root/<class>/<image> or data.root/{train,test}/<class>/<image>"
     if channels not in (1, 3):
-        raise DataFileError(f"data.channels={channels}: must be 1 or 3")
+        raise DataFileError(f"data.dataset.channels={channels}: must be 1 or 3")
     base = _root(root, "image_folder", layout)
     size = tuple(image_size) if image_size else None
     if (base / "train").is_dir() and (base / "test").is_dir():

@@ -24,10 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from core.errors import ConfigError
-from core.rules import check_all, number
-
-#: the ``regularization.*`` keys mixing applies, and their rules
-RULES = {"mixup_alpha": number(0), "cutmix_alpha": number(0), "mix_prob": number(0, 1), "switch_prob": number(0, 1)}
+from core.rules import check_all
+from datamodules.rules import REGULARIZATION
 
 
 @dataclass(frozen=True)
@@ -38,7 +36,7 @@ class MixConfig:
     switch_prob: float = 0.5  # with both on: probability of CutMix instead of Mixup
 
     def __post_init__(self):
-        check_all(RULES, vars(self), "regularization")
+        check_all(REGULARIZATION, vars(self), "regularization")
 
     @property
     def active(self) -> bool:

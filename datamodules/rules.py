@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from core.errors import ConfigError
-from core.rules import fraction, number, one_of
+from core.rules import boolean, fraction, number, one_of
 from datamodules.normalization import NORMALIZERS, STATISTICS
 
 LOADERS = ("auto", "device", "dataloader")
@@ -26,6 +26,15 @@ RULES = {
     "loader": one_of(*LOADERS),
     "num_workers": number(0, integer=True),
     "device_limit_mb": number(0),
+}
+
+#: the ``regularization.*`` keys the data module applies: augmentation and mixing
+REGULARIZATION = {
+    "augment": boolean,
+    "mixup_alpha": number(0),
+    "cutmix_alpha": number(0),
+    "mix_prob": number(0, 1),
+    "switch_prob": number(0, 1),
 }
 
 

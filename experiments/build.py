@@ -21,6 +21,7 @@ from callbacks.progress import progress_callbacks
 from callbacks.samples import SampleGrids
 from callbacks.sharpness import SharpnessProbe
 from core.errors import ConfigError
+from core.rules import fmt
 from datamodules.datasets import DATASETS
 from datamodules.mixing import MixConfig
 from datamodules.tensor_datamodule import TensorDataModule
@@ -31,7 +32,7 @@ from lightning_modules.classification import ClassificationModule
 from lightning_modules.generative import MODULES as GENERATIVE_MODULES
 from lightning_modules.generative import GenerativeModule, module_keys
 from lightning_modules.generative.levels import Levels
-from lightning_modules.optimizers import LR_RULE, OPTIMIZERS, optimizer_factory
+from lightning_modules.optimizers import OPTIMIZERS, optimizer_from_spec
 from lightning_modules.regression import RegressionModule
 
 LAST = "last"  # checkpoints/last.ckpt
@@ -60,14 +61,31 @@ def neutral_hint(value: Any) -> str:
     return "leave it null" if value is None else f"set it to {str(value).lower() if isinstance(value, bool) else f'{value:g}'}"
 
 
+#: keys that act only through others (mixing needs an alpha): checked through those
+ACTS_THROUGH = ("mix_prob", "switch_prob")
+
+
+def check_regularizers(reg: DictConfig, applied: frozenset[str], what: str) -> None:
+    """Every regularizer outside ``applied`` at its neutral value (``batch_norm=false``, off, counts
+    as null does), or a one-line error naming it and ``what`` would ignore it."""
+    for key, neutral in NEUTRAL.items():
+        value = _plain(reg[key])
+        if key in applied or key in ACTS_THROUGH or value == neutral or (neutral is None and value is False):
+            continue
+        raise ConfigError(f"regularization.{key}={fmt(value)}: not applied by {what}; {neutral_hint(neutral)}")
+
+
+def check_two_pass(key: str, optimizer: str, supports: Supports, what: str) -> None:
+    if not supports.two_pass and OPTIMIZERS.get(optimizer, key=key).info.get("two_pass"):
+        raise ConfigError(f"{key}={optimizer}: not supported by {what}; choose another optimizer")
+
+
 def check_supported(cfg: DictConfig, supports: Supports, name: str) -> None:
     """Refuse every setting the module for ``model=name`` declares it does not apply
     (``lightning_modules/capabilities.py``): one generic check, whatever the family."""
     reg, what = cfg.regularization, f"the {supports.kind} model {name!r}"
     if supports.regularizers is not None:
-        for key, neutral in NEUTRAL.items():
-            if key not in supports.regularizers and reg[key] != neutral:
-                raise ConfigError(f"regularization.{key}={_plain(reg[key])}: not applied by {what}; {neutral_hint(neutral)}")
+        check_regularizers(reg, supports.regularizers, what)
     if not supports.labels:
         if cfg.callbacks.stop_at_train_acc is not None:
             raise ConfigError(
@@ -77,8 +95,7 @@ def check_supported(cfg: DictConfig, supports: Supports, name: str) -> None:
             raise ConfigError(
                 f"callbacks.sharpness.enabled=true: the sharpness probes need a classifier or regressor, not {what}; set it to false"
             )
-    if not supports.two_pass and OPTIMIZERS.get(cfg.optimizer.name, key="optimizer").info.get("two_pass"):
-        raise ConfigError(f"optimizer={cfg.optimizer.name}: not supported by {what}; choose another optimizer")
+    check_two_pass("optimizer", cfg.optimizer.name, supports, what)
     if not supports.automatic_optimization:  # optimizers stepped by hand: what Lightning would do per step is not done
         strategy = str(cfg.trainer.get("strategy", "auto"))
         accumulate = cfg.trainer.get("accumulate_grad_batches", 1)
@@ -90,6 +107,21 @@ def check_supported(cfg: DictConfig, supports: Supports, name: str) -> None:
         ):
             if not fine:
                 raise ConfigError(f"{key}={value}: model={name} steps its optimizers by hand and does not support it; use {use}")
+
+
+def check_generative(cfg: DictConfig) -> tuple[type[GenerativeModule], dict, dict]:
+    """What can be refused about a generative family from the config alone: the settings its module
+    does not apply and its own optimizers. Returns the module class, its own ``model.*`` keys (the
+    optimizers as checked specs) and the network's keys."""
+    name = cfg.model.name
+    module_class = GENERATIVE_MODULES[name]
+    check_supported(cfg, module_class.supports, name)
+    hparams = _without_name(cfg.model)
+    module_kwargs = {k: hparams.pop(k) for k in module_keys(module_class) if k in hparams}
+    for key in ("generator_optimizer", "discriminator_optimizer"):
+        if module_kwargs.get(key) is not None:  # {name: ..., lr: ..., ...}: an optimizer spec like the optimizer group's
+            module_kwargs[key] = _module_optimizer(f"model.{key}", dict(module_kwargs[key]), cfg.regularization, module_class, name)
+    return module_class, module_kwargs, hparams
 
 
 def build_datamodule(cfg: DictConfig) -> TensorDataModule:
@@ -105,35 +137,24 @@ def build_generative(cfg: DictConfig, dm: TensorDataModule) -> GenerativeModule:
     """A generative family: the network from ``MODELS``, its LightningModule from ``generative.MODULES``;
     the data's levels from the training split; regularizers that need labels or change the
     network are errors here, not silently dropped."""
-    reg, name = cfg.regularization, cfg.model.name
-    module_class = GENERATIVE_MODULES[name]
-    check_supported(cfg, module_class.supports, name)
-    hparams = _without_name(cfg.model)
+    module_class, module_kwargs, hparams = check_generative(cfg)
     levels = Levels.fit(torch.from_numpy(dm.arrays("train")[0]), hparams.pop("levels", None))
-    module_kwargs = {k: hparams.pop(k) for k in module_keys(module_class) if k in hparams}
-    for key in ("generator_optimizer", "discriminator_optimizer"):
-        if module_kwargs.get(key) is not None:  # {name: ..., lr: ..., ...}: an optimizer spec like the optimizer group's
-            module_kwargs[key] = _module_optimizer(f"model.{key}", dict(module_kwargs[key]), reg, module_class.supports, name)
     spec = {
-        "net": net_spec(name, dm, levels.count, hparams),
+        "net": net_spec(cfg.model.name, dm, levels.count, hparams),
         "levels": {"low": levels.low, "high": levels.high, "count": levels.count},
         **optimization_spec(cfg),
     }
     return module_class(rebuild=spec, **module_kwargs)
 
 
-def _module_optimizer(section: str, spec: dict, reg: DictConfig, supports: Supports, name: str) -> dict:
+def _module_optimizer(section: str, spec: dict, reg: DictConfig, module_class: type[GenerativeModule], name: str) -> dict:
     """A module's own optimizer (``model.generator_optimizer``, ...), checked as the optimizer group is,
     its errors naming ``section``."""
     if "name" not in spec:
         raise ConfigError(f"{section}={spec}: needs a name (e.g. {{name: adam, lr: 2e-4}})")
-    spec = _routed(section, spec, {"weight_decay": reg.weight_decay, "decay_all": reg.decay_all})
-    accepted = LR_RULE(spec.get("lr"))
-    if accepted is not None:
-        raise ConfigError(f"{section}.lr={spec.get('lr')}: must be {accepted}")
-    if not supports.two_pass and OPTIMIZERS.get(spec["name"], key=f"{section}.name").info.get("two_pass"):
-        raise ConfigError(f"{section}.name={spec['name']}: not supported by the {supports.kind} model {name!r}; choose another optimizer")
-    optimizer_factory(**spec, section=section)  # checked here, where its keys can be named
+    spec = routed(section, spec, {"weight_decay": reg.weight_decay, "decay_all": reg.decay_all})
+    check_two_pass(f"{section}.name", spec["name"], module_class.supports, f"the {module_class.supports.kind} model {name!r}")
+    optimizer_from_spec(spec, section)  # checked here, where its keys can be named
     return spec
 
 
@@ -144,7 +165,7 @@ def build_module(cfg: DictConfig, dm: TensorDataModule) -> SupervisedModule | Ge
     return module
 
 
-def _routed(group: str, given: dict, routed: dict) -> dict:
+def routed(group: str, given: dict, routed: dict) -> dict:
     """``given`` (a group's keys) with the regularization keys routed into it; a key set in both places is refused."""
     for key in routed:
         if key in given:
@@ -160,7 +181,7 @@ def optimization_spec(cfg: DictConfig) -> dict[str, dict]:
     reg = cfg.regularization
     decay = {"weight_decay": reg.weight_decay, "decay_all": reg.decay_all}
     return {
-        "optimizer": {"name": cfg.optimizer.name, **_routed("optimizer", _without_name(cfg.optimizer), decay)},
+        "optimizer": {"name": cfg.optimizer.name, **routed("optimizer", _without_name(cfg.optimizer), decay)},
         "scheduler": {"name": cfg.scheduler.name, **_without_name(cfg.scheduler)},
     }
 
@@ -185,13 +206,15 @@ def check_components(cfg: DictConfig) -> None:
             raise
         given = " ".join(f"{group}.{k}={v}" for group in ("optimizer", "scheduler") for k, v in specs[group].items())
         raise ConfigError(f"{given}: refused by torch: {' '.join(str(exc).split())}") from exc
-    if not is_generative(cfg.model.name):
+    if is_generative(cfg.model.name):
+        check_generative(cfg)
+    else:
         rebuild.loss(loss_spec(cfg, DATASETS.get(cfg.data.name, key="data").info["task"]))
 
 
 def build_supervised(cfg: DictConfig, dm: TensorDataModule) -> SupervisedModule:
     reg = cfg.regularization
-    hparams = _routed("model", _without_name(cfg.model), {"dropout": reg.dropout, "batch_norm": reg.batch_norm})
+    hparams = routed("model", _without_name(cfg.model), {"dropout": reg.dropout, "batch_norm": reg.batch_norm})
     spec = {
         "net": net_spec(cfg.model.name, dm, dm.num_outputs, hparams),
         "loss": loss_spec(cfg, dm.task),

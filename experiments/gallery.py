@@ -26,6 +26,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.files import replaced_atomically
+
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / "experiments" / "run.py"
 OUT = ROOT / "docs" / "figures"
@@ -100,11 +102,10 @@ def shrink(source: Path, target: Path, width: int, limit_kb: int = 150) -> None:
         image = image.convert("RGB")
     if image.width > width:
         image = image.resize((width, round(image.height * width / image.width)), Image.Resampling.LANCZOS)
-    partial = target.parent / f".{target.name}.partial"
-    image.save(partial, format="PNG", optimize=True)
-    if partial.stat().st_size > limit_kb * 1024:
-        image.quantize(256, dither=Image.Dither.NONE).save(partial, format="PNG", optimize=True)
-    partial.replace(target)
+    with replaced_atomically(target, suffix=".png") as partial:
+        image.save(partial, format="PNG", optimize=True)
+        if partial.stat().st_size > limit_kb * 1024:
+            image.quantize(256, dither=Image.Dither.NONE).save(partial, format="PNG", optimize=True)
 
 
 def run_job(job: Job, folder: Path, overrides: list[str], threads: int) -> Path:

@@ -11,10 +11,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from core.errors import ConfigError
 from core.rules import Rule, boolean, check, is_int, number, one_of, under
-from datamodules import mixing
 from datamodules import rules as data_rules
-from lightning_modules import losses, optimizers, regularizers, schedulers
-from lightning_modules.nets import common as nets_common
+from lightning_modules import rules as module_rules
 
 PRECISIONS = (
     "32-true",
@@ -37,8 +35,8 @@ RULES: dict[str, Rule] = {
     "seed": number(0, integer=True),
     "test_ckpt": one_of("best", "last"),
     "run_test": boolean,
-    **under("optimizer", optimizers.RULES),
-    **under("scheduler", schedulers.RULES),
+    **under("optimizer", module_rules.OPTIMIZER),
+    **under("scheduler", module_rules.SCHEDULER),
     **under("data", data_rules.RULES),
     "trainer.max_epochs": number(1, integer=True),
     "trainer.devices": lambda v: (
@@ -53,12 +51,8 @@ RULES: dict[str, Rule] = {
     **under(
         "regularization",
         {
-            **optimizers.REGULARIZATION_RULES,
-            **regularizers.RULES,
-            "augment": boolean,
-            **mixing.RULES,
-            **nets_common.REGULARIZATION_RULES,
-            **losses.REGULARIZATION_RULES,
+            **module_rules.REGULARIZATION,
+            **data_rules.REGULARIZATION,
             "grad_clip": number(0, lo_open=True, optional=True),
             "early_stopping": number(1, integer=True, optional=True),
         },
@@ -74,7 +68,7 @@ RULES: dict[str, Rule] = {
     "callbacks.sharpness.max_samples": number(1, integer=True),
     "callbacks.histograms_every": number(1, integer=True, optional=True),
     "callbacks.samples_every": number(1, integer=True, optional=True),
-    **under("loss", losses.RULES),
+    **under("loss", module_rules.LOSS),
 }
 
 

@@ -6,11 +6,9 @@ from torch import nn
 
 from core.errors import ConfigError
 from core.registry import Registry
-from core.rules import check_all, fraction, number
+from core.rules import check_all
+from lightning_modules.rules import LOSS, REGULARIZATION
 
-#: each ``loss.*`` key's rule, and the regularization key the loss applies
-RULES = {"delta": number(0, lo_open=True)}
-REGULARIZATION_RULES = {"label_smoothing": fraction}
 LOSSES = Registry("loss")
 
 
@@ -39,8 +37,8 @@ DEFAULT_LOSS = {"classification": "cross_entropy", "regression": "mse"}
 
 def build_loss(name: str | None, task: str, label_smoothing: float = 0.0, delta: float = 1.0) -> nn.Module:
     """The named loss (or the task's default when ``name`` is None), checked against the task."""
-    check_all(RULES, {"delta": delta}, "loss")
-    check_all(REGULARIZATION_RULES, {"label_smoothing": label_smoothing}, "regularization")
+    check_all(LOSS, {"delta": delta}, "loss")
+    check_all(REGULARIZATION, {"label_smoothing": label_smoothing}, "regularization")
     entry = LOSSES.get(name if name is not None else DEFAULT_LOSS[task], key="loss.name")
     if entry.info["task"] != task:
         fits = [e.name for e in LOSSES if e.info["task"] == task]

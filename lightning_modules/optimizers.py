@@ -14,28 +14,17 @@ weights (``regularization.decay_all=true`` decays everything).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import torch
 from torch import nn
 
 from core.errors import ConfigError
 from core.registry import Registry
-from core.rules import boolean, check_all, number
+from core.rules import check_all
+from lightning_modules.rules import OPTIMIZER, REGULARIZATION
 
-#: each ``optimizer.*`` key's rule, checked when an optimizer is built and before any run starts
-RULES = {
-    "lr": number(0, lo_open=True),
-    "momentum": number(0, 1, hi_open=True),
-    "eps": number(0, lo_open=True),
-    "rho": number(0, lo_open=True),
-    "adaptive": boolean,
-    "nesterov": boolean,
-}
-LR_RULE = RULES["lr"]
-#: the ``regularization.*`` keys the optimizer applies
-REGULARIZATION_RULES = {"weight_decay": number(0), "decay_all": boolean}
-OPTIMIZERS = Registry("optimizer", rules=RULES)
+OPTIMIZERS = Registry("optimizer", rules=OPTIMIZER)
 #: each entry's ``family``, and how the optimizer study titles it
 FAMILY_TITLES = {"sgd": "SGD and momentum", "adaptive": "adaptive step size", "adam": "Adam family"}
 
@@ -147,18 +136,24 @@ def _check_sam(hparams: dict, section: str) -> None:
             )
 
 
-def optimizer_factory(
-    name: str, weight_decay: float = 0.0, decay_all: bool = False, section: str = "optimizer", **hparams: Any
-) -> OptimizerFactory:
+def optimizer_factory(name: str, weight_decay: float = 0.0, decay_all: bool = False, **hparams: Any) -> OptimizerFactory:
     """``module -> optimizer`` with ``hparams`` bound and checked against the entry's ``accepts``;
-    ``weight_decay`` is applied per parameter group (see ``param_groups``). ``section``: the config
-    key the hyperparameters came from, named in errors (``model.generator_optimizer`` for the GAN's)."""
+    ``weight_decay`` is applied per parameter group (see ``param_groups``)."""
+    return optimizer_from_spec({"name": name, "weight_decay": weight_decay, "decay_all": decay_all, **hparams})
+
+
+def optimizer_from_spec(spec: Mapping[str, Any], section: str = "optimizer") -> OptimizerFactory:
+    """``optimizer_factory`` for a spec (``name``, ``weight_decay``, ``decay_all`` and the entry's
+    keys) that came from config key ``section``, which errors name (``model.generator_optimizer``
+    for the GAN's own)."""
+    hparams = dict(spec)
+    name, weight_decay, decay_all = hparams.pop("name"), hparams.pop("weight_decay", 0.0), hparams.pop("decay_all", False)
     if "lr" not in hparams:
         raise ConfigError(f"{section}.lr: missing; optimizer {name!r} needs it")
-    check_all(REGULARIZATION_RULES, {"weight_decay": weight_decay, "decay_all": decay_all}, "regularization")
+    check_all(REGULARIZATION, {"weight_decay": weight_decay, "decay_all": decay_all}, "regularization")
     if name == "sam":
         _check_sam(hparams, section)
-    make = OPTIMIZERS.partial(name, section=section, **hparams)
+    make = OPTIMIZERS.partial(name, section, **hparams)
 
     def build(module: nn.Module) -> torch.optim.Optimizer:
         return make(param_groups(module, weight_decay, decay_all))

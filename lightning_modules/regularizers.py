@@ -14,10 +14,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from core.rules import boolean, check_all, number
-
-#: the ``regularization.*`` keys the training step applies, and their rules
-RULES = {"l1": number(0), "l2": number(0), "decay_all": boolean, "input_noise": number(0), "weight_noise": number(0)}
+from core.rules import check_all
+from lightning_modules.rules import REGULARIZATION
 
 
 @dataclass(frozen=True)
@@ -29,7 +27,7 @@ class Regularization:
     weight_noise: float = 0.0  # std of Gaussian noise added to weights for each training forward
 
     def __post_init__(self):
-        check_all(RULES, vars(self), "regularization")
+        check_all(REGULARIZATION, vars(self), "regularization")
 
 
 def penalized(module: nn.Module, decay_all: bool):

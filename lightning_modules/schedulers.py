@@ -14,19 +14,9 @@ import torch
 from torch.optim import lr_scheduler as sched
 
 from core.registry import Registry
-from core.rules import number
+from lightning_modules.rules import SCHEDULER
 
-#: each ``scheduler.*`` key's rule, checked when a scheduler is built and before any run starts
-RULES = {
-    "min_lr_ratio": number(0, 1),
-    "step_size": number(1, integer=True),
-    "gamma": number(0, 1, lo_open=True),
-    "pct_start": number(0, 1, hi_open=True),
-    "warmup_fraction": number(0, 1, hi_open=True),
-    "factor": number(0, 1, lo_open=True, hi_open=True),
-    "patience": number(0, integer=True),
-}
-SCHEDULERS = Registry("scheduler", rules=RULES)
+SCHEDULERS = Registry("scheduler", rules=SCHEDULER)
 
 SchedulerFactory = Callable[[torch.optim.Optimizer, int], Optional[dict]]
 
@@ -99,5 +89,5 @@ def plateau(optimizer: torch.optim.Optimizer, total_steps: int, factor: float = 
 
 def scheduler_factory(name: str, **hparams: Any) -> SchedulerFactory:
     """``(optimizer, total_steps) -> Lightning scheduler dict | None`` with ``hparams`` bound and
-    checked (the entry's ``accepts``, then ``RULES``)."""
+    checked (the entry's ``accepts``, then ``lightning_modules/rules.py``)."""
     return SCHEDULERS.partial(name, **hparams)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import CONFIG_DIR
+from conftest import CONFIG_DIR, compose_config
 from lightning_modules.generative import MODULES, module_keys
 from lightning_modules.generative.base import mmd
 from lightning_modules.generative.ddpm import beta_schedule
@@ -201,7 +201,7 @@ def test_each_family_trains_from_the_config(train_run, name, data):
             ["model=gan", "regularization.grad_clip=1.0"],
             "regularization.grad_clip=1.0: model=gan steps its optimizers by hand and does not support it; use null",
         ),
-        (["model=gan", "~model.generator_optimizer.lr"], "model.generator_optimizer.lr=None: must be a number > 0"),
+        (["model=gan", "~model.generator_optimizer.lr"], "model.generator_optimizer.lr: missing; optimizer 'adam' needs it"),
         (
             ["model=gan", "+model.generator_optimizer.moment=1"],
             "model.generator_optimizer.moment: not accepted by optimizer 'adam'; accepted: lr, betas, eps, amsgrad",
@@ -219,3 +219,22 @@ def test_bad_generative_settings_are_one_line_errors(train_run, overrides, messa
 
     with pytest.raises(ConfigError, match="^" + __import__("re").escape(message) + "$"):
         train_run(*overrides)
+
+
+def test_the_generative_networks_and_modules_name_the_same_families():
+    from lightning_modules.nets import MODELS
+
+    assert {e.name for e in MODELS if e.info.get("generative")} == set(MODULES)
+
+
+def test_a_generative_family_accepts_batch_norm_off_and_refuses_a_sam_optimizer_of_its_own(cli, tmp_path):
+    """batch_norm=false is off, which these families are (as null); the GAN's own optimizers are checked like the group's."""
+    from experiments.build import check_generative
+
+    check_generative(compose_config("model=vae", "regularization.batch_norm=false", "regularization.mix_prob=0.5"))
+    code, _, err = cli("model=gan", "+model.generator_optimizer.base=adam", "model.generator_optimizer.name=sam")
+    assert (
+        code == 2
+        and err.strip()
+        == "error: model.generator_optimizer.name=sam: not supported by the generative model 'gan'; choose another optimizer"
+    )

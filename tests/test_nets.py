@@ -54,7 +54,7 @@ def test_parameter_count_in_declared_range(name):
     10 classes, with the shipped configs: small enough for a CPU. The range is the entry's own
     declaration (``param_count=(lo, hi)``); an entry without one must have trainable parameters."""
     count = count_parameters(net_for(name, kind_for(name, "signal")))
-    lo, hi = MODELS.get(name).info.get("param_count", (1, float("inf")))
+    lo, hi = MODELS.get(name).info.get("param_count") or (1, float("inf"))
     assert lo <= count <= hi, (count, (lo, hi))
 
 

@@ -179,3 +179,9 @@ def test_loss_must_fit_the_task():
         ValueError, match=r"loss.name='mse' is a regression loss but the data is a classification task; use one of: cross_entropy"
     ):
         build_loss("mse", "classification")
+
+
+def test_every_optimizer_declares_a_family_the_optimizer_study_draws():
+    from lightning_modules.optimizers import FAMILY_TITLES
+
+    assert {e.name: e.info.get("family") in FAMILY_TITLES for e in OPTIMIZERS} == {e.name: True for e in OPTIMIZERS}

@@ -277,9 +277,26 @@ def test_ensemble_studies_train_with_the_chosen_optimizer(cli, tmp_path):
         (("optimizer.lr=0.1",), "error: optimizer.lr=0.1: study=bias_variance sets each part's learning rate; use study.regression.lr"),
         (("regularization.dropout=0.2",), "error: regularization.dropout=0.2: not applied by study=bias_variance (plain MLPs, weight"),
         (("scheduler=cosine",), "error: scheduler=cosine: study=bias_variance trains at a constant learning rate; use scheduler=none"),
+        (("model=cnn",), "error: model=cnn: not used by study=bias_variance, which trains its own MLPs on its own data"),
+        (("study.classification.lr=-1",), "error: study.classification.lr=-1: must be a number > 0"),
+        (("+optimizer.weight_decay=0.1",), "error: optimizer.weight_decay: not an optimizer key; set regularization.weight_decay"),
     ],
 )
 def test_ensemble_studies_refuse_what_they_would_ignore(cli, tmp_path, args, message):
     code, _, err = cli(*TINY_BIAS_VARIANCE, *args)
     assert code == 2 and err.strip().startswith(message), err
     assert not list((tmp_path / "outputs" / "studies" / "bias_variance").glob("*/parts/*.json"))
+
+
+def test_an_optimizer_lr_from_any_source_is_refused_by_the_ensemble_studies():
+    """Not only on the command line: a composed config (a preset, a study file, the Python API)
+    whose optimizer.lr differs from its option's value is refused too."""
+    from conftest import compose_config
+    from core.errors import ConfigError
+    from experiments.studies.ensembles import check_optimizer
+
+    check_optimizer(compose_config("study=bagging", "optimizer=momentum"), ("study.bagging.lr", "study.boosting.lr"))
+    with pytest.raises(ConfigError, match=r"^optimizer.lr=0.5: study=bagging sets each part's learning rate; use study.bagging.lr or"):
+        check_optimizer(
+            compose_config("study=bagging", "optimizer=momentum", "optimizer.lr=0.5"), ("study.bagging.lr", "study.boosting.lr")
+        )

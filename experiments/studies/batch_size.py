@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from callbacks.plot_style import new_figure, palette, save_figure
 from core.errors import ConfigError
+from core.files import write_text_atomic
 from experiments.studies.common import Clock, finish, log, write_csv
 from experiments.studies.members import check_seeds, interval, load_member, run_members
 
@@ -180,7 +181,7 @@ def write_report(study_dir: Path, s: DictConfig, table: list[dict], line: list[d
         "",
         "Files: `results.csv`, `summary.csv`, `interpolation.csv`, `figures/`, runs in `members/`.",
     ]
-    (study_dir / "report.md").write_text("\n".join(lines) + "\n")
+    write_text_atomic(study_dir / "report.md", "\n".join(lines) + "\n")
 
 
 def run(cfg: DictConfig, study_dir: Path) -> dict:

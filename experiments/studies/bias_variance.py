@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from callbacks.plot_style import new_figure, palette, save_figure
 from core.errors import ConfigError
+from core.files import write_text_atomic
 from experiments.studies.common import Clock, cached, finish, log
 from experiments.studies.ensembles import check_optimizer, optimizer_for
 from experiments.studies.members import check_seeds, interval
@@ -251,7 +252,7 @@ def write_report(study_dir: Path, cfg: DictConfig, table: list[dict], wall_s: fl
         "",
         "Files: `results.csv` (per part, seed and width), `summary.csv`, `figures/`.",
     ]
-    (study_dir / "report.md").write_text("\n".join(lines) + "\n")
+    write_text_atomic(study_dir / "report.md", "\n".join(lines) + "\n")
 
 
 def run(cfg: DictConfig, study_dir: Path) -> dict:

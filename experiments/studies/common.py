@@ -101,7 +101,7 @@ def finish(study_dir: Path, clock: Clock, rows: list[dict], table: list[dict], d
             writer.close()
     wall_s = round(earlier + clock(), 1)
     report(wall_s)
-    marker.write_text(json.dumps({"wall_s": wall_s, "runs": len(rows)}, indent=2) + "\n")
+    write_json_atomic(marker, {"wall_s": wall_s, "runs": len(rows)})
 
 
 def cached(study_dir: Path, name: str, compute):

@@ -20,6 +20,7 @@ import torch
 from omegaconf import DictConfig
 
 from core.errors import ConfigError
+from core.files import write_text_atomic
 from experiments.studies.common import Clock, cached, finish, log, member_overrides, run_member
 from experiments.studies.members import check_seeds, chosen, interval, load_member, run_members, sorted_bars
 
@@ -177,7 +178,7 @@ def write_report(study_dir: Path, s: DictConfig, table: list[dict], wall_s: floa
         "Files: `results.csv` (one row per run, with the sample scores), `summary.csv`, `figures/`, runs in "
         "`members/<family>/seed<k>/` (each with its own sample grids in `figures/`), the classifier in `classifier/`.",
     ]
-    (study_dir / "report.md").write_text("\n".join(lines) + "\n")
+    write_text_atomic(study_dir / "report.md", "\n".join(lines) + "\n")
 
 
 def draw_samples(study_dir: Path, names: list[str], seed: int, writer) -> None:

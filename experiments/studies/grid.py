@@ -22,6 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from core.errors import ConfigError
+from core.files import write_text_atomic
 from experiments.results import SELECTION_KEYS
 from experiments.studies.common import Clock, finish, log, member_overrides
 from experiments.studies.members import check_seeds, interval, run_members, sorted_bars
@@ -338,7 +339,7 @@ def write_report(study_dir: Path, s: DictConfig, axes: dict[str, list], table: l
         "Files: `results.csv` (one row per run), `summary.csv` (one per combination), `figures/` (PDF + PNG, also in `tensorboard/`), "
         "runs in `members/<combination>/seed<k>/`.",
     ]
-    (study_dir / "report.md").write_text("\n".join(lines) + "\n")
+    write_text_atomic(study_dir / "report.md", "\n".join(lines) + "\n")
 
 
 def run(cfg: DictConfig, study_dir: Path) -> dict:

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from callbacks.plot_style import new_figure, palette, save_figure
 from core.errors import ConfigError
+from core.files import write_text_atomic
 from experiments.studies.common import Clock, finish, read_csv
 from experiments.studies.members import check_seeds, interval, run_members
 
@@ -79,7 +80,7 @@ def write_report(study_dir: Path, s: DictConfig, cv: list[dict], refits: list[di
         "",
         "Files: `results.csv` (every member), `summary.csv`, `figures/`, runs in `members/`.",
     ]
-    (study_dir / "report.md").write_text("\n".join(lines) + "\n")
+    write_text_atomic(study_dir / "report.md", "\n".join(lines) + "\n")
 
 
 def figure(s: DictConfig, cv: list[dict], refits: list[dict], winner: str, folder: Path, writer) -> None:

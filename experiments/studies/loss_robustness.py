@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from callbacks.plot_style import new_figure, palette, save_figure
 from core.errors import ConfigError
+from core.files import write_text_atomic
 from experiments.studies.common import Clock, finish
 from experiments.studies.members import check_seeds, interval, load_member, run_members
 from lightning_modules.losses import LOSSES
@@ -143,7 +144,7 @@ def write_report(study_dir: Path, s: DictConfig, table: list[dict], wall_s: floa
         "",
         "Files: `results.csv` (one row per run), `summary.csv`, `figures/`, runs in `members/<loss>_outliers<f>/seed<k>/`.",
     ]
-    (study_dir / "report.md").write_text("\n".join(lines) + "\n")
+    write_text_atomic(study_dir / "report.md", "\n".join(lines) + "\n")
 
 
 def run(cfg: DictConfig, study_dir: Path) -> dict:

@@ -8,8 +8,9 @@ from lightning_modules.optimizers import FAMILY_TITLES, OPTIMIZERS
 
 
 def members(family: str, wrappers: bool = True) -> tuple[str, ...]:
-    """The optimizers of ``family``; without the wrappers (SAM) when ``wrappers`` is false."""
-    return tuple(e.name for e in OPTIMIZERS if e.info.get("family") == family and (wrappers or not e.info.get("wraps")))
+    """The optimizers of ``family`` in registration order (the figures' order); without the
+    wrappers (SAM) when ``wrappers`` is false."""
+    return tuple(e.name for e in OPTIMIZERS.in_order() if e.info.get("family") == family and (wrappers or not e.info.get("wraps")))
 
 
 #: panel title → optimizers, for the figures

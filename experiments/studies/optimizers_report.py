@@ -8,6 +8,7 @@ from typing import Optional
 
 from omegaconf import DictConfig
 
+from core.files import write_text_atomic
 from experiments.studies.optimizer_families import ADAM_TYPE, ADAPTIVE, MOMENTUM, SGD_TYPE
 
 
@@ -171,4 +172,4 @@ def write_report(study_dir: Path, cfg: DictConfig, surface_rows: list[dict], tab
         [""] + [f"![{n}](figures/trajectories_{n}.png)\n" for n in s.surfaces] + ["![f along the paths](figures/surface_losses.png)", ""]
     )
     lines += ["Files: `results.csv` (one row per member), `summary.csv` (per optimizer), `surfaces.csv`, `figures/` (PDF + PNG)."]
-    (study_dir / "report.md").write_text("\n".join(lines) + "\n")
+    write_text_atomic(study_dir / "report.md", "\n".join(lines) + "\n")

@@ -9,6 +9,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from core.errors import ConfigError
+from core.files import write_text_atomic
 from experiments.studies.common import Clock, finish
 from experiments.studies.members import check_seeds, chosen, interval, run_members, sorted_bars
 
@@ -100,7 +101,7 @@ def write_report(study_dir: Path, s: DictConfig, table: list[dict], wall_s: floa
         "Files: `results.csv` (one row per run), `summary.csv`, `figures/` (PDF + PNG, also in `tensorboard/`), runs in "
         "`members/<member>/seed<k>/`.",
     ]
-    (study_dir / "report.md").write_text("\n".join(lines) + "\n")
+    write_text_atomic(study_dir / "report.md", "\n".join(lines) + "\n")
 
 
 def run(cfg: DictConfig, study_dir: Path) -> dict:

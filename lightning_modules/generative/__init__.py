@@ -1,7 +1,8 @@
 """The generative families' LightningModules (their networks are in ``lightning_modules/nets/generative.py``).
 
-``MODULES`` is the one place that says a model name is generative: ``model=<name>`` is trained by
-``MODULES[name]``. What each module applies is its ``supports`` (``lightning_modules/capabilities.py``);
+``model=<name>`` is generative when ``MODULES`` has it: it is trained by ``MODULES[name]`` (its network
+is registered with ``generative=True``, which keeps the networks' tests apart; a test keeps the two
+equal). What each module applies is its ``supports`` (``lightning_modules/capabilities.py``);
 the ``model.*`` keys it takes rather than the network are its constructor's keyword-only arguments."""
 
 from __future__ import annotations

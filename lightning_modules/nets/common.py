@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from core.errors import ConfigError
-from core.rules import check, fraction, optional_boolean
+from core.rules import check
+from lightning_modules.rules import REGULARIZATION
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -32,12 +33,8 @@ def count_parameters(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters() if p.requires_grad)
 
 
-#: the ``regularization.*`` keys the networks apply, and their rules
-REGULARIZATION_RULES = {"dropout": fraction, "batch_norm": optional_boolean}
-
-
 def check_dropout(dropout: float) -> None:
-    check("regularization.dropout", dropout, REGULARIZATION_RULES["dropout"])
+    check("regularization.dropout", dropout, REGULARIZATION["dropout"])
 
 
 def spatial_dims(family: str, input_shape: Sequence[int]) -> int:

@@ -75,4 +75,6 @@ class RecurrentNet(nn.Module):
 
 PARAM_COUNTS = {"rnn": (4_000, 6_000), "lstm": (15_000, 20_000), "gru": (12_000, 15_000)}  # their tests' ranges (nets/__init__.py)
 for _name in CELLS:
-    MODELS.register(_name, inputs=("sequence", "signal", "image"), param_count=PARAM_COUNTS[_name])(functools.partial(RecurrentNet, _name))
+    MODELS.register(_name, inputs=("sequence", "signal", "image"), param_count=PARAM_COUNTS.get(_name))(
+        functools.partial(RecurrentNet, _name)
+    )
