@@ -15,7 +15,7 @@ LOADERS = ("auto", "device", "dataloader")
 RULES = {
     "batch_size": number(1, integer=True),
     "eval_batch_size": number(1, integer=True),
-    "val_fraction": fraction,
+    "val_fraction": number(0, 1, hi_open=True, optional=True),
     "test_fraction": fraction,
     "normalize": one_of(*NORMALIZERS),
     "normalize_per": one_of(*STATISTICS),
@@ -36,6 +36,17 @@ REGULARIZATION = {
     "mix_prob": number(0, 1),
     "switch_prob": number(0, 1),
 }
+
+
+DEFAULT_VAL_FRACTION = 0.1
+
+
+def val_fraction_of(val_fraction: Optional[float], k: Optional[int]) -> float:
+    """``data.val_fraction`` as used: null is 0.1, or 0 with K-fold (the fold is the validation set);
+    a value the user gave is kept, so one > 0 with K-fold is still refused by ``check_splits``."""
+    if val_fraction is not None:
+        return val_fraction
+    return 0.0 if k is not None else DEFAULT_VAL_FRACTION
 
 
 def check_splits(val_fraction: Any, test_fraction: Any, k: Optional[int], index: int) -> None:

@@ -32,7 +32,7 @@ from datamodules.datasets import DATASETS, ArrayDataset, load, root_kwargs
 from datamodules.device_loader import DeviceBatchLoader
 from datamodules.mixing import MixConfig
 from datamodules.normalization import apply_normalizer, fit_normalizer, reduce_axes
-from datamodules.rules import RULES, check_loader, check_splits
+from datamodules.rules import RULES, check_loader, check_splits, val_fraction_of
 from datamodules.splits import bootstrap_sample, holdout_split, kfold_split
 from datamodules.train_transform import TrainTransform
 
@@ -46,7 +46,7 @@ class TensorDataModule(pl.LightningDataModule):
         name: str,
         batch_size: int = 64,
         eval_batch_size: int = 1024,
-        val_fraction: float = 0.1,
+        val_fraction: Optional[float] = None,
         test_fraction: float = 0.2,
         normalize: str = "zscore",
         normalize_per: str = "auto",
@@ -82,6 +82,7 @@ class TensorDataModule(pl.LightningDataModule):
             "device_limit_mb": device_limit_mb,
         }
         check_all(RULES, given, "data")
+        val_fraction = val_fraction_of(val_fraction, k)
         check_splits(val_fraction, test_fraction, k, index)
         check_loader(loader, num_workers)
         if self.entry.info["task"] != "classification" and mix.active:

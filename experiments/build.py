@@ -10,7 +10,7 @@ from typing import Any, Optional, Sequence
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint, ModelSummary
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
 
 from callbacks.checkpoint_io import AtomicCheckpointIO
@@ -206,6 +206,7 @@ def check_components(cfg: DictConfig) -> None:
             raise
         given = " ".join(f"{group}.{k}={v}" for group in ("optimizer", "scheduler") for k, v in specs[group].items())
         raise ConfigError(f"{given}: refused by torch: {' '.join(str(exc).split())}") from exc
+    extra_callbacks(cfg)  # built once to check them: a bad target is refused before any data is read
     if is_generative(cfg.model.name):
         check_generative(cfg)
     else:
@@ -273,8 +274,36 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[list
     patience = cfg.regularization.early_stopping
     if patience is not None:
         callbacks.append(EarlyStopping(monitor="val/loss", mode="min", patience=patience))
+    if cfg.callbacks.summary_depth:
+        callbacks.append(ModelSummary(max_depth=cfg.callbacks.summary_depth))
     progress, enable_bar = progress_callbacks(cfg.callbacks.progress)
-    return callbacks + progress, enable_bar
+    return callbacks + extra_callbacks(cfg) + progress, enable_bar
+
+
+def extra_callbacks(cfg: DictConfig) -> list[Callback]:
+    """``callbacks.extra``: each ``{_target_: ..., ...}`` instantiated by Hydra; anything that is not a
+    ``pytorch_lightning`` Callback is a one-line error (``lightning.pytorch``'s classes are another tree)."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    made = []
+    for i, spec in enumerate(cfg.callbacks.get("extra") or []):
+        target = spec.get("_target_") if OmegaConf.is_dict(spec) else None
+        if not target:
+            raise ConfigError(f"callbacks.extra[{i}]={_plain(spec)}: must be a mapping with a _target_ (a Callback class)")
+        if target.startswith("lightning.pytorch."):  # the unified package's classes are another tree than pytorch_lightning's
+            raise ConfigError(
+                f"callbacks.extra[{i}]={target}: this template runs on pytorch_lightning; use "
+                f"{target.replace('lightning.pytorch', 'pytorch_lightning', 1)}"
+            )
+        try:
+            callback = instantiate(spec)
+        except InstantiationException as exc:
+            raise ConfigError(f"callbacks.extra[{i}]: {' '.join(str(exc).split())}") from exc
+        if not isinstance(callback, Callback):
+            raise ConfigError(f"callbacks.extra[{i}]={target}: not a pytorch_lightning Callback (a {type(callback).__name__})")
+        made.append(callback)
+    return made
 
 
 def build_logger(cfg: DictConfig, run_dir: Path) -> Optional[Logger]:
@@ -295,7 +324,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, has_val: bool, extra_callbacks
             logger=logger if logger is not None else False,
             callbacks=[*callbacks, *extra_callbacks],
             enable_progress_bar=enable_bar,
-            enable_model_summary=False,  # run.py prints the parameter count in one line instead
+            enable_model_summary=bool(cfg.callbacks.summary_depth),  # its depth: callbacks.summary_depth
             gradient_clip_val=cfg.regularization.grad_clip,
             plugins=[AtomicCheckpointIO()],
             **extra,

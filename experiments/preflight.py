@@ -14,6 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from core.errors import ConfigError
+from datamodules.rules import val_fraction_of
 from experiments.cluster import launch_problem
 from experiments.validation import check_config
 
@@ -23,7 +24,7 @@ SET_BY_TEMPLATE = {
     "logger": "logger=",
     "callbacks": "callbacks.*",
     "enable_progress_bar": "callbacks.progress",
-    "enable_model_summary": "callbacks.progress",
+    "enable_model_summary": "callbacks.summary_depth (0 turns the summary off)",
     "gradient_clip_val": "regularization.grad_clip",
     "plugins": "(none: checkpoints are always written atomically and read weights-only)",
 }
@@ -111,6 +112,7 @@ def check_validation(cfg: DictConfig) -> None:
 def preflight(cfg: DictConfig, local: bool = True) -> None:
     """``local=False``: the run will start on another machine (a cluster launcher)."""
     check_config(cfg)
+    cfg.data.val_fraction = val_fraction_of(cfg.data.val_fraction, cfg.data.kfold.k)  # null resolved: the saved config says which
     check_name(cfg.name)
     problem = launch_problem(cfg.trainer)
     if problem:

@@ -59,6 +59,7 @@ RULES: dict[str, Rule] = {
     ),
     "callbacks.checkpoint.mode": one_of("min", "max"),
     "callbacks.figures": boolean,
+    "callbacks.summary_depth": number(0, integer=True),
     "callbacks.stop_at_train_acc": number(0, 1, lo_open=True, optional=True),
     "callbacks.sharpness.enabled": boolean,
     "callbacks.sharpness.eps": number(0, lo_open=True),
@@ -80,7 +81,7 @@ def check_config(cfg: DictConfig) -> None:
             continue
         check(key, OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node, rule)
     k, index = cfg.data.kfold.k, cfg.data.kfold.index
-    vf, tf = cfg.data.get("val_fraction", 0), cfg.data.get("test_fraction", 0)
+    vf, tf = data_rules.val_fraction_of(cfg.data.get("val_fraction"), k), cfg.data.get("test_fraction", 0)
     data_rules.check_splits(vf, tf, k, index)
     data_rules.check_loader(cfg.data.loader, cfg.data.num_workers)
     if vf == 0 and k is None and cfg.get("test_ckpt") == "best":

@@ -57,6 +57,8 @@ class SupervisedModule(pl.LightningModule):
             net, loss, optimizer, scheduler, regularization = parts.supervised(rebuild).values()
             # the init arguments of the whole class chain (rebuild, num_classes); TensorBoard gets the run's own HParams
             self.save_hyperparameters(ignore=["net", "loss", "optimizer", "scheduler", "regularization"], logger=False)
+            # two samples of the input's shape: Lightning's model summary shows each layer's in and out sizes
+            self.example_input_array = torch.zeros(2, *rebuild["net"]["input_shape"])
         elif net is None or loss is None or optimizer is None:
             raise TypeError("needs net, loss and optimizer, or rebuild=<spec>")
         self.net = net

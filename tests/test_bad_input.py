@@ -19,7 +19,7 @@ CASES = {
     "batch size not an integer": (["data.batch_size=6.5"], "error: data.batch_size=6.5: must be an integer >= 1"),
     "epochs zero": (["trainer.max_epochs=0"], "error: trainer.max_epochs=0: must be an integer >= 1"),
     "epochs not a number": (["trainer.max_epochs=ten"], "error: trainer.max_epochs='ten': must be an integer >= 1"),
-    "val fraction one": (["data.val_fraction=1"], "error: data.val_fraction=1: must be a number in [0, 1)"),
+    "val fraction one": (["data.val_fraction=1"], "error: data.val_fraction=1: must be a number in [0, 1) or null"),
     "test fraction negative": (["data.test_fraction=-0.2"], "error: data.test_fraction=-0.2: must be a number in [0, 1)"),
     "fractions sum": (
         ["data.val_fraction=0.5", "data.test_fraction=0.5"],

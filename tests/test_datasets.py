@@ -149,7 +149,7 @@ def test_bootstrap_is_seeded_same_size_with_out_of_bag():
     [
         ({"kfold": {"k": 1}, "val_fraction": 0.0}, r"data.kfold.k=1: must be an integer >= 2"),
         ({"kfold": {"k": 3, "index": 3}, "val_fraction": 0.0}, r"data.kfold.index=3: must be < data.kfold.k=3"),
-        ({"kfold": {"k": 3}}, r"data.val_fraction=0.1: with data.kfold.k=3 the fold is the validation set"),
+        ({"kfold": {"k": 3}, "val_fraction": 0.1}, r"data.val_fraction=0.1: with data.kfold.k=3 the fold is the validation set"),
         ({"root": "/tmp"}, r"data.root='/tmp': dataset 'digits' does not read files"),
     ],
 )
@@ -189,3 +189,21 @@ def test_file_dataset_trains_from_the_config(examples, train_run):
         "trainer.max_epochs=2",
     )
     assert 0.0 <= record["test/acc"] <= 1.0 and record["epochs"] == 2
+
+
+def test_kfold_alone_makes_the_fold_the_validation_set():
+    """data.kfold.k alone: the validation fraction (null by default) becomes 0 and the fold validates;
+    without K-fold null is 0.1. The resolved value is what the run's saved config shows."""
+    from conftest import compose_config
+    from experiments.preflight import preflight
+
+    dm = TensorDataModule("digits", kfold={"k": 3, "index": 1})
+    dm.setup("fit")
+    sizes = dm.split_sizes()
+    assert abs(sizes["val"] - sizes["train"] / 2) <= 2  # a third of the pool validates, two thirds train
+    cfg = compose_config("data.kfold.k=5")
+    preflight(cfg)
+    assert cfg.data.val_fraction == 0.0
+    cfg = compose_config()
+    preflight(cfg)
+    assert cfg.data.val_fraction == 0.1

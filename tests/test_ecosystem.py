@@ -1,0 +1,61 @@
+"""Lightning's own tools from the config: the model summary, callbacks from config, K-fold alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pytorch_lightning.callbacks import ModelSummary
+from pytorch_lightning.utilities.model_summary import summarize
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import compose_config
+from experiments import build
+
+
+def test_the_model_summary_shows_each_layer_with_its_sizes():
+    cfg = compose_config()
+    callbacks, _ = build.build_callbacks(cfg, Path("unused"), has_val=True)
+    assert [c._max_depth for c in callbacks if isinstance(c, ModelSummary)] == [2]
+    off, _ = build.build_callbacks(compose_config("callbacks.summary_depth=0"), Path("unused"), has_val=True)
+    assert not any(isinstance(c, ModelSummary) for c in off)
+    dm = build.build_datamodule(cfg)
+    table = summarize(build.build_module(cfg, dm), max_depth=2)
+    rows = dict(zip(table.layer_names, zip(table.in_sizes, table.out_sizes)))
+    assert rows["net"] == ([2, 1, 8, 8], [2, 10]) and "net.layers" in rows  # digits: 8×8 images, 10 classes
+    assert table.total_parameters == 76_810
+
+
+def test_a_callback_from_the_config_is_called(train_run):
+    run_dir, _ = train_run("callbacks.extra=[{_target_: pytorch_lightning.callbacks.LearningRateMonitor, logging_interval: epoch}]")
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    lrs = [e.value for e in events.Scalars("lr-Adam/pg1")]  # one value per parameter group (decayed, not decayed)
+    assert len(lrs) == 3 and lrs == pytest.approx([1e-3] * 3)  # one value an epoch, the config's lr
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (
+            "[{_target_: lightning.pytorch.callbacks.LearningRateMonitor}]",
+            "error: callbacks.extra[0]=lightning.pytorch.callbacks.LearningRateMonitor: this template runs on pytorch_lightning; "
+            "use pytorch_lightning.callbacks.LearningRateMonitor",
+        ),
+        ("[{_target_: collections.OrderedDict}]", "error: callbacks.extra[0]=collections.OrderedDict: not a pytorch_lightning Callback"),
+        ("[{logging_interval: epoch}]", "error: callbacks.extra[0]={'logging_interval': 'epoch'}: must be a mapping with a _target_"),
+        ("[{_target_: pytorch_lightning.callbacks.Nope}]", "error: callbacks.extra[0]: Error locating target"),
+    ],
+)
+def test_a_bad_callback_from_the_config_is_one_line(cli, tmp_path, extra, message):
+    code, _, err = cli(f"callbacks.extra={extra}")
+    assert code == 2 and err.strip().startswith(message), err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "outputs" / "runs").exists()
+
+
+def test_kfold_alone_trains_on_the_folds_and_saves_the_resolved_fraction(train_run):
+    run_dir, record = train_run("data.kfold.k=3", "data.kfold.index=2")
+    saved = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
+    assert saved["data"]["val_fraction"] == 0.0 and saved["data"]["kfold"] == {"k": 3, "index": 2}
+    assert record["val/acc_best"] > 0.5
