@@ -226,5 +226,7 @@ class TensorDataModule(pl.LightningDataModule):
         device path has done it for the whole epoch already)."""
         if self.on_device or self.trainer is None or not self.trainer.training or not self.transform.active:
             return batch
+        if isinstance(batch, torch.Tensor):  # the model summary's example input, not an (x, y) batch
+            return batch
         x, y = batch
         return self.transform(x, y, self.trainer.global_step, len(y), self.trainer.global_rank)
