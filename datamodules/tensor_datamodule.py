@@ -192,11 +192,13 @@ class TensorDataModule(pl.LightningDataModule):
     def _loader(self, split: str, train: bool):
         x, y = self._tensors[split]
         batch_size = self.batch_size if train else self.eval_batch_size
+        # +trainer.overfit_batches: the same batches every epoch, as Lightning makes a DataLoader's
+        shuffle = train and not (self.trainer is not None and self.trainer.overfit_batches)
         if not self.on_device:
             return DataLoader(
                 TensorDataset(x, y),
                 batch_size=batch_size,
-                shuffle=train,
+                shuffle=shuffle,
                 num_workers=self.num_workers,
                 pin_memory=self._pin,
                 persistent_workers=self.num_workers > 0,
@@ -205,7 +207,7 @@ class TensorDataModule(pl.LightningDataModule):
         return DeviceBatchLoader(
             (x, y),
             batch_size,
-            shuffle=train,
+            shuffle=shuffle,
             seed=self.seed,
             rank=rank,
             world_size=world,

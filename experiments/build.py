@@ -317,6 +317,11 @@ def build_trainer(cfg: DictConfig, run_dir: Path, has_val: bool, extra_callbacks
     logger = build_logger(cfg, run_dir)
     extra: dict[str, Any] = {} if has_val else {"limit_val_batches": 0, "num_sanity_val_steps": 0}
     trainer_keys = {k: v for k, v in _plain(cfg.trainer).items() if k != "compile"}  # compile: applied to the network (build_module)
+    if trainer_keys.get("profiler") in ("simple", "advanced"):  # its report into the run: <run_dir>/fit-profile.txt, test-profile.txt
+        from pytorch_lightning.profilers import AdvancedProfiler, SimpleProfiler
+
+        make = SimpleProfiler if trainer_keys["profiler"] == "simple" else AdvancedProfiler
+        trainer_keys["profiler"] = make(dirpath=str(run_dir), filename="profile")
     try:
         return pl.Trainer(
             **trainer_keys,

@@ -208,6 +208,7 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
     fit_metrics.update(getattr(module, "probe_results", {}))  # e.g. callbacks/sharpness.py
     test_metrics: dict[str, float] = {}
     tested = (trainer.checkpoint_callback.best_model_path if cfg.test_ckpt == "best" else str(last)) if cfg.run_test else None
+    in_memory = False
     if cfg.run_test and sizes["test"] == 0:
         tested = None
         if trainer.is_global_zero:
@@ -216,9 +217,13 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
                 "metrics.json holds the validation metrics only",
                 flush=True,
             )
+    elif cfg.run_test and trainer.fast_dev_run:  # Lightning's debug run writes no checkpoint: test the weights in memory
+        tested, in_memory = None, True
+        if trainer.is_global_zero:
+            print("fast_dev_run: tested with the weights in memory (no checkpoint is written)", flush=True)
     elif cfg.run_test and not tested and trainer.is_global_zero:  # preflight refuses the settings that lead here; said, not skipped
         print("not tested: no best checkpoint was written (validation never ran); metrics.json holds no test metrics", flush=True)
-    if tested:  # run_test=false: model selection (e.g. K-fold) that must not see the test split
+    if tested or in_memory:  # run_test=false: model selection (e.g. K-fold) that must not see the test split
         try:
             with signals.lightning_owns():
                 trainer.test(module, datamodule=dm, ckpt_path=tested, verbose=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -59,3 +61,28 @@ def test_kfold_alone_trains_on_the_folds_and_saves_the_resolved_fraction(train_r
     saved = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
     assert saved["data"]["val_fraction"] == 0.0 and saved["data"]["kfold"] == {"k": 3, "index": 2}
     assert record["val/acc_best"] > 0.5
+
+
+def test_fast_dev_run_tests_in_memory_and_debug_runs_stay_out_of_runs(cli, tmp_path):
+    code, out, err = cli("debug=fdr", "callbacks.progress=none", "callbacks.figures=false")
+    assert code == 0, err[-2000:]
+    assert "fast_dev_run: tested with the weights in memory" in out
+    run_dir = Path(out.strip().splitlines()[-1].removeprefix("run_dir: "))
+    assert run_dir.parent == tmp_path / "outputs" / "debug" and not (tmp_path / "outputs" / "runs").exists()
+    record = json.loads((run_dir / "metrics.json").read_text())
+    assert record["epochs"] == 1 and 0 <= record["test/acc"] <= 1 and record["test_checkpoint"] is None
+
+
+def test_overfit_batches_fits_one_batch_on_the_device_loader(train_run):
+    """The device loader serves the same batch every epoch, as Lightning makes a DataLoader do."""
+    run_dir, _ = train_run("+trainer.overfit_batches=1", "trainer.max_epochs=60", "data.loader=device")
+    last = list(csv.DictReader(open(run_dir / "history.csv")))[-1]
+    assert float(last["train/loss"]) < 0.01 and float(last["train/acc"]) == 1.0
+
+
+def test_the_profiler_prints_its_report(cli):
+    code, out, err = cli("debug=profiler", "callbacks.progress=none", "callbacks.figures=false", "logger=none")
+    assert code == 0, err[-2000:]
+    run_dir = Path(out.strip().splitlines()[-1].removeprefix("run_dir: "))
+    report = (run_dir / "fit-profile.txt").read_text()
+    assert "FIT Profiler Report" in report and "run_training_epoch" in report and (run_dir / "test-profile.txt").exists()
