@@ -21,6 +21,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 from callbacks.history import History
+from callbacks.loggers import tensorboard_of
 from lightning_modules.capabilities import Supports
 
 
@@ -44,8 +45,8 @@ def predict(module: pl.LightningModule, x: torch.Tensor, batch: int = 4096) -> t
 
 
 def _writer(trainer: pl.Trainer):
-    logger = trainer.logger
-    return getattr(logger, "experiment", None) if isinstance(logger, pl.loggers.TensorBoardLogger) else None
+    logger = tensorboard_of(trainer)
+    return None if logger is None else logger.experiment
 
 
 class RunFigures(Callback):

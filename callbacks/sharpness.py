@@ -43,7 +43,5 @@ class SharpnessProbe(Callback):
             pl_module.train(was_training)
         results["sharpness/probe_s"] = time.perf_counter() - t0
         pl_module.probe_results = {**getattr(pl_module, "probe_results", {}), **results}
-        logger = trainer.logger
-        if isinstance(logger, pl.loggers.TensorBoardLogger):
-            for k, v in results.items():
-                logger.experiment.add_scalar(k, v, trainer.global_step)
+        for logger in trainer.loggers:  # every logger the run has (TensorBoard, CSV)
+            logger.log_metrics(results, trainer.global_step)

@@ -5,13 +5,13 @@ the component that applies it."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint, ModelSummary
-from pytorch_lightning.loggers import Logger, TensorBoardLogger
+from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from callbacks.checkpoint_io import AtomicCheckpointIO
 from callbacks.history import History
@@ -306,15 +306,19 @@ def extra_callbacks(cfg: DictConfig) -> list[Callback]:
     return made
 
 
-def build_logger(cfg: DictConfig, run_dir: Path) -> Optional[Logger]:
-    if cfg.logger.name == "none":
-        return None
-    return TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False)
+def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
+    """The loggers ``logger=`` names (``logger=[tensorboard,csv]``: both), in that order, each in its
+    own folder of the run."""
+    made = {
+        "tensorboard": lambda: TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False),
+        "csv": lambda: CSVLogger(save_dir=str(run_dir), name="csv", version=""),
+    }
+    return [made[name]() for name in cfg.logger]
 
 
 def build_trainer(cfg: DictConfig, run_dir: Path, has_val: bool, extra_callbacks: Sequence[pl.Callback] = ()) -> pl.Trainer:
     callbacks, enable_bar = build_callbacks(cfg, run_dir, has_val)
-    logger = build_logger(cfg, run_dir)
+    loggers = build_loggers(cfg, run_dir)
     extra: dict[str, Any] = {} if has_val else {"limit_val_batches": 0, "num_sanity_val_steps": 0}
     trainer_keys = {k: v for k, v in _plain(cfg.trainer).items() if k != "compile"}  # compile: applied to the network (build_module)
     if trainer_keys.get("profiler") in ("simple", "advanced"):  # its report into the run: <run_dir>/fit-profile.txt, test-profile.txt
@@ -326,7 +330,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, has_val: bool, extra_callbacks
         return pl.Trainer(
             **trainer_keys,
             default_root_dir=str(run_dir),
-            logger=logger if logger is not None else False,
+            logger=loggers or False,
             callbacks=[*callbacks, *extra_callbacks],
             enable_progress_bar=enable_bar,
             enable_model_summary=bool(cfg.callbacks.summary_depth),  # its depth: callbacks.summary_depth

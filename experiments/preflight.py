@@ -28,7 +28,7 @@ SET_BY_TEMPLATE = {
     "gradient_clip_val": "regularization.grad_clip",
     "plugins": "(none: checkpoints are always written atomically and read weights-only)",
 }
-LOGGERS = ("tensorboard", "none")
+LOGGERS = ("tensorboard", "csv")  # logger=none: an empty group
 GPU_ACCELERATORS = ("gpu", "cuda")
 
 
@@ -117,7 +117,10 @@ def preflight(cfg: DictConfig, local: bool = True) -> None:
     problem = launch_problem(cfg.trainer)
     if problem:
         raise ConfigError(problem)
-    if cfg.logger.name not in LOGGERS:
-        raise ConfigError(f"logger.name={cfg.logger.name!r}: unknown; valid: {', '.join(LOGGERS)}")
+    for name in cfg.logger:
+        if name not in LOGGERS:
+            raise ConfigError(
+                f"logger.{name}: unknown logger; valid: {', '.join(LOGGERS)} (logger=none for none; lists: logger=[tensorboard,csv])"
+            )
     check_trainer(cfg.trainer, local)
     check_validation(cfg)

@@ -240,8 +240,11 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
     from experiments.results import log_hparams, print_table
 
     final = {**test_metrics, **fit_metrics}
-    if isinstance(trainer.logger, pl.loggers.TensorBoardLogger):
-        log_hparams(trainer.logger, OmegaConf.to_container(cfg, resolve=True), final)
+    from callbacks.loggers import tensorboard_of
+
+    board = tensorboard_of(trainer)
+    if board is not None:
+        log_hparams(board, OmegaConf.to_container(cfg, resolve=True), final)
     record = {
         **final,
         "model": cfg.model.name,

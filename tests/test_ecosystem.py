@@ -86,3 +86,21 @@ def test_the_profiler_prints_its_report(cli):
     run_dir = Path(out.strip().splitlines()[-1].removeprefix("run_dir: "))
     report = (run_dir / "fit-profile.txt").read_text()
     assert "FIT Profiler Report" in report and "run_training_epoch" in report and (run_dir / "test-profile.txt").exists()
+
+
+def test_several_loggers_at_once_each_read_back(train_run):
+    run_dir, record = train_run("logger=[tensorboard,csv]")
+    rows = list(csv.DictReader(open(run_dir / "csv" / "metrics.csv")))
+    val = [float(r["val/acc"]) for r in rows if r.get("val/acc")]
+    assert len(val) == 3 and max(val) == pytest.approx(record["val/acc_best"])
+    assert [float(r["test/acc"]) for r in rows if r.get("test/acc")] == [pytest.approx(record["test/acc"])]
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    assert events.Scalars("test/acc")[-1].value == pytest.approx(record["test/acc"])
+
+
+def test_an_unknown_logger_key_is_one_line(cli):
+    code, _, err = cli("logger=csv", "+logger.nope=1")
+    assert code == 2 and err.strip() == (
+        "error: logger.nope: unknown logger; valid: tensorboard, csv (logger=none for none; lists: logger=[tensorboard,csv])"
+    )
