@@ -147,6 +147,7 @@ def test_batch_size_study_two_protocols_sharpness_and_line(tmp_path):
     assert "| Large batches generalize worse (Keskar et al. 2017) | a |" in (study / "report.md").read_text()
 
 
+@pytest.mark.slow  # suite margin: the tiny bias-variance runs of the ensemble-optimizer tests below stay in the default suite
 def test_bias_variance_decomposes_both_parts_and_marks_the_threshold(tmp_path):
     proc = run_cli(
         "study=bias_variance",
