@@ -25,6 +25,7 @@ from core.rules import fmt
 from datamodules.datasets import DATASETS
 from datamodules.mixing import MixConfig
 from datamodules.tensor_datamodule import TensorDataModule
+from experiments import lr_find
 from lightning_modules import rebuild
 from lightning_modules.base import SupervisedModule
 from lightning_modules.capabilities import Supports
@@ -104,9 +105,10 @@ def check_supported(cfg: DictConfig, supports: Supports, name: str) -> None:
             ("regularization.grad_clip", reg.grad_clip, reg.grad_clip is None, "null"),
             ("trainer.accumulate_grad_batches", accumulate, accumulate == 1, "1"),
             ("trainer.strategy", strategy, not strategy.startswith(("ddp", "fsdp")), "trainer=cpu or trainer=gpu"),
+            ("tune.lr_find", lr_find.wanted(cfg), not lr_find.wanted(cfg), "false"),  # Lightning's range test steps one optimizer itself
         ):
             if not fine:
-                raise ConfigError(f"{key}={value}: model={name} steps its optimizers by hand and does not support it; use {use}")
+                raise ConfigError(f"{key}={fmt(value)}: model={name} steps its optimizers by hand and does not support it; use {use}")
 
 
 def check_generative(cfg: DictConfig) -> tuple[type[GenerativeModule], dict, dict]:

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from core.errors import ConfigError
 from datamodules.rules import val_fraction_of
 from experiments.cluster import launch_problem
+from experiments.lr_find import check_tune
 from experiments.validation import check_config
 
 # The Trainer arguments the template sets itself (experiments/build.py), with the key to use instead.
@@ -123,4 +124,5 @@ def preflight(cfg: DictConfig, local: bool = True) -> None:
                 f"logger.{name}: unknown logger; valid: {', '.join(LOGGERS)} (logger=none for none; lists: logger=[tensorboard,csv])"
             )
     check_trainer(cfg.trainer, local)
+    check_tune(cfg)
     check_validation(cfg)

@@ -143,13 +143,23 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
         import pytorch_lightning as pl
         from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-        from experiments import build
+        from experiments import build, lr_find
         from lightning_modules.base import NonFiniteLoss
         from lightning_modules.nets.common import count_parameters
 
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         dm = build.build_datamodule(cfg)
         module = build.build_module(cfg, dm)
+        range_test = None
+        if resume_from is None and lr_find.wanted(cfg):
+            range_test = lr_find.range_test(cfg, dm, module)
+            applied = "training with it (tune.apply=true)" if cfg.tune.apply else f"training with optimizer.lr={cfg.optimizer.lr:g}"
+            print(f"suggested lr: {range_test.suggestion:.4g}; {applied}", flush=True)
+            if cfg.tune.apply:
+                cfg.optimizer.lr = range_test.suggestion  # saved below: the config shows the lr the run used
+            pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the run as it would start without the test
+            dm = build.build_datamodule(cfg)
+            module = build.build_module(cfg, dm)
         sizes = dm.split_sizes()
         has_val = sizes["val"] > 0
         if has_val:
@@ -179,6 +189,11 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
             f"{cfg.model.name}: {count_parameters(module.net):,} parameters | {dm.name}: "
             f"train {sizes['train']} / val {sizes['val']} / test {sizes['test']}, input {dm.input_shape} → {outputs}"
         )
+    if range_test is not None and trainer.is_global_zero:
+        from callbacks.loggers import tensorboard_of
+
+        board = tensorboard_of(trainer)
+        lr_find.draw(range_test, run_dir / "figures", None if board is None else board.experiment)
     last = run_dir / "checkpoints" / "last.ckpt"
     try:
         with signals.lightning_owns():
@@ -255,6 +270,7 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
         "params": count_parameters(module.net),
         "test_checkpoint": str(Path(tested).relative_to(run_dir)) if tested else None,
         "wall_s": round(time.perf_counter() - start, 3),
+        **(range_test.record() if range_test is not None else {}),
     }
     if report_to_trial is not None and report_to_trial.pruned_at is not None:
         record["pruned_at_epoch"] = report_to_trial.pruned_at  # the search's pruner stopped it (run.py tells the sweeper)

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from core.errors import ConfigError
 from core.rules import Rule, boolean, check, is_int, number, one_of, under
 from datamodules import rules as data_rules
+from experiments import lr_find
 from lightning_modules import rules as module_rules
 
 PRECISIONS = (
@@ -70,6 +71,7 @@ RULES: dict[str, Rule] = {
     "callbacks.histograms_every": number(1, integer=True, optional=True),
     "callbacks.samples_every": number(1, integer=True, optional=True),
     **under("loss", module_rules.LOSS),
+    **under("tune", lr_find.RULES),
 }
 
 

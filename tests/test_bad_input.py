@@ -91,6 +91,22 @@ CASES = {
         ["resume=/tmp"],
         "error: resume=/tmp: is not a run directory with .hydra/config.yaml and checkpoints/last.ckpt",
     ),
+    "lr finder's suggestion without the finder": (
+        ["tune.apply=true"],
+        "error: tune.apply=true: applies the range test's suggestion; set tune.lr_find=true too",
+    ),
+    "lr finder's range upside down": (
+        ["tune.lr_find=true", "tune.min_lr=0.1", "tune.max_lr=0.01"],
+        "error: tune.max_lr=0.01: must be > tune.min_lr=0.1",
+    ),
+    "lr finder on several processes": (
+        ["tune.lr_find=true", "trainer=ddp_cpu"],
+        "error: tune.lr_find=true with trainer.strategy=ddp trainer.devices=2 trainer.num_nodes=1: the range test runs in one process",
+    ),
+    "lr finder for two optimizers": (
+        ["tune.lr_find=true", "model=gan"],
+        "error: tune.lr_find=true: model=gan steps its optimizers by hand and does not support it; use false",
+    ),
     "normalization axes": (
         ["data=moons", "data.normalize_per=channel"],
         "error: data.normalize_per=channel: tabular data has no channels; use feature or auto",

@@ -104,3 +104,18 @@ def test_an_unknown_logger_key_is_one_line(cli):
     assert code == 2 and err.strip() == (
         "error: logger.nope: unknown logger; valid: tensorboard, csv (logger=none for none; lists: logger=[tensorboard,csv])"
     )
+
+
+def test_the_lr_finder_suggests_within_its_range_and_leaves_the_run_as_it_was(train_run):
+    _, plain = train_run(name="plain")
+    run_dir, found = train_run("tune.lr_find=true", "tune.num_training=30", name="found")
+    assert found["test/acc"] == plain["test/acc"] and found["val/acc_best"] == plain["val/acc_best"]  # the run is the same
+    assert 1e-6 < found["lr_find/suggestion"] < 1.0 and found["lr_find/lr_before"] == 1e-3 and found["lr_find/steps"] <= 30
+    assert (run_dir / "figures" / "lr_find.png").stat().st_size > 10_000 and (run_dir / "figures" / "lr_find.pdf").exists()
+
+
+def test_the_lr_finder_applies_its_suggestion_to_sam(train_run):
+    run_dir, record = train_run("optimizer=sam", "tune.lr_find=true", "tune.apply=true", "tune.num_training=30")
+    saved = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
+    assert saved["optimizer"]["lr"] == record["lr_find/suggestion"] != record["lr_find/lr_before"]
+    assert record["val/acc_best"] > 0.2  # it trained, with SAM's two passes, at the suggested lr
