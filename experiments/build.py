@@ -11,7 +11,6 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint, ModelSummary
-from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from callbacks.checkpoint_io import AtomicCheckpointIO
 from callbacks.history import History
@@ -26,6 +25,7 @@ from datamodules.datasets import DATASETS
 from datamodules.mixing import MixConfig
 from datamodules.tensor_datamodule import TensorDataModule
 from experiments import lr_find
+from experiments.loggers import build_loggers
 from lightning_modules import rebuild
 from lightning_modules.base import SupervisedModule
 from lightning_modules.capabilities import Supports
@@ -308,21 +308,12 @@ def extra_callbacks(cfg: DictConfig) -> list[Callback]:
     return made
 
 
-def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
-    """The loggers ``logger=`` names (``logger=[tensorboard,csv]``: both), in that order, each in its
-    own folder of the run."""
-    made = {
-        "tensorboard": lambda: TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False),
-        "csv": lambda: CSVLogger(save_dir=str(run_dir), name="csv", version=""),
-    }
-    return [made[name]() for name in cfg.logger]
-
-
 def build_trainer(cfg: DictConfig, run_dir: Path, has_val: bool, extra_callbacks: Sequence[pl.Callback] = ()) -> pl.Trainer:
     callbacks, enable_bar = build_callbacks(cfg, run_dir, has_val)
     loggers = build_loggers(cfg, run_dir)
     extra: dict[str, Any] = {} if has_val else {"limit_val_batches": 0, "num_sanity_val_steps": 0}
     trainer_keys = {k: v for k, v in _plain(cfg.trainer).items() if k != "compile"}  # compile: applied to the network (build_module)
+    extra = {k: v for k, v in extra.items() if k not in trainer_keys}  # no validation split: the user's value still wins (it is moot)
     if trainer_keys.get("profiler") in ("simple", "advanced"):  # its report into the run: <run_dir>/fit-profile.txt, test-profile.txt
         from pytorch_lightning.profilers import AdvancedProfiler, SimpleProfiler
 

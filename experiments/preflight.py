@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from core.errors import ConfigError
 from datamodules.rules import val_fraction_of
 from experiments.cluster import launch_problem
+from experiments.loggers import check_loggers
 from experiments.lr_find import check_tune
 from experiments.validation import check_config
 
@@ -29,7 +30,6 @@ SET_BY_TEMPLATE = {
     "gradient_clip_val": "regularization.grad_clip",
     "plugins": "(none: checkpoints are always written atomically and read weights-only)",
 }
-LOGGERS = ("tensorboard", "csv")  # logger=none: an empty group
 GPU_ACCELERATORS = ("gpu", "cuda")
 
 
@@ -118,11 +118,7 @@ def preflight(cfg: DictConfig, local: bool = True) -> None:
     problem = launch_problem(cfg.trainer)
     if problem:
         raise ConfigError(problem)
-    for name in cfg.logger:
-        if name not in LOGGERS:
-            raise ConfigError(
-                f"logger.{name}: unknown logger; valid: {', '.join(LOGGERS)} (logger=none for none; lists: logger=[tensorboard,csv])"
-            )
+    check_loggers(cfg.logger)
     check_trainer(cfg.trainer, local)
     check_tune(cfg)
     check_validation(cfg)

@@ -178,6 +178,9 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
     if trainer.is_global_zero:
         (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml", resolve=True)  # Hydra saves it unresolved
+        from experiments.loggers import log_config
+
+        log_config(trainer.loggers, OmegaConf.to_container(cfg, resolve=True))
         outputs = (
             f"{module.levels.count} levels a value (generative)"
             if build.is_generative(cfg.model.name)
@@ -272,6 +275,9 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
         "wall_s": round(time.perf_counter() - start, 3),
         **(range_test.record() if range_test is not None else {}),
     }
+    from experiments.loggers import publish_figures
+
+    publish_figures(trainer.loggers, run_dir / "figures")
     if report_to_trial is not None and report_to_trial.pruned_at is not None:
         record["pruned_at_epoch"] = report_to_trial.pruned_at  # the search's pruner stopped it (run.py tells the sweeper)
     try:

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -98,3 +100,20 @@ class ReturnProbe:
 
     def on_job_end(self, config, job_return, **kwargs):
         ReturnProbe.values.append(job_return.return_value)
+
+
+class TrainerProbe(pl.Callback):
+    """A Lightning callback for tests (``callbacks.extra=[{_target_: conftest.TrainerProbe}]``): what
+    the Trainer did, kept on the class (Hydra builds the instance): sanity-check and validation
+    batches, and whether autograd's anomaly detection was on in the training steps."""
+
+    seen: dict = {}
+
+    def __init__(self):
+        TrainerProbe.seen = {"sanity_batches": 0, "val_batches": 0, "anomaly": set()}
+
+    def on_validation_batch_end(self, trainer, *args, **kwargs):
+        TrainerProbe.seen["sanity_batches" if trainer.sanity_checking else "val_batches"] += 1
+
+    def on_train_batch_start(self, *args, **kwargs):
+        TrainerProbe.seen["anomaly"].add(torch.is_anomaly_enabled())

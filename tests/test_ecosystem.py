@@ -12,7 +12,8 @@ from pytorch_lightning.callbacks import ModelSummary
 from pytorch_lightning.utilities.model_summary import summarize
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import compose_config
+from conftest import SHRINK, TrainerProbe, compose_config
+from core.errors import ConfigError
 from experiments import build
 
 
@@ -80,6 +81,21 @@ def test_overfit_batches_fits_one_batch_on_the_device_loader(train_run):
     assert float(last["train/loss"]) < 0.01 and float(last["train/acc"]) == 1.0
 
 
+def test_trainer_arguments_the_template_does_not_set_take_effect(train_run):
+    """accumulate_grad_batches, limit_train_batches, val_check_interval, num_sanity_val_steps and
+    detect_anomaly, in one shrunk run, each effect read back."""
+    _, record = train_run(
+        "callbacks.extra=[{_target_: conftest.TrainerProbe}]",
+        "+trainer.limit_train_batches=8",
+        "+trainer.accumulate_grad_batches=4",
+        "+trainer.val_check_interval=0.5",
+        "+trainer.num_sanity_val_steps=0",
+        "+trainer.detect_anomaly=true",
+    )
+    assert record["steps"] == 3 * 8 // 4  # 3 epochs of 8 batches, one optimizer step every 4
+    assert TrainerProbe.seen == {"sanity_batches": 0, "val_batches": 3 * 2, "anomaly": {True}}  # validation twice an epoch
+
+
 def test_the_profiler_prints_its_report(cli):
     code, out, err = cli("debug=profiler", "callbacks.progress=none", "callbacks.figures=false", "logger=none")
     assert code == 0, err[-2000:]
@@ -102,7 +118,7 @@ def test_several_loggers_at_once_each_read_back(train_run):
 def test_an_unknown_logger_key_is_one_line(cli):
     code, _, err = cli("logger=csv", "+logger.nope=1")
     assert code == 2 and err.strip() == (
-        "error: logger.nope: unknown logger; valid: tensorboard, csv (logger=none for none; lists: logger=[tensorboard,csv])"
+        "error: logger.nope: unknown logger; valid: tensorboard, csv, mlflow, wandb (logger=none for none; lists: logger=[tensorboard,csv])"
     )
 
 
@@ -119,3 +135,61 @@ def test_the_lr_finder_applies_its_suggestion_to_sam(train_run):
     saved = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
     assert saved["optimizer"]["lr"] == record["lr_find/suggestion"] != record["lr_find/lr_before"]
     assert record["val/acc_best"] > 0.2  # it trained, with SAM's two passes, at the suggested lr
+
+
+def test_mlflow_and_wandb_take_the_config_the_metrics_and_the_figures(cli, tmp_path, monkeypatch):
+    import mlflow
+
+    code, out, err = cli("logger=[csv,mlflow,wandb]", *SHRINK, "callbacks.figures=true")
+    assert code == 0, err[-2000:]
+    run_dir = Path(out.strip().splitlines()[-1].removeprefix("run_dir: "))
+    record = json.loads((run_dir / "metrics.json").read_text())
+    uri = f"sqlite:///{tmp_path / 'outputs' / 'mlruns' / 'mlflow.db'}"  # the default: a local store where the run was started
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    [found] = mlflow.search_runs(experiment_names=["mlp_digits"], output_format="list")
+    data = found.data
+    assert found.info.run_name == run_dir.name and found.info.status == "FINISHED"
+    assert data.params["optimizer.lr"] == "0.001" and data.params["model.name"] == "mlp" and len(data.params) > 50
+    assert data.metrics["test/acc"] == pytest.approx(record["test/acc"]) and data.metrics["val/acc_best"] == pytest.approx(
+        record["val/acc_best"]
+    )
+    figures = mlflow.MlflowClient().list_artifacts(found.info.run_id, "figures")
+    assert {a.path for a in figures} == {"figures/learning_curves.png", "figures/confusion_matrix.png"}
+    assert (tmp_path / "outputs" / "mlruns" / "artifacts").is_dir()
+    [offline] = (run_dir / "wandb").glob("offline-run-*")  # offline: nothing left the machine
+    assert len(list(offline.glob("run-*.wandb"))) == 1 and (offline / "files" / "media" / "images").is_dir()
+    assert (run_dir / "csv" / "metrics.csv").exists()
+
+
+def test_a_missing_logger_package_names_its_extra(monkeypatch):
+    import importlib.util
+
+    from experiments import loggers
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(loggers.importlib.util, "find_spec", lambda name: None if name == "mlflow" else real(name))
+    with pytest.raises(ConfigError) as raised:
+        loggers.check_loggers(compose_config("logger=mlflow").logger)
+    assert (
+        str(raised.value)
+        == "logger=mlflow: needs mlflow, not installed; pip install -e '.[mlflow]' (bash setup.sh --dev installs every extra)"
+    )
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["logger=wandb", "logger.wandb.offline=false"],
+            "error: logger.wandb.offline=false: sends the run to wandb.ai, which needs an explicit",
+        ),
+        (
+            ["logger=mlflow", "+logger.mlflow.nope=1"],
+            "error: logger.mlflow.nope: not an option of the mlflow logger; accepted: tracking_uri, experiment_name",
+        ),
+    ],
+)
+def test_a_logger_option_that_cannot_be_is_one_line(cli, monkeypatch, args, message):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    code, _, err = cli(*args)
+    assert code == 2 and err.strip().startswith(message) and len(err.strip().splitlines()) == 1, err
