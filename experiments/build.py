@@ -11,6 +11,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint, ModelSummary
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from callbacks.checkpoint_io import AtomicCheckpointIO
 from callbacks.history import History
@@ -108,7 +109,8 @@ def check_supported(cfg: DictConfig, supports: Supports, name: str) -> None:
             ("tune.lr_find", lr_find.wanted(cfg), not lr_find.wanted(cfg), "false"),  # Lightning's range test steps one optimizer itself
         ):
             if not fine:
-                raise ConfigError(f"{key}={fmt(value)}: model={name} steps its optimizers by hand and does not support it; use {use}")
+                shown = fmt(value) if isinstance(value, bool) else value  # as the command line writes it: true, cosine
+                raise ConfigError(f"{key}={shown}: model={name} steps its optimizers by hand and does not support it; use {use}")
 
 
 def check_generative(cfg: DictConfig) -> tuple[type[GenerativeModule], dict, dict]:
@@ -331,6 +333,6 @@ def build_trainer(cfg: DictConfig, run_dir: Path, has_val: bool, extra_callbacks
             plugins=[AtomicCheckpointIO()],
             **extra,
         )
-    except (ValueError, TypeError) as exc:  # Lightning refusing a trainer.* value (strategy, accelerator, devices, ...)
+    except (ValueError, TypeError, MisconfigurationException) as exc:  # Lightning refusing a trainer.* value (strategy, devices, ...)
         given = " ".join(f"trainer.{k}={v}" for k, v in trainer_keys.items())
         raise ConfigError(f"{given}: refused by Lightning: {' '.join(str(exc).split())}") from exc

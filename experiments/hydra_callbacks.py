@@ -195,7 +195,10 @@ class Composer:
             self.cache[key] = compose(config_name=self.config_name, overrides=list(key))
         cfg = self.cache[key].copy()
         for o in plain:
-            if OmegaConf.select(cfg, o.get_key_element(), default=_ABSENT) is _ABSENT:  # Hydra's own error for the key
+            node = OmegaConf.select(cfg, o.get_key_element(), default=_ABSENT)
+            if node is _ABSENT or (OmegaConf.is_dict(node) and isinstance(o.value(), list)):
+                # Hydra's own error for the key; or a group given as a list (logger=[tensorboard,csv]), which
+                # Hydra leaves out of runtime.choices: composed whole
                 return compose(config_name=self.config_name, overrides=job)
             OmegaConf.update(cfg, o.get_key_element(), o.value(), force_add=False)
         return cfg

@@ -12,18 +12,27 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
 from core.errors import ConfigError
+from core.rules import Rule, boolean, check
+
+
+def _text(v: Any):
+    return None if isinstance(v, str) and v else "a non-empty string"
+
+
+def _optional_text(v: Any):
+    return None if v is None else _text(v)
 
 
 @dataclass(frozen=True)
 class LoggerOption:
-    keys: tuple[str, ...] = ()  # what ``logger.<name>.*`` accepts
+    keys: dict[str, Rule] = field(default_factory=dict)  # what ``logger.<name>.*`` accepts, and its rule
     modules: tuple[str, ...] = ()  # what it imports: absent → the pip extra is named
     extra: str = ""
 
@@ -32,8 +41,8 @@ LOGGERS = {
     "tensorboard": LoggerOption(),
     "csv": LoggerOption(),
     # sqlalchemy and alembic: MLflow's local store is SQLite (its file store is refused by MLflow 3 unless opted in)
-    "mlflow": LoggerOption(("tracking_uri", "experiment_name"), ("mlflow", "sqlalchemy", "alembic"), "mlflow"),
-    "wandb": LoggerOption(("project", "entity", "offline"), ("wandb",), "wandb"),
+    "mlflow": LoggerOption({"tracking_uri": _optional_text, "experiment_name": _text}, ("mlflow", "sqlalchemy", "alembic"), "mlflow"),
+    "wandb": LoggerOption({"project": _text, "entity": _optional_text, "offline": boolean}, ("wandb",), "wandb"),
 }
 MLRUNS = Path("outputs") / "mlruns"  # the local MLflow store, under the folder the run was started from
 
@@ -52,6 +61,7 @@ def check_loggers(logger: DictConfig) -> None:
         for key in given:
             if key not in option.keys:
                 raise ConfigError(f"logger.{name}.{key}: not an option of the {name} logger; accepted: {', '.join(option.keys) or 'none'}")
+            check(f"logger.{name}.{key}", given[key], option.keys[key])
         missing = [m for m in option.modules if importlib.util.find_spec(m) is None]
         if missing:
             raise ConfigError(
@@ -59,7 +69,7 @@ def check_loggers(logger: DictConfig) -> None:
                 "(bash setup.sh --dev installs every extra)"
             )
     wandb = logger.get("wandb")
-    if wandb is not None and wandb.get("offline") is False and not os.environ.get("WANDB_API_KEY"):
+    if wandb is not None and not wandb.get("offline", True) and not os.environ.get("WANDB_API_KEY"):
         raise ConfigError(
             "logger.wandb.offline=false: sends the run to wandb.ai, which needs an explicit WANDB_API_KEY in the environment; "
             "or keep offline=true and upload later with: wandb sync <run_dir>/wandb/offline-run-*"
@@ -81,6 +91,8 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
     from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
     def mlflow(options):
+        # MLflow 3 reports usage to its servers from the first import unless told not to: nothing leaves the machine
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         from pytorch_lightning.loggers import MLFlowLogger
 
         uri = mlflow_uri(options.get("tracking_uri"))
@@ -132,7 +144,15 @@ def log_config(loggers, config: Mapping[str, Any]) -> None:
 
 def publish_figures(loggers, folder: Path) -> None:
     """The run's figures (``folder/*.png``) as MLflow artifacts under ``figures/`` and W&B images
-    ``figures/<name>``; then the W&B run is finished (its offline folder complete)."""
+    ``figures/<name>``; then the W&B run is finished (its offline folder complete). Called once the
+    run's own results are written: a logger that fails here costs a warning line, never the run."""
+    try:
+        _publish_figures(loggers, folder)
+    except Exception as exc:  # a remote tracking server, a full disk: the run itself is complete
+        print(f"warning: the figures did not reach every logger: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}", flush=True)
+
+
+def _publish_figures(loggers, folder: Path) -> None:
     from pytorch_lightning.loggers import MLFlowLogger, WandbLogger
 
     pngs = sorted(folder.glob("*.png")) if folder.is_dir() else []

@@ -6,13 +6,17 @@ falls fastest (Lightning's ``Tuner.lr_find``; its choice, not ours). It runs on 
 (no logger, no checkpoints, none of the run's callbacks), so nothing of it lands in the run but the
 figure and the suggestion; the run then starts from freshly built weights and data, seeded as
 always, so a run with ``tune.apply=false`` trains exactly as it would without the test, and one with
-``tune.apply=true`` exactly as ``optimizer.lr=<suggestion>`` would. Only training data is used.
+``tune.apply=true`` exactly as ``optimizer.lr=<suggestion>`` would. The suggestion comes from
+training losses only (Lightning's finder also runs its validation loop, whose values nothing
+reads); the test split is never touched.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +24,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from core.errors import ConfigError
-from core.rules import Rule, boolean, number, one_of
+from core.rules import Rule, boolean, fmt, number, one_of
 
 #: the ``tune.*`` keys (experiments/configs/train.yaml)
 RULES: dict[str, Rule] = {
@@ -46,8 +50,10 @@ def check_tune(cfg: DictConfig) -> None:
     if tune.max_lr <= tune.min_lr:
         raise ConfigError(f"tune.max_lr={tune.max_lr}: must be > tune.min_lr={tune.min_lr}")
     trainer = cfg.trainer
+    from experiments.preflight import count_devices
+
     strategy, devices, nodes = str(trainer.get("strategy", "auto")), trainer.get("devices", 1), trainer.get("num_nodes", 1)
-    if strategy.startswith(("ddp", "fsdp", "deepspeed")) or devices != 1 or nodes != 1:
+    if strategy.startswith(("ddp", "fsdp", "deepspeed")) or count_devices(devices) != 1 or nodes != 1:
         raise ConfigError(
             f"tune.lr_find=true with trainer.strategy={strategy} trainer.devices={devices} trainer.num_nodes={nodes}: the range "
             "test runs in one process; find the lr with trainer=cpu (or gpu), then train with optimizer.lr=<suggestion>"
@@ -75,12 +81,17 @@ def range_test(cfg: DictConfig, dm, module) -> RangeTest:
     import pytorch_lightning as pl
     from pytorch_lightning.tuner import Tuner
 
+    from callbacks.checkpoint_io import AtomicCheckpointIO
+    from lightning_modules.base import NonFiniteLoss
+
     tune = cfg.tune
     with tempfile.TemporaryDirectory(prefix="dlf-lr-find-") as scratch:  # the test's own checkpoint, removed after
         trainer = pl.Trainer(
             accelerator=cfg.trainer.accelerator,
             devices=1,
             precision=cfg.trainer.precision,
+            deterministic=cfg.trainer.get("deterministic", False),
+            plugins=[AtomicCheckpointIO()],  # the checkpoint it saves and restores is read weights-only, as every other
             accumulate_grad_batches=cfg.trainer.get("accumulate_grad_batches", 1),
             gradient_clip_val=cfg.regularization.grad_clip,
             max_steps=tune.num_training,
@@ -90,18 +101,29 @@ def range_test(cfg: DictConfig, dm, module) -> RangeTest:
             enable_model_summary=False,
             default_root_dir=scratch,
         )
-        with warnings.catch_warnings():  # it reloads the checkpoint it just wrote into our private scratch folder
-            warnings.filterwarnings("ignore", message=".*weights_only.*")
-            found = Tuner(trainer).lr_find(
-                module,
-                datamodule=dm,
-                min_lr=tune.min_lr,
-                max_lr=tune.max_lr,
-                num_training=tune.num_training,
-                mode=tune.mode,
-                early_stop_threshold=tune.early_stop_threshold,
-                update_attr=False,
-            )
+        saving = logging.getLogger("pytorch_lightning.trainer.connectors.checkpoint_connector")
+        level = saving.level
+        saving.setLevel(logging.WARNING)  # its note on the scratch checkpoint it saves (read back weights-only, above)
+        try:
+            # Lightning's finder draws a tqdm bar of its own on stderr, whatever callbacks.progress says
+            with contextlib.redirect_stderr(io.StringIO()):
+                found = Tuner(trainer).lr_find(
+                    module,
+                    datamodule=dm,
+                    min_lr=tune.min_lr,
+                    max_lr=tune.max_lr,
+                    num_training=tune.num_training,
+                    mode=tune.mode,
+                    early_stop_threshold=tune.early_stop_threshold,
+                    update_attr=False,
+                )
+        except NonFiniteLoss as exc:
+            raise ConfigError(
+                f"tune.lr_find=true: {exc} during the range test; lower tune.max_lr={tune.max_lr} or set "
+                f"tune.early_stop_threshold (now {fmt(tune.early_stop_threshold)}; 4.0 by default), which stops it as the loss diverges"
+            ) from exc
+        finally:
+            saving.setLevel(level)
     lrs, losses = [float(v) for v in found.results["lr"]], [float(v) for v in found.results["loss"]]
     suggestion = found.suggestion()
     if suggestion is None:

@@ -39,7 +39,7 @@ def _trainer_arguments() -> list[str]:
     return [p for p in inspect.signature(pl.Trainer.__init__).parameters if p != "self"]
 
 
-def _count_devices(devices: Any) -> int | None:
+def count_devices(devices: Any) -> int | None:
     if isinstance(devices, int) and not isinstance(devices, bool):
         return devices
     if isinstance(devices, (list, tuple)) or OmegaConf.is_list(devices):
@@ -76,7 +76,7 @@ def check_trainer(trainer: DictConfig, local: bool = True) -> None:
                 f"trainer.accelerator={accelerator}: no CUDA GPU is visible to torch {torch.__version__} on this "
                 "machine; use trainer=cpu (or trainer=ddp_cpu for several processes)"
             )
-    devices, strategy = _count_devices(trainer.get("devices", 1)), str(trainer.get("strategy", "auto"))
+    devices, strategy = count_devices(trainer.get("devices", 1)), str(trainer.get("strategy", "auto"))
     if devices is not None and devices > 1 and strategy == "auto":
         preset = "ddp_cpu" if accelerator == "cpu" else "ddp"
         raise ConfigError(
@@ -122,3 +122,22 @@ def preflight(cfg: DictConfig, local: bool = True) -> None:
     check_trainer(cfg.trainer, local)
     check_tune(cfg)
     check_validation(cfg)
+
+
+def check_val_interval(trainer: DictConfig, train_batches: int) -> None:
+    """A ``trainer.val_check_interval`` in batches must fit in an epoch (Lightning refuses it only once fitting starts)."""
+    every, limit = trainer.get("val_check_interval"), trainer.get("limit_train_batches")
+    if isinstance(limit, int) and not isinstance(limit, bool):
+        train_batches = min(train_batches, limit)
+    elif isinstance(limit, float):
+        train_batches = int(train_batches * limit)
+    if (
+        isinstance(every, int)
+        and not isinstance(every, bool)
+        and every > train_batches
+        and trainer.get("check_val_every_n_epoch", 1) is not None
+    ):
+        raise ConfigError(
+            f"trainer.val_check_interval={every}: more batches than an epoch has ({train_batches}); use a fraction such as 0.5, "
+            "or add +trainer.check_val_every_n_epoch=null to count batches across epochs"
+        )

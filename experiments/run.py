@@ -82,6 +82,9 @@ def main(cfg: DictConfig) -> float | None:
                 record = resume(target, run_dir, progress=progress, max_epochs=max_epochs)
             run_dir = target
         else:
+            lr_given = [o for o in hydra_cfg.overrides.task if o.split("=", 1)[0].lstrip("+") == "optimizer.lr"]
+            if cfg.tune.apply and lr_given:  # the suggestion would replace it: the run (or a sweep's row) would lie about its lr
+                raise ConfigError(f"tune.apply=true: trains with the range test's suggestion, not {lr_given[0]}; drop one of them")
             with own(run_dir, "hydra.run.dir"):
                 record = train(cfg, run_dir)
     except (ConfigError, rundir.ClaimError, TrainingFailed) as exc:

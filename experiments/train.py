@@ -102,7 +102,7 @@ def resume(
             f"resume={run_dir} trainer.max_epochs=<more than {epochs_done(run_dir)}>"
         )
     check_checkpoint(last, "resume")
-    cfg = OmegaConf.load(saved)
+    cfg = upgraded(OmegaConf.load(saved))
     if max_epochs is not None:
         done = epochs_done(run_dir)
         if not (isinstance(max_epochs, int) and max_epochs > done):
@@ -113,6 +113,20 @@ def resume(
     if progress is not None:
         cfg.callbacks.progress = progress
     return train(cfg, run_dir, report=report, resume_from=last)
+
+
+def upgraded(cfg: DictConfig) -> DictConfig:
+    """A config saved by an earlier version of the template, in today's layout (``resume=`` of an
+    older run, or a SLURM requeue across an upgrade): ``logger.name`` becomes a key under ``logger``,
+    and the callbacks keys added since take the values those runs had (no summary, no extra callbacks)."""
+    if "name" in cfg.logger:
+        name = cfg.logger.name
+        cfg.logger = {} if name in (None, "none") else {name: {}}
+    if "summary_depth" not in cfg.callbacks:
+        cfg.callbacks.summary_depth = 0
+    if "extra" not in cfg.callbacks:
+        cfg.callbacks.extra = []
+    return cfg
 
 
 OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "cannot allocate memory")
@@ -162,6 +176,9 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
             module = build.build_module(cfg, dm)
         sizes = dm.split_sizes()
         has_val = sizes["val"] > 0
+        from experiments.preflight import check_val_interval
+
+        check_val_interval(cfg.trainer, -(-sizes["train"] // cfg.data.batch_size))
         if has_val:
             check_monitor(cfg.callbacks.checkpoint.monitor, module)
         from experiments.search import trial_report
@@ -181,6 +198,9 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
         from experiments.loggers import log_config
 
         log_config(trainer.loggers, OmegaConf.to_container(cfg, resolve=True))
+        if range_test is not None:
+            for logger in trainer.loggers:
+                logger.log_metrics(range_test.record(), step=0)
         outputs = (
             f"{module.levels.count} levels a value (generative)"
             if build.is_generative(cfg.model.name)
@@ -275,9 +295,6 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
         "wall_s": round(time.perf_counter() - start, 3),
         **(range_test.record() if range_test is not None else {}),
     }
-    from experiments.loggers import publish_figures
-
-    publish_figures(trainer.loggers, run_dir / "figures")
     if report_to_trial is not None and report_to_trial.pruned_at is not None:
         record["pruned_at_epoch"] = report_to_trial.pruned_at  # the search's pruner stopped it (run.py tells the sweeper)
     try:
@@ -289,6 +306,9 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
             f"no space left on the device while writing {run_dir / 'metrics.json'}; the trained run is saved; "
             f"free some space, then continue with: python experiments/run.py resume={run_dir}"
         ) from exc
+    from experiments.loggers import publish_figures
+
+    publish_figures(trainer.loggers, run_dir / "figures")  # after metrics.json: a logger's failure never costs the run
     if report:
         print_table(f"{cfg.name} (seed {cfg.seed})", {k: record[k] for k in (*sorted(final), "epochs", "wall_s")})
     return record

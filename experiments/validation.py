@@ -48,6 +48,19 @@ RULES: dict[str, Rule] = {
     "trainer.precision": lambda v: None if str(v) in PRECISIONS else f"one of {', '.join(PRECISIONS)}",
     "trainer.log_every_n_steps": number(1, integer=True),
     "trainer.compile": boolean,
+    # the Trainer arguments a user adds with +trainer.X whose bad values Lightning would only refuse mid-run
+    "trainer.accumulate_grad_batches": number(1, integer=True),
+    "trainer.num_sanity_val_steps": number(-1, integer=True),
+    "trainer.val_check_interval": lambda v: (
+        None
+        if (is_int(v) and v >= 1) or (isinstance(v, float) and 0 < v <= 1)
+        else "a fraction of an epoch in (0, 1] or a number of batches >= 1"
+    ),
+    "trainer.overfit_batches": lambda v: (
+        None if (is_int(v) and v >= 0) or (isinstance(v, float) and 0 <= v <= 1) else "a fraction in [0, 1] or a number of batches >= 0"
+    ),
+    "trainer.fast_dev_run": lambda v: None if isinstance(v, bool) or (is_int(v) and v >= 0) else "true, false or a number of batches >= 0",
+    "trainer.profiler": lambda v: None if v in (None, "simple", "advanced", "pytorch") else "null, simple, advanced or pytorch",
     "trainer.deterministic": lambda v: None if isinstance(v, bool) or v == "warn" else "true, false or warn",
     **under(
         "regularization",

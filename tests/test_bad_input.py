@@ -107,6 +107,32 @@ CASES = {
         ["tune.lr_find=true", "model=gan"],
         "error: tune.lr_find=true: model=gan steps its optimizers by hand and does not support it; use false",
     ),
+    "trainer argument lightning refuses mid-run": (
+        ["+trainer.val_check_interval=1.5"],
+        "error: trainer.val_check_interval=1.5: must be a fraction of an epoch in (0, 1] or a number of batches >= 1",
+    ),
+    "validation interval longer than an epoch": (
+        ["+trainer.val_check_interval=500"],
+        "error: trainer.val_check_interval=500: more batches than an epoch has (20)",
+    ),
+    "no gradient accumulation": (
+        ["+trainer.accumulate_grad_batches=0"],
+        "error: trainer.accumulate_grad_batches=0: must be an integer >= 1",
+    ),
+    "unknown profiler": (["+trainer.profiler=nope"], "error: trainer.profiler='nope': must be null, simple, advanced or pytorch"),
+    "lightning's own refusal": (["+trainer.limit_train_batches=1.5"], "error: trainer.accelerator=cpu "),
+    "lr finder diverging to nan": (
+        ["tune.lr_find=true", "tune.early_stop_threshold=null", "tune.max_lr=100", "optimizer=sgd"],
+        "error: tune.lr_find=true: train/loss is nan at step",
+    ),
+    "lr finder's suggestion over a given lr": (
+        ["tune.lr_find=true", "tune.apply=true", "optimizer.lr=0.1"],
+        "error: tune.apply=true: trains with the range test's suggestion, not optimizer.lr=0.1; drop one of them",
+    ),
+    "wandb offline not a boolean": (
+        ["logger=wandb", "logger.wandb.offline=null"],
+        "error: logger.wandb.offline=null: must be true or false",
+    ),
     "normalization axes": (
         ["data=moons", "data.normalize_per=channel"],
         "error: data.normalize_per=channel: tabular data has no channels; use feature or auto",

@@ -193,3 +193,31 @@ def test_a_logger_option_that_cannot_be_is_one_line(cli, monkeypatch, args, mess
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     code, _, err = cli(*args)
     assert code == 2 and err.strip().startswith(message) and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_sweep_composes_a_logger_list_for_its_checks():
+    """Hydra leaves a list-valued group out of runtime.choices: the sweep's check composes it whole."""
+    from hydra import initialize_config_dir
+
+    from conftest import CONFIG_DIR
+    from experiments.hydra_callbacks import Composer
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = Composer("train", {"model", "data", "optimizer", "logger"})(["logger=[tensorboard,csv]", "seed=1"])
+    assert list(cfg.logger) == ["tensorboard", "csv"] and cfg.seed == 1
+
+
+def test_a_run_saved_in_the_old_config_layout_resumes(train_run, tmp_path):
+    from experiments.train import resume
+
+    run_dir, _ = train_run("trainer.max_epochs=1")
+    saved = run_dir / ".hydra" / "config.yaml"
+    old = yaml.safe_load(saved.read_text())
+    old["logger"] = {"name": "tensorboard"}  # as runs saved before the logger group took lists
+    for key in ("summary_depth", "extra"):
+        del old["callbacks"][key]
+    del old["tune"]
+    saved.write_text(yaml.safe_dump(old))
+    record = resume(run_dir, run_dir, report=False, max_epochs=2)
+    assert record["epochs"] == 2 and (run_dir / "tensorboard").is_dir()
+    assert yaml.safe_load(saved.read_text())["logger"] == {"tensorboard": {}}
