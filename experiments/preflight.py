@@ -14,6 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from core.errors import ConfigError
+from core.rules import fmt
 from datamodules.rules import val_fraction_of
 from experiments.cluster import launch_problem
 from experiments.loggers import check_loggers
@@ -119,6 +120,12 @@ def preflight(cfg: DictConfig, local: bool = True) -> None:
     if problem:
         raise ConfigError(problem)
     check_loggers(cfg.logger)
+    study = cfg.get("study") or {}
+    if study.get("name") == "none" and (study.get("launcher", "inline") != "inline" or study.get("workers") is not None):
+        raise ConfigError(
+            f"study.launcher={study.get('launcher')} study.workers={fmt(study.get('workers'))}: where a study's members train; "
+            "a single run has none (add study=NAME)"
+        )
     check_trainer(cfg.trainer, local)
     check_tune(cfg)
     check_validation(cfg)

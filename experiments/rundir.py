@@ -152,6 +152,8 @@ def has_results(path: Path) -> bool:
         or any(path.glob("*/checkpoints/*.ckpt"))
         or any(path.glob("members/*/checkpoints/*.ckpt"))
         or any(path.glob("members/*/metrics.json"))
+        or any(path.glob("members/*/*/checkpoints/*.ckpt"))  # a study's members/<name>/seed<k>/
+        or any(path.glob("members/*/*/metrics.json"))
         or any(path.glob("parts/*.json"))
         or any(path.glob("*/metrics.json"))
         or any(path.glob(f"*/{FAILED}"))

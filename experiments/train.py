@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
+import socket
 import time
 import warnings
 from pathlib import Path
@@ -293,6 +295,9 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
         "params": count_parameters(module.net),
         "test_checkpoint": str(Path(tested).relative_to(run_dir)) if tested else None,
         "wall_s": round(time.perf_counter() - start, 3),
+        "host": socket.gethostname(),  # where it ran (a study's members may run in other processes or machines)
+        "pid": os.getpid(),
+        **({"launcher": os.environ["DLF_LAUNCHER"]} if os.environ.get("DLF_LAUNCHER") else {}),
         **(range_test.record() if range_test is not None else {}),
     }
     if report_to_trial is not None and report_to_trial.pruned_at is not None:

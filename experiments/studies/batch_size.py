@@ -195,7 +195,7 @@ def run(cfg: DictConfig, study_dir: Path) -> dict:
     # (b): tune the lr per size on the first seed, then every seed at the chosen lr
     stop = [f"callbacks.stop_at_train_acc={s.target_train_acc}"]
     tune = {name("tune", b, lr): (b, lr) for b in s.sizes for lr in s.lr_grid}
-    tune_s = OmegaConf.create({"recipe": list(s.recipe), "seeds": [s.seeds[0]]})
+    tune_s = OmegaConf.create({"recipe": list(s.recipe), "seeds": [s.seeds[0]], "launcher": s.launcher, "workers": s.workers})
     tuned = run_members(
         tune_s,
         study_dir,

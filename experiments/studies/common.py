@@ -4,6 +4,7 @@ member runs composed from the study's own overrides and skipped once finished, C
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import logging
 import shutil
@@ -44,7 +45,7 @@ def study_dir_for(cfg: DictConfig, fresh_dir: Path) -> Path:
 def member_overrides(*extra: str) -> list[str]:
     """The overrides the study was started with (minus study and hydra keys), then ``extra``."""
     given = [o for o in HydraConfig.get().overrides.task if not o.lstrip("+~").startswith(("study", "hydra"))]
-    return [*given, "study=none", "callbacks.progress=none", *extra]
+    return ["callbacks.summary_depth=0", *given, "study=none", "callbacks.progress=none", *extra]  # a given summary depth wins
 
 
 def run_member(member_dir: Path, overrides: list[str]) -> tuple[dict, bool]:
@@ -54,11 +55,21 @@ def run_member(member_dir: Path, overrides: list[str]) -> tuple[dict, bool]:
     done = member_dir / "metrics.json"
     if done.exists():
         return json.loads(done.read_text()), False
-    if member_dir.exists():
-        shutil.rmtree(member_dir)  # an interrupted member: start it again
-    member_dir.mkdir(parents=True)
-    cfg = compose(config_name="train", overrides=overrides)
-    return train(cfg, member_dir, report=False), True
+    member_dir.parent.mkdir(parents=True, exist_ok=True)
+    # one process per member at a time, whichever launcher or study process started it: the kernel
+    # drops the lock when the process ends, however it ends
+    with open(member_dir.parent / f".{member_dir.name}.lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"study member {member_dir}: another process is training it right now; wait for it to end") from None
+        if done.exists():  # finished by that other process while this one waited to look
+            return json.loads(done.read_text()), False
+        if member_dir.exists():
+            shutil.rmtree(member_dir)  # an interrupted member: start it again
+        member_dir.mkdir(parents=True)
+        cfg = compose(config_name="train", overrides=overrides)
+        return train(cfg, member_dir, report=False), True
 
 
 def read_csv(path: Path) -> list[dict[str, Any]]:

@@ -124,7 +124,7 @@ def run(cfg: DictConfig, study_dir: Path) -> dict:
     check(s)
     values = [str(v) for v in s.candidates]
     folds = {f"cv_{v}_fold{i}": (v, i) for v in values for i in range(s.k)}
-    cv_s = OmegaConf.create({"recipe": list(s.recipe), "seeds": [s.cv_seed]})
+    cv_s = OmegaConf.create({"recipe": list(s.recipe), "seeds": [s.cv_seed], "launcher": s.launcher, "workers": s.workers})
 
     def cv_overrides(n):
         return [

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from core.errors import ConfigError
 from core.files import write_json_atomic
-from experiments.studies.common import log, member_overrides, run_member
+from experiments.studies.common import log, member_overrides
 
 
 def check_seeds(seeds) -> None:
@@ -34,35 +34,45 @@ def chosen(s: DictConfig) -> list[str]:
 def run_members(s: DictConfig, study_dir: Path, names: list[str], overrides_of, epochs_of, score_train: bool = False) -> list[dict]:
     """Train every (member, seed) in ``study_dir/members/<name>/seed<k>`` (finished ones are kept):
     ``s.recipe`` + the member's overrides + the command line's + epochs (unless None) and seed. One row each."""
-    rows, total = [], len(names) * len(s.seeds)
-    for i, (name, seed) in enumerate(((n, k) for n in names for k in s.seeds), 1):
-        member_dir = study_dir / "members" / name / f"seed{seed}"
+    from experiments.studies.launch import Unit, run_units
+
+    total = len(names) * len(s.seeds)
+    units = []
+    for name, seed in ((n, k) for n in names for k in s.seeds):
         epochs = epochs_of(name)  # None: the config's own trainer.max_epochs
         overrides = [
             *s.recipe,
             *overrides_of(name),
             *member_overrides(*([f"trainer.max_epochs={epochs}"] if epochs else []), f"seed={seed}"),
         ]
-        record, ran = run_member(member_dir, overrides)
+        units.append(Unit(f"{name}/seed{seed}", study_dir / "members" / name / f"seed{seed}", tuple(overrides)))
+    made: dict[str, dict] = {}
+
+    def finished(unit: Unit, ran: bool) -> None:  # each member as it finishes (kept ones first), whatever the launcher
+        name, seed = unit.label.rsplit("/seed", 1)
+        record = json.loads((unit.member_dir / "metrics.json").read_text())
         tests = {k.replace("/", "_"): v for k, v in record.items() if k.startswith("test/")}  # test_acc, test_loss, test_mse, ...
         row = {
             "member": name,
             "model": record["model"],
-            "seed": seed,
+            "seed": int(seed),
             **tests,
             "params": record["params"],
             "epochs": record["epochs"],
             "wall_s": record["wall_s"],
         }
         if score_train:
-            row["train_acc"] = clean_train_accuracy(member_dir)
-        rows.append(row)
+            row["train_acc"] = clean_train_accuracy(unit.member_dir)
+        made[unit.label] = row
         shown = " ".join(f"{k.replace('_', '/', 1)} {v:.4f}" for k, v in tests.items() if k != "test_loss")
         log.info(
-            f"[{i}/{total}] {name} seed {seed}: {shown}"
+            f"[{len(made)}/{total}] {name} seed {seed}: {shown}"
             + (f" train acc {row['train_acc']:.4f}" if score_train else "")
             + f" ({record['wall_s']:.1f} s){'' if ran else ' (finished earlier, kept)'}"
         )
+
+    run_units(s, units, study_dir / "logs", finished)
+    rows = [made[u.label] for u in units]
     return rows
 
 
