@@ -121,9 +121,13 @@ def preflight(cfg: DictConfig, local: bool = True) -> None:
         raise ConfigError(problem)
     check_loggers(cfg.logger)
     study = cfg.get("study") or {}
-    if study.get("name") == "none" and (study.get("launcher", "inline") != "inline" or study.get("workers") is not None):
+    slurm = {k: v for k, v in (study.get("slurm") or {}).items() if v is not None}
+    if study.get("name") == "none" and (
+        study.get("launcher", "inline") != "inline" or study.get("workers") is not None or study.get("detach") or slurm
+    ):
+        given = f"study.launcher={study.get('launcher')} study.workers={fmt(study.get('workers'))} study.detach={fmt(study.get('detach'))}"
         raise ConfigError(
-            f"study.launcher={study.get('launcher')} study.workers={fmt(study.get('workers'))}: where a study's members train; "
+            f"{given}{''.join(f' study.slurm.{k}={fmt(v)}' for k, v in slurm.items())}: where a study's members train; "
             "a single run has none (add study=NAME)"
         )
     check_trainer(cfg.trainer, local)

@@ -155,10 +155,16 @@ def study(cfg: DictConfig, run_dir: Path, single: bool) -> dict:
     """``study=NAME``: the study writes into Hydra's run dir, or an earlier one with study.resume."""
     from experiments.studies import run_study
     from experiments.studies.common import study_dir_for
+    from experiments.studies.launch import Detached
 
     study_dir = study_dir_for(cfg, run_dir)
-    with own(study_dir, "study.resume"):  # a second study.resume=true of a study still running is refused
-        result = run_study(cfg, study_dir)
+    try:
+        with own(study_dir, "study.resume"):  # a second study.resume=true of a study still running is refused
+            result = run_study(cfg, study_dir)
+    except Detached as exc:  # study.detach=true: the members were submitted
+        if is_rank_zero():
+            print(f"study_dir: {study_dir}\n{exc}", flush=True)
+        return {}
     if single and is_rank_zero():
         print(f"study_dir: {study_dir}", flush=True)
     return result

@@ -155,6 +155,7 @@ def has_results(path: Path) -> bool:
         or any(path.glob("members/*/*/checkpoints/*.ckpt"))  # a study's members/<name>/seed<k>/
         or any(path.glob("members/*/*/metrics.json"))
         or any(path.glob("parts/*.json"))
+        or (path / "logs" / "jobs.json").exists()  # a study's member jobs were submitted (study.detach)
         or any(path.glob("*/metrics.json"))
         or any(path.glob(f"*/{FAILED}"))
     )

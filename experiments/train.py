@@ -157,6 +157,7 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
         if resume_from is None and ((run_dir / "metrics.json").exists() or (run_dir / "checkpoints").exists()):
             raise ConfigError(f"hydra.run.dir={run_dir}: already holds a run; choose a new directory")
         import pytorch_lightning as pl
+        import torch
         from pytorch_lightning.utilities.exceptions import SIGTERMException
 
         from experiments import build, lr_find
@@ -297,7 +298,9 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
         "wall_s": round(time.perf_counter() - start, 3),
         "host": socket.gethostname(),  # where it ran (a study's members may run in other processes or machines)
         "pid": os.getpid(),
+        "threads": torch.get_num_threads(),  # CPU results depend on it (the order of float sums): a local worker has fewer
         **({"launcher": os.environ["DLF_LAUNCHER"]} if os.environ.get("DLF_LAUNCHER") else {}),
+        **({"job_id": os.environ["DLF_JOB_ID"]} if os.environ.get("DLF_JOB_ID") else {}),
         **(range_test.record() if range_test is not None else {}),
     }
     if report_to_trial is not None and report_to_trial.pruned_at is not None:

@@ -40,10 +40,7 @@ def studies() -> tuple[str, ...]:
 def run_study(cfg: DictConfig, study_dir: Path) -> dict:
     if cfg.study.name not in studies():
         raise ConfigError(f"study.name={cfg.study.name!r}: unknown; valid: none, {', '.join(studies())}")
-    from experiments.studies.launch import INLINE_ONLY, workers_of
+    from experiments.studies.launch import check_launch
 
-    workers_of(cfg.study, cfg.trainer)  # study.launcher and study.workers, before the study starts
-    launcher = cfg.study.get("launcher", "inline")
-    if launcher != "inline" and cfg.study.name in INLINE_ONLY:
-        raise ConfigError(f"study.launcher={launcher}: study={cfg.study.name} {INLINE_ONLY[cfg.study.name]}; use study.launcher=inline")
+    check_launch(cfg.study, cfg.trainer, cfg.study.name)  # study.launcher, workers, detach, slurm: before the study starts
     return importlib.import_module(f"experiments.studies.{cfg.study.name}").run(cfg, study_dir)

@@ -18,6 +18,7 @@ from callbacks.plot_style import new_figure, palette, save_figure
 from core.errors import ConfigError
 from core.files import write_text_atomic
 from experiments.studies.common import Clock, finish, log, write_csv
+from experiments.studies.launch import launch_keys
 from experiments.studies.members import check_seeds, interval, load_member, run_members
 
 PROBES = ("keskar", "sign_ascent", "hessian_top")
@@ -195,7 +196,7 @@ def run(cfg: DictConfig, study_dir: Path) -> dict:
     # (b): tune the lr per size on the first seed, then every seed at the chosen lr
     stop = [f"callbacks.stop_at_train_acc={s.target_train_acc}"]
     tune = {name("tune", b, lr): (b, lr) for b in s.sizes for lr in s.lr_grid}
-    tune_s = OmegaConf.create({"recipe": list(s.recipe), "seeds": [s.seeds[0]], "launcher": s.launcher, "workers": s.workers})
+    tune_s = OmegaConf.create({"recipe": list(s.recipe), "seeds": [s.seeds[0]], **launch_keys(s)})
     tuned = run_members(
         tune_s,
         study_dir,

@@ -14,7 +14,7 @@ from typing import Any
 
 from hydra import compose
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from core.errors import ConfigError
 from core.files import write_csv_atomic as write_csv  # the studies' name for it
@@ -25,21 +25,35 @@ log = logging.getLogger("dl_foundations")
 FINISHED = "study.json"  # written when a study completes; its presence marks a finished study dir
 
 
+def holds_work(path: Path) -> bool:
+    """A study directory with finished members or parts, or member jobs submitted (study.detach)."""
+    return (path / "members").is_dir() or (path / "parts").is_dir() or (path / "logs" / "jobs.json").is_file()
+
+
 def study_dir_for(cfg: DictConfig, fresh_dir: Path) -> Path:
     """``fresh_dir`` (Hydra's new run dir), or with ``study.resume=true`` the most recent earlier
-    directory of the same study, in which finished members are kept."""
-    if not cfg.study.resume:
+    directory of the same study, or with ``study.resume=<study_dir>`` that one; finished members are kept."""
+    resume = cfg.study.resume
+    if resume is None or resume is False:
         return fresh_dir
-    earlier = sorted(
-        p
-        for p in fresh_dir.parent.iterdir()
-        if p.is_dir() and p != fresh_dir.resolve() and ((p / "members").is_dir() or (p / "parts").is_dir())
-    )
-    if not earlier:
-        raise ConfigError(f"study.resume=true: no earlier '{cfg.study.name}' study with finished work under {fresh_dir.parent} to resume")
+    if resume is True:
+        earlier = sorted(p for p in fresh_dir.parent.iterdir() if p.is_dir() and p != fresh_dir.resolve() and holds_work(p))
+        if not earlier:
+            raise ConfigError(
+                f"study.resume=true: no earlier '{cfg.study.name}' study with finished work under {fresh_dir.parent} to resume"
+            )
+        target = earlier[-1]
+    else:
+        target = Path(str(resume)).expanduser().resolve()
+        saved = target / ".hydra" / "config.yaml"
+        if not (target.is_dir() and holds_work(target) and saved.is_file()):
+            raise ConfigError(f"study.resume={resume}: not a study directory with finished or submitted work; give true or one")
+        name = OmegaConf.load(saved).get("study", {}).get("name")
+        if name != cfg.study.name:
+            raise ConfigError(f"study.resume={resume}: is a study={name} directory, not study={cfg.study.name}")
     rundir.release(fresh_dir)  # holds only Hydra's record of this invocation
-    log.info(f"resuming {earlier[-1]}")
-    return earlier[-1]
+    log.info(f"resuming {target}")
+    return target
 
 
 def member_overrides(*extra: str) -> list[str]:
@@ -48,14 +62,16 @@ def member_overrides(*extra: str) -> list[str]:
     return ["callbacks.summary_depth=0", *given, "study=none", "callbacks.progress=none", *extra]  # a given summary depth wins
 
 
-def run_member(member_dir: Path, overrides: list[str]) -> tuple[dict, bool]:
-    """Train one member in ``member_dir`` unless it already finished there; (record, was_run)."""
-    from experiments.train import train
-
+def run_member(member_dir: Path, overrides: list[str], primary: bool = True) -> tuple[dict, bool]:
+    """Train one member in ``member_dir`` unless it already finished there; (record, was_run). A
+    member stopped mid-training (its process killed, its job pre-empted) continues from its last
+    checkpoint. ``primary=False``: a further task of a multi-process member, which takes no lock."""
     done = member_dir / "metrics.json"
     if done.exists():
         return json.loads(done.read_text()), False
     member_dir.parent.mkdir(parents=True, exist_ok=True)
+    if not primary:
+        return _train_member(member_dir, overrides, primary), True
     # one process per member at a time, whichever launcher or study process started it: the kernel
     # drops the lock when the process ends, however it ends
     with open(member_dir.parent / f".{member_dir.name}.lock", "a") as lock:
@@ -65,11 +81,35 @@ def run_member(member_dir: Path, overrides: list[str]) -> tuple[dict, bool]:
             raise ConfigError(f"study member {member_dir}: another process is training it right now; wait for it to end") from None
         if done.exists():  # finished by that other process while this one waited to look
             return json.loads(done.read_text()), False
-        if member_dir.exists():
-            shutil.rmtree(member_dir)  # an interrupted member: start it again
-        member_dir.mkdir(parents=True)
-        cfg = compose(config_name="train", overrides=overrides)
-        return train(cfg, member_dir, report=False), True
+        return _train_member(member_dir, overrides, primary), True
+
+
+MEMBER = ".member.json"  # the overrides a member was started with, beside its run
+
+
+def _train_member(member_dir: Path, overrides: list[str], primary: bool) -> dict:
+    """Continue a member stopped mid-training from its last checkpoint when it was started with the
+    same overrides; else (none, or the study's command changed) train it from the start."""
+    from experiments.train import check_checkpoint, latest_checkpoint, resume, train
+
+    started = json.loads((member_dir / MEMBER).read_text()) if (member_dir / MEMBER).is_file() else None
+    last = latest_checkpoint(member_dir) if member_dir.is_dir() else None
+    if last is not None and started == overrides:
+        try:
+            check_checkpoint(last, "resume")
+        except ConfigError as exc:
+            log.warning(f"{member_dir}: {exc}; training this member again from the start")
+        else:
+            log.info(f"{member_dir}: continuing from {last.relative_to(member_dir)} (stopped mid-training)")
+            return resume(member_dir, member_dir, report=False)
+    elif last is not None:
+        log.warning(f"{member_dir}: was started with other overrides than the study's now; training it again from the start")
+    if primary and member_dir.exists():
+        shutil.rmtree(member_dir)  # stopped before its first checkpoint, or started otherwise: start it again
+    member_dir.mkdir(parents=True, exist_ok=True)
+    if primary:
+        write_json_atomic(member_dir / MEMBER, overrides)
+    return train(compose(config_name="train", overrides=overrides), member_dir, report=False)
 
 
 def read_csv(path: Path) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from callbacks.plot_style import new_figure, palette, save_figure
 from core.errors import ConfigError
 from core.files import write_text_atomic
 from experiments.studies.common import Clock, finish, read_csv
+from experiments.studies.launch import launch_keys
 from experiments.studies.members import check_seeds, interval, run_members
 
 
@@ -124,7 +125,7 @@ def run(cfg: DictConfig, study_dir: Path) -> dict:
     check(s)
     values = [str(v) for v in s.candidates]
     folds = {f"cv_{v}_fold{i}": (v, i) for v in values for i in range(s.k)}
-    cv_s = OmegaConf.create({"recipe": list(s.recipe), "seeds": [s.cv_seed], "launcher": s.launcher, "workers": s.workers})
+    cv_s = OmegaConf.create({"recipe": list(s.recipe), "seeds": [s.cv_seed], **launch_keys(s)})
 
     def cv_overrides(n):
         return [

@@ -2,32 +2,38 @@
 
 - ``inline`` (default): one after another in the study's own process.
 - ``local``: up to ``study.workers`` members at once, each in a process of its own
-  (``python -m experiments.studies.member``); the machine's cores are divided between the workers
-  (torch's threads per worker), and with ``trainer=gpu`` each worker sees one GPU of its own
-  (``CUDA_VISIBLE_DEVICES``). A member that fails does not stop the others: the study names it
-  (member, its error's last line, its log) and exits non-zero without a report; ``study.resume=true``
-  reruns just what is missing.
+  (``python -m experiments.studies.member``, ``workers.py``).
+- ``submitit_local`` / ``submitit_slurm``: each member a submitit job (``jobs.py``): on this machine
+  (the SLURM path, run locally), or a SLURM job array with the resources of the project's SLURM preset.
 
 Either way a member is the same run (the same overrides, composed the same way), so the study's
-tables do not depend on the launcher.
+tables do not depend on the launcher. A member that fails does not stop the others: the study names
+it (member, its error's last line, its log) and exits non-zero without a report; ``study.resume=true``
+reruns what is missing and continues a member stopped mid-training from its last checkpoint.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-import subprocess
+import shlex
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 from omegaconf import DictConfig
 
 from core.errors import ConfigError
+from core.rules import fmt
 from experiments.train import TrainingFailed
 
-LAUNCHERS = ("inline", "local")
+log = logging.getLogger("dl_foundations")
+
+LAUNCHERS = ("inline", "local", "submitit_local", "submitit_slurm")
+#: the keys every study has (train.yaml's ``study``), handed on to a study's inner stages
+KEYS = ("name", "launcher", "workers", "detach", "slurm")
 #: the studies whose units are not member runs yet, and so train in the study's process
 INLINE_ONLY = {
     "optimizers": "trains its optimizers on the test surfaces and its members in the study's process",
@@ -47,9 +53,58 @@ class Unit:
     def done(self) -> bool:
         return (self.member_dir / "metrics.json").exists()
 
+    @property
+    def log_name(self) -> str:
+        return self.label.replace("/", "_")
+
 
 class MembersFailed(TrainingFailed):
     """Some members failed under a parallel launcher; the others finished and are kept (exit 3)."""
+
+
+class Detached(Exception):
+    """``study.detach=true``: the members were submitted and the study process ends (exit 0); the
+    message says how to aggregate them later."""
+
+
+class Handle(Protocol):
+    """A member in flight: a worker process or a submitit job."""
+
+    unit: Unit
+    log: Path
+
+    def poll(self) -> str | None:
+        """None while it runs; "" when it ended well; else why it failed (one line)."""
+
+    def stop(self) -> None:
+        """Ask it to stop (its member resumes later from its last checkpoint)."""
+
+    def wait_stopped(self) -> None: ...
+
+
+class Backend(Protocol):
+    capacity: int  # members in flight at once
+    poll_s: float
+
+    def adopt(self, units: list[Unit]) -> list[Handle]:
+        """The members of ``units`` an earlier, detached invocation submitted and that still run."""
+
+    def start(self, units: list[Unit]) -> list[Handle]: ...
+
+    def close(self) -> None:
+        """Nothing more to start: idle workers end."""
+
+
+def last_error(log: Path) -> str:
+    """What a member's log says went wrong: its last ``error: ...`` line, else its last line."""
+    lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()] if log.is_file() else []
+    errors = [line[len("error: ") :] for line in lines if line.startswith("error: ")]
+    return errors[-1] if errors else lines[-1] if lines else ""
+
+
+def launch_keys(s: DictConfig) -> dict:
+    """The launch settings of a study, for a config of one of its stages."""
+    return {k: s.get(k) for k in KEYS}
 
 
 def _gpus() -> int:
@@ -59,41 +114,79 @@ def _gpus() -> int:
 
 
 def workers_of(s: DictConfig, trainer: DictConfig) -> int:
-    """``study.workers`` checked: null means one per visible GPU with a GPU trainer, else one."""
-    launcher, workers = s.get("launcher", "inline"), s.get("workers")
+    """``study.launcher``, ``study.workers`` and ``study.detach`` checked against the members'
+    trainer; the members in flight at once (0: no limit, for a SLURM array without study.workers)."""
+    launcher, workers, detach = s.get("launcher", "inline"), s.get("workers"), s.get("detach", False)
     if launcher not in LAUNCHERS:
         raise ConfigError(f"study.launcher={launcher!r}: unknown; valid: {', '.join(LAUNCHERS)}")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ConfigError(f"study.workers={workers}: must be an integer >= 1 or null (one per GPU with trainer=gpu, else 1)")
+    if not isinstance(detach, bool):
+        raise ConfigError(f"study.detach={detach}: must be true or false")
+    if detach and launcher in ("inline", "local"):
+        raise ConfigError(
+            f"study.detach=true: the {launcher} launcher trains in the study's process or its children, which end with it; "
+            "use study.launcher=submitit_slurm (or submitit_local)"
+        )
+    if detach and launcher == "submitit_local" and workers is not None:
+        raise ConfigError(
+            f"study.detach=true with study.workers={workers}: a detached study starts every member on this machine at once "
+            "(no process stays to start the rest as others finish); drop study.workers"
+        )
+    slurm = {k: v for k, v in (s.get("slurm") or {}).items() if v is not None}
+    if slurm and launcher != "submitit_slurm":
+        key, value = next(iter(slurm.items()))
+        raise ConfigError(f"study.slurm.{key}={fmt(value)}: SLURM resources of study.launcher=submitit_slurm, not {launcher}")
     on_gpu = str(trainer.get("accelerator", "cpu")) in ("gpu", "cuda")
     if launcher == "inline":
         if workers not in (None, 1):
             raise ConfigError(f"study.workers={workers}: the inline launcher runs one member at a time; add study.launcher=local")
         return 1
     strategy, devices, nodes = str(trainer.get("strategy", "auto")), trainer.get("devices", 1), trainer.get("num_nodes", 1)
+    if launcher == "submitit_slurm":
+        from experiments.studies.jobs import check_slurm
+
+        check_slurm(s, trainer)
+        return workers or 0
     if strategy.startswith(("ddp", "fsdp", "deepspeed")) or devices != 1 or nodes != 1:
         raise ConfigError(
-            f"study.launcher=local with trainer.strategy={strategy} trainer.devices={devices} trainer.num_nodes={nodes}: each "
-            "local worker trains one member in one process on one device; use trainer=cpu or trainer=gpu"
+            f"study.launcher={launcher} with trainer.strategy={strategy} trainer.devices={fmt(devices)} trainer.num_nodes={fmt(nodes)}: "
+            "each member trains in one process on one device here; use trainer=cpu or trainer=gpu (or submitit_slurm for "
+            "multi-GPU members)"
         )
     gpus = _gpus() if on_gpu else 0
     if on_gpu and gpus == 0:
-        raise ConfigError("study.launcher=local with trainer.accelerator=gpu: no CUDA GPU is visible; use trainer=cpu")
+        raise ConfigError(f"study.launcher={launcher} with trainer.accelerator=gpu: no CUDA GPU is visible; use trainer=cpu")
     if on_gpu and workers is not None and workers > gpus:
         raise ConfigError(f"study.workers={workers}: more workers than the {gpus} visible GPU(s) with trainer.accelerator=gpu")
     return workers or max(gpus, 1)
 
 
-def _die_with_parent() -> None:
-    """In the worker, before it runs: the kernel sends it SIGTERM if the study process dies (even by
-    SIGKILL), so no orphan goes on training a member a later resume would start again."""
-    import ctypes
-    import signal
+def check_launch(s: DictConfig, trainer: DictConfig, study: str) -> None:
+    """Before a study starts: its launch keys, and whether this study can leave its process."""
+    workers_of(s, trainer)
+    launcher = s.get("launcher", "inline")
+    if launcher != "inline" and study in INLINE_ONLY:
+        raise ConfigError(f"study.launcher={launcher}: study={study} {INLINE_ONLY[study]}; use study.launcher=inline")
 
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:  # not Linux: the per-member lock still keeps a resume from training beside it
-        pass
+
+class Slots:
+    """Worker slots on this machine; slot i has the i-th GPU the study process sees."""
+
+    def __init__(self, workers: int):
+        self.free = list(range(workers))
+        self.visible = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+        self.threads = max(1, len(os.sched_getaffinity(0)) // workers)  # the cores this process may use (SLURM, taskset), shared out
+
+    def take(self) -> int:
+        return self.free.pop(0)
+
+    def give(self, slot: int) -> None:
+        self.free.append(slot)
+
+    def gpu(self, slot: int) -> str:
+        """Slot i's GPU (round the GPUs when a detached study has more members than GPUs)."""
+        return self.visible[slot % len(self.visible)] if self.visible else str(slot % max(1, _gpus()))
 
 
 def run_units(s: DictConfig, units: list[Unit], logs: Path, finished: Callable[[Unit, bool], None]) -> None:
@@ -109,68 +202,113 @@ def run_units(s: DictConfig, units: list[Unit], logs: Path, finished: Callable[[
         return
     trainer = compose(config_name="train", overrides=list(todo[0].overrides)).trainer  # the members' own
     workers = workers_of(s, trainer)
-    if s.get("launcher", "inline") == "inline":
+    launcher = s.get("launcher", "inline")
+    if launcher == "inline":
         from experiments.studies.common import run_member
 
         for unit in todo:
             run_member(unit.member_dir, list(unit.overrides))
             finished(unit, True)
         return
-    _run_local(todo, workers, str(trainer.get("accelerator", "cpu")) in ("gpu", "cuda"), logs, finished)
-
-
-def _run_local(todo: list[Unit], workers: int, on_gpu: bool, logs: Path, finished: Callable[[Unit, bool], None]) -> None:
-    from experiments.studies.common import log
-
     logs.mkdir(parents=True, exist_ok=True)
-    threads = max(1, len(os.sched_getaffinity(0)) // workers)  # the cores this process may use (SLURM, taskset), shared out
-    visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
-    root = str(Path(__file__).resolve().parents[2])  # the workers run this checkout's code, whatever is installed
-    free = list(range(workers))  # worker slots: slot i gets GPU i
-    running: dict[subprocess.Popen, tuple[Unit, int, Path]] = {}
+    on_gpu = str(trainer.get("accelerator", "cpu")) in ("gpu", "cuda")
+    if s.get("detach", False) and launcher == "submitit_local":
+        workers = len(todo)  # every member at once: no process stays to start the rest
+    if launcher == "local":
+        from experiments.studies.workers import Workers
+
+        backend: Backend = Workers(workers, on_gpu, logs)
+    else:
+        from experiments.studies.jobs import Jobs
+
+        backend = Jobs(launcher, s, trainer, workers, on_gpu, logs)
+    if s.get("detach", False):
+        detach(backend, todo, launcher, logs.parent)
+    drive(backend, todo, finished)
+
+
+def detach(backend: Backend, todo: list[Unit], launcher: str, study_dir: Path) -> None:
+    """Submit every member not in flight yet and end the study process (``Detached``)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    adopted = backend.adopt(todo)
+    rest = [u for u in todo if u not in {h.unit for h in adopted}]
+    backend.start(rest)
+    given = [o for o in HydraConfig.get().overrides.task if not o.startswith(("study.detach=", "study.resume="))]
+    again = shlex.join(["python", "experiments/run.py", *given, f"study.resume={study_dir}"])
+    raise Detached(
+        f"submitted {len(rest)} member job(s) ({launcher}){f', {len(adopted)} still in flight' if adopted else ''}; "
+        f"when they have finished, aggregate (and resubmit what failed) with: {again}"
+    )
+
+
+def drive(backend: Backend, todo: list[Unit], finished: Callable[[Unit, bool], None]) -> None:
+    """Keep ``backend.capacity`` members in flight until all have ended; report each as it ends."""
+    running = backend.adopt(todo)
+    queue = [u for u in todo if u not in {h.unit for h in running}]
     failed: list[tuple[Unit, str, Path]] = []
-    queue = list(todo)
+    done = 0
+    progress = Progress(len(todo))
     try:
         while queue or running:
-            while queue and free:
-                unit, slot = queue.pop(0), free.pop(0)
-                env = {**os.environ, "OMP_NUM_THREADS": str(threads), "DLF_MEMBER_THREADS": str(threads), "DLF_LAUNCHER": "local"}
-                env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])
-                if on_gpu:  # slot i: the i-th GPU this process sees
-                    env["CUDA_VISIBLE_DEVICES"] = visible[slot] if slot < len(visible) else str(slot)
-                path = logs / f"{unit.label.replace('/', '_')}.log"
-                with open(path, "w") as out:
-                    proc = subprocess.Popen(
-                        [sys.executable, "-m", "experiments.studies.member", str(unit.member_dir), *unit.overrides],
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        env=env,
-                        cwd=os.getcwd(),
-                        preexec_fn=_die_with_parent,
-                    )
-                    running[proc] = (unit, slot, path)
-            time.sleep(0.2)
-            for proc in [p for p in running if p.poll() is not None]:
-                unit, slot, path = running.pop(proc)
-                free.append(slot)
-                if proc.returncode == 0 and unit.done():
-                    finished(unit, True)
+            room = backend.capacity - len(running) if backend.capacity else len(queue)  # 0: no limit (a SLURM array's own)
+            if queue and room > 0:
+                running += backend.start(queue[:room])
+                del queue[:room]
+            progress.show(done, len(running), len(failed))
+            time.sleep(backend.poll_s)
+            for handle in list(running):
+                why = handle.poll()
+                if why is None:
+                    continue
+                running.remove(handle)
+                if not why and handle.unit.done():
+                    done += 1
+                    finished(handle.unit, True)
                 else:
-                    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
-                    last = f"killed by signal {-proc.returncode}" if proc.returncode < 0 else (lines[-1] if lines else "")
-                    failed.append((unit, last or f"exit status {proc.returncode}", path))
-                    log.info(f"{unit.label}: failed, exit status {proc.returncode}; its log: {path}")
+                    failed.append((handle.unit, why or "ended without writing metrics.json", handle.log))
+                    log.info(f"{handle.unit.label}: failed: {failed[-1][1]} (log: {handle.log})")
+        progress.show(done, 0, len(failed))
     finally:
-        for proc in running:  # the study itself was stopped: its workers stop too (their members resume later)
-            proc.terminate()
-        for proc in running:
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        progress.close()
+        for handle in running:  # the study itself was stopped: its members stop too (they resume later)
+            handle.stop()
+        for handle in running:
+            handle.wait_stopped()
+        backend.close()  # the idle workers
     if failed:
-        named = "; ".join(f"{unit.label}: {last} (log: {path})" for unit, last, path in failed)
+        named = "; ".join(f"{unit.label}: {why} (log: {path})" for unit, why, path in failed)
         raise MembersFailed(
             f"{len(failed)} of {len(todo)} member run(s) failed, the others are kept: {named}; rerun them with study.resume=true"
         )
+
+
+class Progress:
+    """Members done / running / failed: a bar on a terminal, else one line each time it changes."""
+
+    def __init__(self, total: int):
+        self.total, self.last = total, None
+        self.bar = None
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(
+                TextColumn("members"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                console=Console(stderr=True),
+            )  # fmt: skip
+            self.task = self.bar.add_task("", total=total)
+            self.bar.start()
+
+    def show(self, done: int, running: int, failed: int) -> None:
+        if (done, running, failed) == self.last:
+            return
+        self.last = (done, running, failed)
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done + failed, description=f"{running} running, {failed} failed")
+        else:
+            log.info(f"members: {done}/{self.total} done, {running} running, {failed} failed")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
