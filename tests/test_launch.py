@@ -192,3 +192,39 @@ def test_a_stopped_study_keeps_its_members(tmp_path):
     assert not rundir.has_results(tmp_path)
     (member / "metrics.json").write_text("{}")
     assert rundir.has_results(tmp_path)  # what a stop of the study keeps, instead of removing the directory
+
+
+@pytest.mark.parametrize(
+    "started, checkpoint_ok, expected",
+    [
+        (["seed=0"], True, "resume"),  # stopped mid-training, same command: continue
+        (["seed=0", "study.epochs=9"], True, "train"),  # the study's command changed since: again from the start
+        (["seed=0"], False, "train"),  # its checkpoint is unreadable: again from the start
+        (None, True, "train"),  # no record of how it started (an older study): again from the start
+    ],
+)
+def test_a_stopped_member_continues_only_as_it_was_started(tmp_path, monkeypatch, caplog, started, checkpoint_ok, expected):
+    from core.errors import ConfigError
+    from experiments import train as train_module
+    from experiments.studies import common
+
+    member = tmp_path / "members" / "none" / "seed0"
+    (member / "checkpoints").mkdir(parents=True)
+    (member / "checkpoints" / "last.ckpt").write_bytes(b"state")
+    if started is not None:
+        (member / common.MEMBER).write_text(json.dumps(started))
+    calls = []
+
+    def check(path, key):
+        if not checkpoint_ok:
+            raise ConfigError(f"{key}={path}: not a readable checkpoint")
+
+    monkeypatch.setattr(train_module, "check_checkpoint", check)
+    monkeypatch.setattr(train_module, "resume", lambda run_dir, fresh, report: calls.append("resume") or {"how": "resume"})
+    monkeypatch.setattr(train_module, "train", lambda cfg, run_dir, report: calls.append("train") or {"how": "train"})
+    monkeypatch.setattr(common, "compose", lambda config_name, overrides: None)
+    record, ran = common.run_member(member, ["seed=0"])
+    assert calls == [expected] and record == {"how": expected} and ran
+    if expected == "train":
+        assert not (member / "checkpoints").exists() and json.loads((member / common.MEMBER).read_text()) == ["seed=0"]
+        assert started is None or "again from the start" in caplog.text

@@ -103,7 +103,8 @@ def _train_member(member_dir: Path, overrides: list[str], primary: bool) -> dict
             log.info(f"{member_dir}: continuing from {last.relative_to(member_dir)} (stopped mid-training)")
             return resume(member_dir, member_dir, report=False)
     elif last is not None:
-        log.warning(f"{member_dir}: was started with other overrides than the study's now; training it again from the start")
+        why = "has no record of how it was started" if started is None else "was started with other overrides than the study's now"
+        log.warning(f"{member_dir}: {why}; training it again from the start")
     if primary and member_dir.exists():
         shutil.rmtree(member_dir)  # stopped before its first checkpoint, or started otherwise: start it again
     member_dir.mkdir(parents=True, exist_ok=True)
