@@ -69,9 +69,10 @@ def test_shrunken_study_writes_report_figures_and_resumes(tmp_path):
     member = study / "members" / "sgd" / "seed0" / "metrics.json"
     kept = member.stat().st_mtime_ns
     (study / "members" / "adagrad" / "seed0" / "metrics.json").unlink()  # as if it had been killed
-    again = run_cli(*args, "study.resume=true", cwd=tmp_path)
+    again = run_cli(*args, "study.resume=true", "study.launcher=local", cwd=tmp_path)  # the missing member in a worker
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.strip().splitlines()[-1] == first.stdout.strip().splitlines()[-1]
+    assert json.loads((study / "members" / "adagrad" / "seed0" / "metrics.json").read_text())["launcher"] == "local"
     assert member.stat().st_mtime_ns == kept and "sgd seed 0" in again.stdout and "(finished earlier, kept)" in again.stdout
     assert json.loads((study / "members" / "adagrad" / "seed0" / "metrics.json").read_text())["epochs"] == 2
     assert len(list(study.parent.iterdir())) == 1  # the resumed invocation left no directory of its own

@@ -223,10 +223,13 @@ def test_generative_study_scores_samples_with_a_trained_classifier(tmp_path):
         "study.epochs=1",
         "study.samples=50",
         'study.classifier=["model=mlp","model.hidden=[32,16]","trainer.max_epochs=3"]',
+        "study.launcher=local",  # the classifier and the members in two worker processes
+        "study.workers=2",
     )
     proc = run_cli(*args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     study_dir = Path(proc.stdout.strip().splitlines()[-1].removeprefix("study_dir: "))
+    assert json.loads((study_dir / "classifier" / "metrics.json").read_text())["launcher"] == "local"
     rows = read_csv(study_dir / "results.csv")
     assert sorted({(r["member"], r["seed"]) for r in rows}) == [(m, k) for m in ("ddpm", "gan", "pixelcnn", "vae") for k in (0, 1)]
     for r in rows:

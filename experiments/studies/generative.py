@@ -13,6 +13,7 @@ template makes of ``study.samples`` seeded samples:
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,8 @@ from omegaconf import DictConfig
 
 from core.errors import ConfigError
 from core.files import write_text_atomic
-from experiments.studies.common import Clock, cached, finish, log, member_overrides, run_member
+from experiments.studies.common import Clock, cached, finish, log, member_overrides
+from experiments.studies.launch import Unit
 from experiments.studies.members import check_seeds, chosen, interval, load_member, run_members, sorted_bars
 
 LIKELIHOOD = ("vae", "pixelcnn")  # the families with a test bits/dim (a bound for the VAE)
@@ -205,9 +207,11 @@ def run(cfg: DictConfig, study_dir: Path) -> dict:
     check(s)
     names = chosen(s)
     classifier_dir = study_dir / "classifier"
-    record, ran = run_member(classifier_dir, [*s.recipe, *s.classifier, *member_overrides("seed=0")])
-    log.info(f"classifier: test accuracy {record['test/acc']:.4f}{'' if ran else ' (trained earlier, kept)'}")
-    rows = run_members(s, study_dir, names, lambda n: s.members[n].overrides, lambda n: s.epochs or s.members[n].epochs)
+    classifier = Unit("classifier", classifier_dir, (*s.recipe, *s.classifier, *member_overrides("seed=0")))
+    rows = run_members(
+        s, study_dir, names, lambda n: s.members[n].overrides, lambda n: s.epochs or s.members[n].epochs, also=[classifier]
+    )  # the scoring classifier trains beside the members, where they do
+    log.info(f"classifier: test accuracy {json.loads((classifier_dir / 'metrics.json').read_text())['test/acc']:.4f}")
     judge = Judge(classifier_dir)
     for row in rows:
         member_dir = study_dir / "members" / row["member"] / f"seed{row['seed']}"

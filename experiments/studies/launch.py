@@ -36,7 +36,6 @@ LAUNCHERS = ("inline", "local", "submitit_local", "submitit_slurm")
 KEYS = ("name", "launcher", "workers", "detach", "slurm")
 #: the studies whose units are not member runs yet, and so train in the study's process
 INLINE_ONLY = {
-    "optimizers": "trains its optimizers on the test surfaces and its members in the study's process",
     "bagging": "trains its ensembles as one vectorized model in the study's process",
     "bias_variance": "trains its ensembles as one vectorized model in the study's process",
 }

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -31,9 +31,12 @@ def chosen(s: DictConfig) -> list[str]:
     return list(s.only) if s.only else list(s.members)
 
 
-def run_members(s: DictConfig, study_dir: Path, names: list[str], overrides_of, epochs_of, score_train: bool = False) -> list[dict]:
+def run_members(
+    s: DictConfig, study_dir: Path, names: list[str], overrides_of, epochs_of, score_train: bool = False, also: Sequence = ()
+) -> list[dict]:
     """Train every (member, seed) in ``study_dir/members/<name>/seed<k>`` (finished ones are kept):
-    ``s.recipe`` + the member's overrides + the command line's + epochs (unless None) and seed. One row each."""
+    ``s.recipe`` + the member's overrides + the command line's + epochs (unless None) and seed. One row each.
+    ``also``: further runs (launch ``Unit``s, e.g. a scoring classifier) trained beside them, with no row."""
     from experiments.studies.launch import Unit, run_units
 
     total = len(names) * len(s.seeds)
@@ -49,6 +52,9 @@ def run_members(s: DictConfig, study_dir: Path, names: list[str], overrides_of, 
     made: dict[str, dict] = {}
 
     def finished(unit: Unit, ran: bool) -> None:  # each member as it finishes (kept ones first), whatever the launcher
+        if unit in also:
+            log.info(f"{unit.label}: {'trained' if ran else 'trained earlier, kept'}")
+            return
         name, seed = unit.label.rsplit("/seed", 1)
         record = json.loads((unit.member_dir / "metrics.json").read_text())
         tests = {k.replace("/", "_"): v for k, v in record.items() if k.startswith("test/")}  # test_acc, test_loss, test_mse, ...
@@ -71,7 +77,7 @@ def run_members(s: DictConfig, study_dir: Path, names: list[str], overrides_of, 
             + f" ({record['wall_s']:.1f} s){'' if ran else ' (finished earlier, kept)'}"
         )
 
-    run_units(s, units, study_dir / "logs", finished)
+    run_units(s, [*also, *units], study_dir / "logs", finished)
     rows = [made[u.label] for u in units]
     return rows
 

@@ -4,6 +4,7 @@ textbook claim next to what was measured."""
 
 from __future__ import annotations
 
+import json
 import math
 from itertools import product
 from pathlib import Path
@@ -15,7 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from core.errors import ConfigError
 from experiments.studies import optimizer_plots as plots
-from experiments.studies.common import Clock, finish, log, member_overrides, read_csv, run_member, write_csv
+from experiments.studies.common import Clock, finish, log, member_overrides, read_csv, write_csv
+from experiments.studies.launch import Unit, run_units
 from experiments.studies.members import check_seeds
 from experiments.studies.optimizer_families import FAMILIES
 from experiments.studies.surfaces import SURFACES, effective_lr, optimize, values
@@ -157,17 +159,30 @@ def run(cfg: DictConfig, study_dir: Path) -> dict:
     write_csv(study_dir / "surfaces.csv", surface_rows)
     log.info(f"surfaces done ({clock()} s)")
 
-    members, histories = [], {}
-    for i, (name, seed) in enumerate(product(s.optimizers, s.seeds), 1):
-        member_dir = study_dir / "members" / name / f"seed{seed}"
-        record, ran = run_member(member_dir, member_overrides(f"optimizer={name}", f"seed={seed}"))
-        history = read_csv(member_dir / "history.csv")
-        histories.setdefault(name, []).append(history)
-        members.append(member_row(name, seed, hparams[name]["lr"], record, history))
+    units = [
+        Unit(
+            f"{name}/seed{seed}", study_dir / "members" / name / f"seed{seed}", tuple(member_overrides(f"optimizer={name}", f"seed={seed}"))
+        )
+        for name, seed in product(s.optimizers, s.seeds)
+    ]
+    made: dict[str, tuple] = {}
+
+    def finished(unit: Unit, ran: bool) -> None:  # each member as it finishes, where study.launcher trains it
+        name, seed = unit.label.rsplit("/seed", 1)
+        record = json.loads((unit.member_dir / "metrics.json").read_text())
+        history = read_csv(unit.member_dir / "history.csv")
+        made[unit.label] = (name, history, member_row(name, int(seed), hparams[name]["lr"], record, history))
         log.info(
-            f"[{i}/{len(s.optimizers) * len(s.seeds)}] {name} seed {seed}: val/acc {members[-1]['val_acc_final']:.4f} "
+            f"[{len(made)}/{len(units)}] {name} seed {seed}: val/acc {made[unit.label][2]['val_acc_final']:.4f} "
             f"test/acc {record.get('test/acc', math.nan):.4f} {'' if ran else '(finished earlier, kept)'}"
         )
+
+    run_units(s, units, study_dir / "logs", finished)
+    members, histories = [], {}
+    for unit in units:
+        name, history, row = made[unit.label]
+        histories.setdefault(name, []).append(history)
+        members.append(row)
     table = summarize(members)
 
     def draw(writer) -> None:
