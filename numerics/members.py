@@ -1,0 +1,104 @@
+"""K networks of one architecture, each with its own weights, applied at once: the members of a
+seeded fit. The networks stay plain ``nn.Module``s: their parameters and buffers are stacked
+(``torch.func.stack_module_state``, a leading member axis of size K) and the architecture is called
+with each member's tensors (``torch.func.functional_call``) under ``torch.func.vmap``, which turns a
+member's matmuls and convolutions into batched and grouped ones. Inputs and outputs carry the member
+axis first: (K, B, ...) → (K, B, ...).
+
+Members never interact: each has its own weights, batch-norm statistics and (with an elementwise
+optimizer over the stacked tensors: SGD, momentum, Adam, ...) its own optimizer state, so member i
+follows the run it would make alone. Dropout draws differ from a lone run's (vmap draws each member's
+mask from one generator, ``randomness="different"``). Recurrent layers (``nn.RNN``, ``nn.LSTM``,
+``nn.GRU``) have no batching rule in torch; their members are called one after another, with the same
+stacked tensors (``vectorized`` says which way).
+
+Measured on the 2-core CPU (``benchmarks/members_step.py`` → ``benchmarks/results/members_step.md``),
+one Adam step of K members against K separate modules and optimizers: K=8 MLP 1.30×, reference CNN
+1.46×, ResNet 1.48×, ViT 1.32×, LSTM 1.07× (one after another); K=16 1.73×, 1.53×, 1.51×, 1.32×;
+at K=1 the stacking costs (0.66–0.80×). In a Lightning fit K separate fits also pay the per-step
+machinery K times, which one fit of K members pays once.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+#: layers torch.func.vmap cannot batch: their members run one after another
+UNBATCHED = (nn.RNNBase,)
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "__")  # a registered name may not hold dots
+
+
+class Members(nn.Module):
+    """K = len(nets) networks of one architecture as one module: ``forward`` takes (K, B, ...)."""
+
+    def __init__(self, nets: Sequence[nn.Module], vectorized: bool | None = None):
+        super().__init__()
+        if not nets:
+            raise ValueError("Members: needs at least one network")
+        shapes = [{n: tuple(p.shape) for n, p in net.state_dict().items()} for net in nets]
+        if any(s != shapes[0] for s in shapes[1:]):
+            raise ValueError("Members: the networks differ in architecture (their state dicts' names or shapes)")
+        params, buffers = stack_module_state(list(nets))
+        self.k = len(nets)
+        self.param_names, self.buffer_names = list(params), list(buffers)
+        for name, value in params.items():
+            self.register_parameter(_key(name), nn.Parameter(value.detach().clone()))
+        for name, value in buffers.items():
+            self.register_buffer(_key(name), value.detach().clone())
+        # the architecture without tensors of its own, kept outside the module tree (not a submodule:
+        # its meta tensors must not show up among the parameters or in the state dict)
+        object.__setattr__(self, "_shape", copy.deepcopy(nets[0]).to("meta"))
+        self.vectorized = not any(isinstance(m, UNBATCHED) for m in nets[0].modules()) if vectorized is None else vectorized
+
+    def train(self, mode: bool = True) -> "Members":
+        super().train(mode)
+        self._shape.train(mode)  # dropout and batch norm follow the members' mode
+        return self
+
+    def tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """The stacked parameters and buffers by the network's own names, each (K, ...)."""
+        return (
+            {n: getattr(self, _key(n)) for n in self.param_names},
+            {n: getattr(self, _key(n)) for n in self.buffer_names},
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] != self.k:
+            raise ValueError(f"Members: input's first axis is {x.shape[0]}, not the {self.k} members")
+        params, buffers = self.tensors()
+        if self.vectorized:
+
+            def one(p, b, xi):
+                return functional_call(self._shape, (p, b), (xi,))
+
+            return vmap(one, randomness="different")(params, buffers, x)
+        outs = []
+        for i in range(self.k):
+            mine = {n: t[i] for n, t in params.items()}, {n: t[i] for n, t in buffers.items()}
+            outs.append(functional_call(self._shape, mine, (x[i],)))
+        return torch.stack(outs)
+
+    @staticmethod
+    def decays(name: str, parameter: nn.Parameter) -> bool:
+        """Weight decay as for one network (its matrices and kernels, not its biases and norms): the
+        member axis is not one of the weight's own (``lightning_modules/optimizers.py::param_groups`` asks)."""
+        return parameter.ndim - 1 >= 2
+
+    def member_state(self, i: int) -> dict[str, torch.Tensor]:
+        """Member ``i``'s state dict, by the network's own names: it loads into a lone network."""
+        params, buffers = self.tensors()
+        return {n: t[i].detach().clone() for n, t in {**params, **buffers}.items()}
+
+    def member(self, i: int, like: nn.Module) -> nn.Module:
+        """A lone network (a copy of ``like``, the same architecture) holding member ``i``'s weights."""
+        net = copy.deepcopy(like)
+        net.load_state_dict(self.member_state(i))
+        return net
