@@ -13,10 +13,11 @@ mask from one generator, ``randomness="different"``). Recurrent layers (``nn.RNN
 stacked tensors (``vectorized`` says which way).
 
 Measured on the 2-core CPU (``benchmarks/members_step.py`` → ``benchmarks/results/members_step.md``),
-one Adam step of K members against K separate modules and optimizers: K=8 MLP 1.30×, reference CNN
-1.46×, ResNet 1.48×, ViT 1.32×, LSTM 1.07× (one after another); K=16 1.73×, 1.53×, 1.51×, 1.32×;
-at K=1 the stacking costs (0.66–0.80×). In a Lightning fit K separate fits also pay the per-step
-machinery K times, which one fit of K members pays once.
+one Adam step of K members against K separate modules and optimizers: K=8 MLP 1.16×, reference CNN
+1.50×, ResNet 1.33×, ViT 1.15×; K=16 1.52×, 1.64×, 1.31×, 1.04×; LSTM (one after another) 0.92× and
+0.74×; at K=1 the stacking costs (0.61–0.77×). An earlier run of the same script gave 1.30×, 1.46×,
+1.48×, 1.32× at K=8: read ±15%. In a Lightning fit K separate fits also pay the per-step machinery K
+times, which one fit of K members pays once.
 """
 
 from __future__ import annotations
