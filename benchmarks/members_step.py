@@ -1,7 +1,7 @@
 """Benchmark of one optimizer step of K members (not a test): ``numerics/members.py`` (the
 networks' stacked tensors under ``torch.func.vmap``, one Adam) against K separate modules with an
-Adam each, for the template's own families. The first measurement of the seeds-in-one-fit work:
-whole fits (``benchmarks/members.py``) come with the fit itself.
+Adam each, for the template's own families: the first measurement of the seeds-in-one-fit work,
+before whole fits.
 
     python benchmarks/members_step.py        # writes benchmarks/results/members_step.md
 
@@ -32,6 +32,7 @@ CASES = [  # family, one input's shape, input kind, batch
     ("cnn", (1, 40), "signal", 100),
     ("resnet", (1, 40), "signal", 100),
     ("vit", (1, 40), "signal", 100),
+    ("transformer", (40, 1), "sequence", 100),
     ("lstm", (40, 1), "sequence", 100),
 ]
 

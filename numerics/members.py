@@ -13,11 +13,12 @@ mask from one generator, ``randomness="different"``). Recurrent layers (``nn.RNN
 stacked tensors (``vectorized`` says which way).
 
 Measured on the 2-core CPU (``benchmarks/members_step.py`` → ``benchmarks/results/members_step.md``),
-one Adam step of K members against K separate modules and optimizers: K=8 MLP 1.16×, reference CNN
-1.50×, ResNet 1.33×, ViT 1.15×; K=16 1.52×, 1.64×, 1.31×, 1.04×; LSTM (one after another) 0.92× and
-0.74×; at K=1 the stacking costs (0.61–0.77×). An earlier run of the same script gave 1.30×, 1.46×,
-1.48×, 1.32× at K=8: read ±15%. In a Lightning fit K separate fits also pay the per-step machinery K
-times, which one fit of K members pays once.
+one Adam step of K members against K separate modules and optimizers: K=8 MLP 1.36×, reference CNN
+1.48×, ResNet 1.49×, ViT 1.33×; K=16 1.83×, 1.56×, 1.41×, 1.18×; at K=1 the stacking costs
+(0.64–0.83×). Slower than separate modules: the sequence transformer (0.95× at K=8, 0.53× at K=16:
+its attention falls back to a per-member loop under vmap on the CPU) and LSTM (1.06×, one after
+another). Repeated runs of the script differ by up to ±15%. In a Lightning fit K separate fits also
+pay the per-step machinery K times, which one fit of K members pays once.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class Members(nn.Module):
             raise ValueError("Members: the networks differ in architecture (their state dicts' names or shapes)")
         params, buffers = stack_module_state(list(nets))
         self.k = len(nets)
+        self.state_names = list(nets[0].state_dict())  # what a lone network saves (not its non-persistent buffers)
         self.param_names, self.buffer_names = list(params), list(buffers)
         for name, value in params.items():
             self.register_parameter(_key(name), nn.Parameter(value.detach().clone()))
@@ -96,7 +98,8 @@ class Members(nn.Module):
     def member_state(self, i: int) -> dict[str, torch.Tensor]:
         """Member ``i``'s state dict, by the network's own names: it loads into a lone network."""
         params, buffers = self.tensors()
-        return {n: t[i].detach().clone() for n, t in {**params, **buffers}.items()}
+        stacked = {**params, **buffers}
+        return {n: stacked[n][i].detach().clone() for n in self.state_names}
 
     def member(self, i: int, like: nn.Module) -> nn.Module:
         """A lone network (a copy of ``like``, the same architecture) holding member ``i``'s weights."""

@@ -228,3 +228,16 @@ def test_a_stopped_member_continues_only_as_it_was_started(tmp_path, monkeypatch
     if expected == "train":
         assert not (member / "checkpoints").exists() and json.loads((member / common.MEMBER).read_text()) == ["seed=0"]
         assert started is None or "again from the start" in caplog.text
+
+
+def test_a_kept_member_made_with_other_settings_is_refused(tmp_path):
+    from core.errors import ConfigError
+    from experiments.studies.launch import Unit, check_kept
+
+    member = tmp_path / "members" / "none" / "seed0"
+    member.mkdir(parents=True)
+    (member / "metrics.json").write_text("{}")
+    (member / ".member.json").write_text(json.dumps(["seed=0", "trainer.max_epochs=2"]))
+    check_kept(Unit("none/seed0", member, ("seed=0", "trainer.max_epochs=2")))  # the same command: kept
+    with pytest.raises(ConfigError, match=r"^study.resume: member none/seed0 finished with other settings than this command's "):
+        check_kept(Unit("none/seed0", member, ("seed=0", "trainer.max_epochs=40")))

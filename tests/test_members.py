@@ -18,6 +18,7 @@ CASES = [  # family, one input's shape, input kind
     ("cnn", (1, 40), "signal"),
     ("resnet", (1, 40), "signal"),  # batch norm: each member's own statistics
     ("vit", (1, 40), "signal"),
+    ("transformer", (40, 1), "sequence"),  # a non-persistent buffer (positions) stays out of the members' states
     ("lstm", (40, 1), "sequence"),  # no batching rule in torch: one member after another
 ]
 K, BATCH, STEPS = 3, 16, 20
@@ -42,6 +43,7 @@ def test_members_follow_their_lone_runs_step_by_step(float64, family, shape, kin
     alone = [copy.deepcopy(n) for n in nets]
     members = Members(nets)
     assert members.vectorized == (family != "lstm")
+    assert list(members.member_state(0)) == list(nets[0].state_dict())
     opt = torch.optim.Adam(members.parameters(), 1e-3)
     opts = [torch.optim.Adam(n.parameters(), 1e-3) for n in alone]
     gen = torch.Generator().manual_seed(0)

@@ -101,6 +101,23 @@ def last_error(log: Path) -> str:
     return errors[-1] if errors else lines[-1] if lines else ""
 
 
+def check_kept(unit: Unit) -> None:
+    """A finished member kept by ``study.resume`` must be the run the study's command makes now: one
+    made with other overrides (``study.epochs``, the recipe, ...) would mix two studies in one table."""
+    import json
+
+    record = unit.member_dir / ".member.json"  # written by common._train_member; older studies have none
+    if not (unit.done() and record.is_file()):
+        return
+    started = json.loads(record.read_text())
+    if started != list(unit.overrides):
+        changed = sorted(set(unit.overrides) ^ set(started))
+        raise ConfigError(
+            f"study.resume: member {unit.label} finished with other settings than this command's ({' '.join(changed)}); "
+            "resume with the command the study was started with, or start a new study"
+        )
+
+
 def launch_keys(s: DictConfig) -> dict:
     """The launch settings of a study, for a config of one of its stages."""
     return {k: s.get(k) for k in KEYS}
@@ -194,6 +211,8 @@ def run_units(s: DictConfig, units: list[Unit], logs: Path, finished: Callable[[
     from hydra import compose
 
     todo = list({u.member_dir: u for u in units if not u.done()}.values())  # the same member twice (seeds [0, 0]) runs once
+    for unit in units:
+        check_kept(unit)
     for unit in units:
         if unit not in todo:
             finished(unit, False)

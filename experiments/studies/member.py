@@ -48,7 +48,24 @@ def main(argv: list[str], primary: bool = True) -> int:
     return 0
 
 
+def _die_with_study() -> None:
+    """The kernel sends this worker SIGTERM when the study process dies (even by SIGKILL), so no
+    orphan goes on training a member a later resume would start again. Set here, not between fork
+    and exec (the study may have threads then, e.g. its progress bar)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:  # not Linux: the per-member lock still keeps a resume from training beside it
+        pass
+    study = os.environ.get("DLF_STUDY_PID")
+    if study and os.getppid() != int(study):  # the study ended before the line above
+        sys.exit(0)
+
+
 def serve() -> int:
+    _die_with_study()
     answers = os.fdopen(os.dup(1), "w")  # the study reads the answers here; fds 1 and 2 go to each member's log
     own = os.dup(2)  # the worker's own log, for what it says between members
     for line in sys.stdin:

@@ -19,18 +19,6 @@ from experiments.studies.launch import Slots, Unit, last_error
 ROOT = str(Path(__file__).resolve().parents[2])  # the workers run this checkout's code, whatever is installed
 
 
-def _die_with_parent() -> None:
-    """In the worker, before it runs: the kernel sends it SIGTERM if the study process dies (even by
-    SIGKILL), so no orphan goes on training a member a later resume would start again."""
-    import ctypes
-    import signal
-
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:  # not Linux: the per-member lock still keeps a resume from training beside it
-        pass
-
-
 class Member:
     """A member sent to a worker: it ends with the worker's answer, or with the worker's death."""
 
@@ -81,6 +69,7 @@ class Workers:
             return proc
         threads = str(self.slots.threads)
         env = {**os.environ, "OMP_NUM_THREADS": threads, "DLF_MEMBER_THREADS": threads, "DLF_LAUNCHER": "local"}
+        env["DLF_STUDY_PID"] = str(os.getpid())  # the worker ends with this process (member.serve)
         env["PYTHONPATH"] = os.pathsep.join([ROOT, *filter(None, [os.environ.get("PYTHONPATH")])])
         if self.on_gpu:
             env["CUDA_VISIBLE_DEVICES"] = self.slots.gpu(slot)
@@ -93,7 +82,6 @@ class Workers:
                 env=env,
                 cwd=os.getcwd(),
                 text=True,
-                preexec_fn=_die_with_parent,
             )
         return self.procs[slot]
 
