@@ -190,7 +190,9 @@ def stopped_message(exc: signals.Stopped) -> str:
             )
         return f"stopped by {signal_name}; the sweep's finished jobs are kept in {sweeps[-1]}"
     path = kept[-1]
-    if (path / "members").is_dir() or (path / "parts").is_dir() or (path / "logs" / "jobs.json").is_file():
+    from experiments.studies.common import holds_work
+
+    if holds_work(path):
         return f"stopped by {signal_name}; the study's finished members are kept in {path}; continue with study.resume=true"
     return f"stopped by {signal_name}; what was finished is kept in {path}; continue with: python experiments/run.py resume={path}"
 

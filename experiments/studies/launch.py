@@ -106,7 +106,9 @@ def check_kept(unit: Unit) -> None:
     made with other overrides (``study.epochs``, the recipe, ...) would mix two studies in one table."""
     import json
 
-    record = unit.member_dir / ".member.json"  # written by common._train_member; older studies have none
+    from experiments.studies.common import MEMBER
+
+    record = unit.member_dir / MEMBER  # written by common._train_member; older studies have none
     if not (unit.done() and record.is_file()):
         return
     started = json.loads(record.read_text())
