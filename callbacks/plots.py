@@ -50,8 +50,9 @@ def _writer(trainer: pl.Trainer):
 
 
 class RunFigures(Callback):
-    def __init__(self, folder: Path, history: History, histograms_every: Optional[int] = None):
-        self.folder, self.history, self.every = Path(folder), history, histograms_every
+    def __init__(self, folder: Path, history: History, histograms_every: Optional[int] = None, test_figures: bool = True):
+        """``test_figures=False``: no test-set figures (a ``seeds=[...]`` run's members each have their own predictions)."""
+        self.folder, self.history, self.every, self.test_figures = Path(folder), history, histograms_every, test_figures
         self.first_step = self.stepped = False
 
     # ------------------------------------------------------------------ histograms
@@ -87,7 +88,13 @@ class RunFigures(Callback):
     # ------------------------------------------------------------------ test-set figures
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         dm = trainer.datamodule
-        if not trainer.is_global_zero or dm is None or dm.task != "classification" or not getattr(pl_module, "supports", Supports()).labels:
+        if (
+            not self.test_figures
+            or not trainer.is_global_zero
+            or dm is None
+            or dm.task != "classification"
+            or not getattr(pl_module, "supports", Supports()).labels
+        ):
             return
         x, y = dm.tensors("test")
         if len(y) == 0:

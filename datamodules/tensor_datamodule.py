@@ -61,6 +61,7 @@ class TensorDataModule(pl.LightningDataModule):
         loader: str = "auto",
         num_workers: int = 0,
         device_limit_mb: float = 2048,
+        seeds: Optional[list[int]] = None,
     ):
         super().__init__()
         self.entry = DATASETS.get(name)  # fails early, listing the datasets
@@ -97,6 +98,7 @@ class TensorDataModule(pl.LightningDataModule):
         self.dataset_kwargs.update(root_kwargs(self.entry, root))
         self.augment, self.mix = augment, mix
         self.loader, self.num_workers, self.device_limit_mb = loader, num_workers, device_limit_mb
+        self.seeds = None if seeds is None else [int(s) for s in seeds]  # K members' training batches at once (member_loader.py)
         self.policy = None
         self.split_indices: dict[str, np.ndarray] = {}  # into the dataset's own training pool
         self.oob_indices: Optional[np.ndarray] = None  # out-of-bag training-pool indices, with bootstrap
@@ -188,6 +190,7 @@ class TensorDataModule(pl.LightningDataModule):
         self._tensors = {k: (torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)) for k, (x, y) in self._load().items()}
         num_classes = self.info.num_classes
         self.transform = TrainTransform(self.policy, self.mix, num_classes, self.seed)
+        self.member_transforms = [TrainTransform(self.policy, self.mix, num_classes, s) for s in self.seeds or []]
 
     def _loader(self, split: str, train: bool):
         x, y = self._tensors[split]
@@ -214,7 +217,24 @@ class TensorDataModule(pl.LightningDataModule):
             transform=self.transform if train and self.transform.active else None,
         )
 
+    def check_members(self) -> None:
+        """``seeds``: the members' batches are gathered from the training split on the device."""
+        if not self.on_device:
+            mb = self._load()["train"][0].nbytes / 2**20
+            raise ConfigError(
+                f"seeds={self.seeds}: the members' batches are drawn from the training split on the device, and data.loader="
+                f"{self.loader} keeps this one ({mb:.0f} MB) in host memory; set data.loader=device (or raise data.device_limit_mb)"
+            )
+
     def train_dataloader(self):
+        if self.seeds is not None:
+            self.check_members()
+            from datamodules.member_loader import MemberBatchLoader
+
+            shuffle = not (self.trainer is not None and self.trainer.overfit_batches)
+            active = self.transform.active
+            transforms = self.member_transforms if active else None
+            return MemberBatchLoader(self._tensors["train"], self.batch_size, self.seeds, shuffle, transforms)
         return self._loader("train", train=True)
 
     def val_dataloader(self):

@@ -15,6 +15,7 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from callbacks.checkpoint_io import AtomicCheckpointIO
 from callbacks.history import History
+from callbacks.members import MemberRecords
 from callbacks.plots import RunFigures
 from callbacks.preemption import Preemption
 from callbacks.progress import progress_callbacks
@@ -27,6 +28,7 @@ from datamodules.mixing import MixConfig
 from datamodules.tensor_datamodule import TensorDataModule
 from experiments import lr_find
 from experiments.loggers import build_loggers
+from experiments.seeds import seeds_of
 from lightning_modules import rebuild
 from lightning_modules.base import SupervisedModule
 from lightning_modules.capabilities import Supports
@@ -34,6 +36,7 @@ from lightning_modules.classification import ClassificationModule
 from lightning_modules.generative import MODULES as GENERATIVE_MODULES
 from lightning_modules.generative import GenerativeModule, module_keys
 from lightning_modules.generative.levels import Levels
+from lightning_modules.members import MembersModule
 from lightning_modules.optimizers import OPTIMIZERS, optimizer_from_spec
 from lightning_modules.regression import RegressionModule
 
@@ -134,7 +137,25 @@ def build_datamodule(cfg: DictConfig) -> TensorDataModule:
     data = _plain(cfg.data)
     if is_generative(cfg.model.name):  # generative families model the raw values as levels (generative/levels.py)
         data["normalize"] = "none"
-    return TensorDataModule(seed=cfg.seed, augment=reg.augment, mix=mix, **data)
+    return TensorDataModule(seed=cfg.seed, augment=reg.augment, mix=mix, seeds=seeds_of(cfg), **data)
+
+
+def member_config(cfg: DictConfig, seed: int) -> DictConfig:
+    """The single run one member of ``seeds=[...]`` is: the config with ``seed=<seed>`` and no ``seeds``."""
+    single = cfg.copy()
+    single.seed, single.seeds = int(seed), None
+    return single
+
+
+def build_members(cfg: DictConfig, dm: TensorDataModule) -> MembersModule:
+    """``seeds=[...]``: member i is the module ``seed=seeds[i]`` builds (its network initialized after
+    seeding with it, as that run's is), all trained in one fit."""
+    dm.check_members()
+    lones = []
+    for seed in seeds_of(cfg):
+        pl.seed_everything(seed, workers=True, verbose=False)
+        lones.append(build_supervised(member_config(cfg, seed), dm))
+    return MembersModule(lones, seeds_of(cfg))
 
 
 def build_generative(cfg: DictConfig, dm: TensorDataModule) -> GenerativeModule:
@@ -231,6 +252,7 @@ def build_supervised(cfg: DictConfig, dm: TensorDataModule) -> SupervisedModule:
 
 def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[list[Callback], bool]:
     ck = cfg.callbacks.checkpoint
+    members = seeds_of(cfg) is not None  # each member selects, stops and keeps its checkpoints itself (callbacks/members.py)
     history = History(run_dir / "history.csv")
     # last.ckpt is the end of the newest finished epoch, always: its own callback (Lightning's
     # save_last writes "last" only in epochs where the monitored metric improved). Without a
@@ -246,7 +268,7 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[list
                 save_top_k=1,
             )
         ]
-        if has_val
+        if has_val and not members
         else []
     )
     last = ModelCheckpoint(
@@ -258,7 +280,10 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[list
         save_on_train_epoch_end=True,
     )  # every epoch, also those without validation (check_val_every_n_epoch)
     callbacks: list[Callback] = [*best, last, history, Preemption(run_dir / "checkpoints" / f"{LAST}.ckpt")]
-    if cfg.callbacks.stop_at_train_acc is not None:  # "trained to the same training accuracy"
+    if members:
+        patience = cfg.regularization.early_stopping
+        callbacks.append(MemberRecords(run_dir, seeds_of(cfg), ck.monitor, ck.mode, patience, cfg.callbacks.stop_at_train_acc))
+    elif cfg.callbacks.stop_at_train_acc is not None:  # "trained to the same training accuracy"
         callbacks.append(
             EarlyStopping(
                 monitor="train/acc",
@@ -272,11 +297,11 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[list
     if sharp.enabled:
         callbacks.append(SharpnessProbe(sharp.eps, sharp.lbfgs_iters, sharp.ascent_steps, sharp.hessian_iters, sharp.max_samples))
     if cfg.callbacks.figures:
-        callbacks.append(RunFigures(run_dir / "figures", history, cfg.callbacks.histograms_every))
+        callbacks.append(RunFigures(run_dir / "figures", history, cfg.callbacks.histograms_every, test_figures=not members))
         if is_generative(cfg.model.name):
             callbacks.append(SampleGrids(run_dir / "figures", cfg.callbacks.samples_every))
     patience = cfg.regularization.early_stopping
-    if patience is not None:
+    if patience is not None and not members:
         callbacks.append(EarlyStopping(monitor="val/loss", mode="min", patience=patience))
     if cfg.callbacks.summary_depth:
         callbacks.append(ModelSummary(max_depth=cfg.callbacks.summary_depth))

@@ -19,6 +19,7 @@ from datamodules.rules import val_fraction_of
 from experiments.cluster import launch_problem
 from experiments.loggers import check_loggers
 from experiments.lr_find import check_tune
+from experiments.seeds import check_seeds
 from experiments.validation import check_config
 
 # The Trainer arguments the template sets itself (experiments/build.py), with the key to use instead.
@@ -133,6 +134,14 @@ def preflight(cfg: DictConfig, local: bool = True) -> None:
     check_trainer(cfg.trainer, local)
     check_tune(cfg)
     check_validation(cfg)
+    check_seeds(cfg, _given_overrides())
+
+
+def _given_overrides() -> list[str]:
+    """The command line's overrides, where Hydra runs this job (to tell a given key from its default)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
 def check_val_interval(trainer: DictConfig, train_batches: int) -> None:

@@ -40,7 +40,18 @@ def find_runs(folders: Iterable[Path]) -> list[Path]:
             for p in folder.rglob("*")
             if p.name in ("metrics.json", FAILED) or (p.name == "config.yaml" and p.parent.name == ".hydra")
         )
-    return list(dict.fromkeys(p.resolve() for p in found))
+    runs = list(dict.fromkeys(p.resolve() for p in found))
+    return [p for p in runs if not _member_of_seeds_run(p)]
+
+
+def _member_of_seeds_run(path: Path) -> bool:
+    """``<run>/members/seed<k>`` of a ``seeds=[...]`` run: the run's own row stands for its members."""
+    saved = path.parent.parent / ".hydra" / "config.yaml"
+    if path.parent.name != "members" or not saved.is_file():
+        return False
+    from omegaconf import OmegaConf
+
+    return OmegaConf.load(saved).get("seeds") is not None
 
 
 def _overrides(run: Path) -> list[str]:
@@ -58,18 +69,30 @@ def _job_number(run: Path) -> int | None:
 def row(run: Path) -> dict[str, Any]:
     metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
     failed = json.loads((run / FAILED).read_text()) if (run / FAILED).is_file() else None
+    return _row(run, run, metrics, failed)
+
+
+def _row(run: Path, where: Path, metrics: dict, failed: dict | None) -> dict[str, Any]:
     status = ("pruned" if metrics.get("pruned_at_epoch") is not None else "finished") if metrics else "failed" if failed else "unfinished"
     out: dict[str, Any] = {"job": _job_number(run), "overrides": " ".join(_overrides(run)), "status": status}
     out.update({k: v for k, v in sorted(metrics.items()) if k.startswith(("val/", "test/"))})
-    out.update({"epochs": metrics.get("epochs"), "wall_s": metrics.get("wall_s"), "run_dir": str(run)})
+    out.update({"epochs": metrics.get("epochs"), "wall_s": metrics.get("wall_s"), "run_dir": str(where)})
     if failed:
         out["error"] = failed["error"]
     return out
 
 
+def run_rows(run: Path) -> list[dict[str, Any]]:
+    """A run's rows: one, or one per member of a ``seeds=[...]`` run (the table's interval is then over its members)."""
+    metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
+    if "members" not in metrics:
+        return [row(run)]
+    return [_row(run, run / m["run"], m, None) for m in metrics["members"]]
+
+
 def rows(runs: Iterable[Path]) -> list[dict[str, Any]]:
-    """A row per run, in job order (then by directory)."""
-    return sorted((row(r) for r in runs), key=lambda r: (r["job"] is None, r["job"] or 0, r["run_dir"]))
+    """A row per run (per member of a seeds run), in job order (then by directory)."""
+    return sorted((r for run in runs for r in run_rows(run)), key=lambda r: (r["job"] is None, r["job"] or 0, r["run_dir"]))
 
 
 def selection_key(rows: list[dict]) -> str | None:
@@ -90,7 +113,7 @@ def configuration(overrides: str, common: list[str] = ()) -> str:
 def grouped(rows: list[dict]) -> tuple[list[dict], str | None]:
     """One row per configuration, seeds pooled: mean and 95% half-width of each metric, n; sorted
     by the validation metric (best first). Failed and unfinished runs are counted, not averaged."""
-    from experiments.studies.members import interval
+    from numerics.intervals import interval
 
     key, common = selection_key(rows), shared(rows)
     groups: dict[str, list[dict]] = {}

@@ -157,16 +157,17 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
         if resume_from is None and ((run_dir / "metrics.json").exists() or (run_dir / "checkpoints").exists()):
             raise ConfigError(f"hydra.run.dir={run_dir}: already holds a run; choose a new directory")
         import pytorch_lightning as pl
-        import torch
         from pytorch_lightning.utilities.exceptions import SIGTERMException
 
         from experiments import build, lr_find
+        from experiments.seeds import seeds_of
         from lightning_modules.base import NonFiniteLoss
         from lightning_modules.nets.common import count_parameters
 
+        members = seeds_of(cfg) is not None
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         dm = build.build_datamodule(cfg)
-        module = build.build_module(cfg, dm)
+        module = build.build_members(cfg, dm) if members else build.build_module(cfg, dm)
         range_test = None
         if resume_from is None and lr_find.wanted(cfg):
             range_test = lr_find.range_test(cfg, dm, module)
@@ -211,8 +212,13 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
             if dm.task == "classification"
             else f"{dm.num_outputs} targets"
         )
+        each = (
+            f"{count_parameters(module.lone.net):,} parameters × {module.k} members"
+            if members
+            else f"{count_parameters(module.net):,} parameters"
+        )
         log.info(
-            f"{cfg.model.name}: {count_parameters(module.net):,} parameters | {dm.name}: "
+            f"{cfg.model.name}: {each} | {dm.name}: "
             f"train {sizes['train']} / val {sizes['val']} / test {sizes['test']}, input {dm.input_shape} → {outputs}"
         )
     if range_test is not None and trainer.is_global_zero:
@@ -244,6 +250,10 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
         if not _out_of_memory(exc) or trainer.global_step > 0:
             raise
         raise ConfigError(f"out of memory in the first training step ({_sizes(cfg)}); lower data.batch_size or the model's size") from exc
+    if members:
+        from experiments.train_members import finish
+
+        return finish(cfg, run_dir, trainer, module, dm, start, report, report_to_trial)
     best_name = f"val/{module.headline[0]}_best"
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k == best_name}
     fit_metrics.update(getattr(module, "probe_results", {}))  # e.g. callbacks/sharpness.py
@@ -265,19 +275,11 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
     elif cfg.run_test and not tested and trainer.is_global_zero:  # preflight refuses the settings that lead here; said, not skipped
         print("not tested: no best checkpoint was written (validation never ran); metrics.json holds no test metrics", flush=True)
     if tested or in_memory:  # run_test=false: model selection (e.g. K-fold) that must not see the test split
-        try:
-            with signals.lightning_owns():
-                trainer.test(module, datamodule=dm, ckpt_path=tested, verbose=False)
-        except SIGTERMException as exc:  # training had finished and its checkpoints are written: resume= only tests
-            raise Interrupted(
-                f"stopped by {signals.signal_name()} while testing; the trained run is saved; continue with: "
-                f"python experiments/run.py resume={run_dir}"
-            ) from exc
+        test(trainer, module, dm, tested, run_dir)
         test_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
 
     if not trainer.is_global_zero:
         return test_metrics
-    from core.files import write_json_atomic
     from experiments.results import log_hparams, print_table
 
     final = {**test_metrics, **fit_metrics}
@@ -288,23 +290,41 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
         log_hparams(board, OmegaConf.to_container(cfg, resolve=True), final)
     record = {
         **final,
-        "model": cfg.model.name,
-        "data": cfg.data.name,
+        **run_record(cfg, trainer, start),
         "seed": int(cfg.seed),
-        "epochs": int(trainer.current_epoch),
-        "steps": int(trainer.global_step),
         "params": count_parameters(module.net),
         "test_checkpoint": str(Path(tested).relative_to(run_dir)) if tested else None,
-        "wall_s": round(time.perf_counter() - start, 3),
-        "host": socket.gethostname(),  # where it ran (a study's members may run in other processes or machines)
-        "pid": os.getpid(),
-        "threads": torch.get_num_threads(),  # CPU results depend on it (the order of float sums): a local worker has fewer
-        **({"launcher": os.environ["DLF_LAUNCHER"]} if os.environ.get("DLF_LAUNCHER") else {}),
-        **({"job_id": os.environ["DLF_JOB_ID"]} if os.environ.get("DLF_JOB_ID") else {}),
         **(range_test.record() if range_test is not None else {}),
     }
     if report_to_trial is not None and report_to_trial.pruned_at is not None:
         record["pruned_at_epoch"] = report_to_trial.pruned_at  # the search's pruner stopped it (run.py tells the sweeper)
+    write_metrics(run_dir, record)
+    from experiments.loggers import publish_figures
+
+    publish_figures(trainer.loggers, run_dir / "figures")  # after metrics.json: a logger's failure never costs the run
+    if report:
+        print_table(f"{cfg.name} (seed {cfg.seed})", {k: record[k] for k in (*sorted(final), "epochs", "wall_s")})
+    return record
+
+
+def test(trainer, module, dm, ckpt_path: str | None, run_dir: Path) -> None:
+    """``trainer.test`` of the fitted run; a stop while testing keeps the trained run (``resume=`` only tests)."""
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+    try:
+        with signals.lightning_owns():
+            trainer.test(module, datamodule=dm, ckpt_path=ckpt_path, verbose=False)
+    except SIGTERMException as exc:  # training had finished and its checkpoints are written: resume= only tests
+        raise Interrupted(
+            f"stopped by {signals.signal_name()} while testing; the trained run is saved; continue with: "
+            f"python experiments/run.py resume={run_dir}"
+        ) from exc
+
+
+def write_metrics(run_dir: Path, record: dict) -> None:
+    """``metrics.json``, atomically: it marks the run finished, so it is written last."""
+    from core.files import write_json_atomic
+
     try:
         write_json_atomic(run_dir / "metrics.json", record)
     except OSError as exc:
@@ -314,12 +334,24 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
             f"no space left on the device while writing {run_dir / 'metrics.json'}; the trained run is saved; "
             f"free some space, then continue with: python experiments/run.py resume={run_dir}"
         ) from exc
-    from experiments.loggers import publish_figures
 
-    publish_figures(trainer.loggers, run_dir / "figures")  # after metrics.json: a logger's failure never costs the run
-    if report:
-        print_table(f"{cfg.name} (seed {cfg.seed})", {k: record[k] for k in (*sorted(final), "epochs", "wall_s")})
-    return record
+
+def run_record(cfg: DictConfig, trainer, start: float) -> dict[str, Any]:
+    """What every run's metrics.json says about where and how long it ran."""
+    import torch
+
+    return {
+        "model": cfg.model.name,
+        "data": cfg.data.name,
+        "epochs": int(trainer.current_epoch),
+        "steps": int(trainer.global_step),
+        "wall_s": round(time.perf_counter() - start, 3),
+        "host": socket.gethostname(),  # where it ran (a study's members may run in other processes or machines)
+        "pid": os.getpid(),
+        "threads": torch.get_num_threads(),  # CPU results depend on it (the order of float sums): a local worker has fewer
+        **({"launcher": os.environ["DLF_LAUNCHER"]} if os.environ.get("DLF_LAUNCHER") else {}),
+        **({"job_id": os.environ["DLF_JOB_ID"]} if os.environ.get("DLF_JOB_ID") else {}),
+    }
 
 
 def check_monitor(monitor: str, module) -> None:

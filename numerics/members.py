@@ -73,21 +73,35 @@ class Members(nn.Module):
             {n: getattr(self, _key(n)) for n in self.buffer_names},
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[0] != self.k:
+    def forward(self, x: torch.Tensor, shared: bool = False, params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """(K, B, ...) → (K, B, ...), member i on x[i]; ``shared``: one (B, ...) input that every
+        member sees (validation and test), without copying it K times. ``params`` replaces the
+        stacked parameters for this call (e.g. the weights plus noise), by the network's own names."""
+        if not shared and x.shape[0] != self.k:
             raise ValueError(f"Members: input's first axis is {x.shape[0]}, not the {self.k} members")
-        params, buffers = self.tensors()
+        stacked, buffers = self.tensors()
+        params = stacked if params is None else params
         if self.vectorized:
 
             def one(p, b, xi):
                 return functional_call(self._shape, (p, b), (xi,))
 
-            return vmap(one, randomness="different")(params, buffers, x)
+            return vmap(one, in_dims=(0, 0, None if shared else 0), randomness="different")(params, buffers, x)
         outs = []
         for i in range(self.k):
             mine = {n: t[i] for n, t in params.items()}, {n: t[i] for n, t in buffers.items()}
-            outs.append(functional_call(self._shape, mine, (x[i],)))
+            outs.append(functional_call(self._shape, mine, (x if shared else x[i],)))
         return torch.stack(outs)
+
+    def load_members(self, states: Sequence[dict[str, torch.Tensor]]) -> None:
+        """Each member's weights from a lone network's state dict (``member_state``'s inverse)."""
+        if len(states) != self.k:
+            raise ValueError(f"Members: {len(states)} states for {self.k} members")
+        params, buffers = self.tensors()
+        with torch.no_grad():
+            for name, t in {**params, **buffers}.items():
+                if name in self.state_names:
+                    t.copy_(torch.stack([s[name] for s in states]).to(t))
 
     @staticmethod
     def decays(name: str, parameter: nn.Parameter) -> bool:

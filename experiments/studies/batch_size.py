@@ -19,7 +19,8 @@ from core.errors import ConfigError
 from core.files import write_text_atomic
 from experiments.studies.common import Clock, finish, log, write_csv
 from experiments.studies.launch import launch_keys
-from experiments.studies.members import check_seeds, interval, load_member, run_members
+from experiments.studies.members import check_seeds, load_member, run_members
+from numerics.intervals import interval
 
 PROBES = ("keskar", "sign_ascent", "hessian_top")
 

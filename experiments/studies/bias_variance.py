@@ -20,9 +20,10 @@ from core.errors import ConfigError
 from core.files import write_text_atomic
 from experiments.studies.common import Clock, cached, finish, log
 from experiments.studies.ensembles import check_optimizer, optimizer_for
-from experiments.studies.members import check_seeds, interval
+from experiments.studies.members import check_seeds
 from numerics import decomposition as dec
 from numerics.ensemble import predict, train_ensemble
+from numerics.intervals import interval
 
 
 def check(s: DictConfig) -> None:

@@ -24,7 +24,8 @@ from core.errors import ConfigError
 from core.files import write_text_atomic
 from experiments.studies.common import Clock, cached, finish, log, member_overrides
 from experiments.studies.launch import Unit
-from experiments.studies.members import check_seeds, chosen, interval, load_member, run_members, sorted_bars
+from experiments.studies.members import check_seeds, chosen, load_member, run_members, sorted_bars
+from numerics.intervals import interval
 
 LIKELIHOOD = ("vae", "pixelcnn")  # the families with a test bits/dim (a bound for the VAE)
 

@@ -25,8 +25,9 @@ from core.errors import ConfigError
 from core.files import write_text_atomic
 from experiments.results import SELECTION_KEYS
 from experiments.studies.common import Clock, finish, log, member_overrides
-from experiments.studies.members import check_seeds, interval, run_members, sorted_bars
+from experiments.studies.members import check_seeds, run_members, sorted_bars
 from experiments.summary import MINIMIZED
+from numerics.intervals import interval
 
 TIE = 1e-6  # metrics are float32: closer than this is the same value
 SHAPE = (

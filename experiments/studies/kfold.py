@@ -16,7 +16,8 @@ from core.errors import ConfigError
 from core.files import write_text_atomic
 from experiments.studies.common import Clock, finish, read_csv
 from experiments.studies.launch import launch_keys
-from experiments.studies.members import check_seeds, interval, run_members
+from experiments.studies.members import check_seeds, run_members
+from numerics.intervals import interval
 
 
 def check(s: DictConfig) -> None:

@@ -14,8 +14,9 @@ from callbacks.plot_style import new_figure, palette, save_figure
 from core.errors import ConfigError
 from core.files import write_text_atomic
 from experiments.studies.common import Clock, finish
-from experiments.studies.members import check_seeds, interval, load_member, run_members
+from experiments.studies.members import check_seeds, load_member, run_members
 from lightning_modules.losses import LOSSES
+from numerics.intervals import interval
 
 REGRESSION_LOSSES = ("mse", "mae", "huber")
 

@@ -5,9 +5,8 @@ summarizing over seeds, and the sorted bar chart every such study draws."""
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -110,17 +109,6 @@ def clean_train_accuracy(member_dir: Path) -> float:
     record["train_acc_clean"] = acc  # cached beside the run's metrics, so a resumed study does not redo it
     write_json_atomic(member_dir / "metrics.json", record)
     return acc
-
-
-def interval(values: Iterable[float]) -> tuple[float, float, float]:
-    """Mean, sample std and the half-width of the 95% t-interval of the mean."""
-    from scipy import stats
-
-    v = np.asarray(list(values), dtype=float)
-    if len(v) < 2:
-        return float(v.mean()), 0.0, 0.0
-    std = float(v.std(ddof=1))
-    return float(v.mean()), std, float(stats.t.ppf(0.975, len(v) - 1) * std / math.sqrt(len(v)))
 
 
 def sorted_bars(

@@ -11,7 +11,8 @@ from omegaconf import DictConfig
 from core.errors import ConfigError
 from core.files import write_text_atomic
 from experiments.studies.common import Clock, finish
-from experiments.studies.members import check_seeds, chosen, interval, run_members, sorted_bars
+from experiments.studies.members import check_seeds, chosen, run_members, sorted_bars
+from numerics.intervals import interval
 
 BASELINE = "none"
 

@@ -1,0 +1,78 @@
+"""``seeds=[...]``: what a K-member fit (one network per seed, trained at once) accepts, checked from
+the config alone, before anything is built. The mechanism (``lightning_modules/members.py``) steps
+every member's stacked tensors with one optimizer in one process, so a setting that would mix the
+members or needs one run per process is refused here, in one line, instead of being approximated."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from core.errors import ConfigError
+from core.rules import fmt, is_int
+
+NEEDS_ONE = "or train each seed as its own run (seed=<k>, e.g. with -m seed=0,1,2)"
+PLATEAU = "would follow each member's own val/loss, and the members share one optimizer"
+PER_RUN = "is not done per member"
+ON_DEVICE = "the members' batches are gathered from the training split on the device"
+
+
+def seeds_of(cfg: DictConfig) -> list[int] | None:
+    value = cfg.get("seeds")
+    return None if value is None else list(OmegaConf.to_container(value) if OmegaConf.is_config(value) else value)
+
+
+def check_seeds(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
+    """``overrides``: the command line's (Hydra's ``overrides.task``), to tell a ``seed=`` given from its default."""
+    value = cfg.get("seeds")
+    if value is None:
+        return
+    plain: Any = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+    accepted = "a non-empty list of distinct integers >= 0, e.g. seeds=[0,1,2,3]"
+    if not isinstance(plain, list) or not plain:
+        raise ConfigError(f"seeds={fmt(plain)}: must be {accepted}")
+    bad = [v for v in plain if not is_int(v) or v < 0]
+    if bad:
+        raise ConfigError(f"seeds={fmt(plain)}: {fmt(bad[0])} is not an integer >= 0; must be {accepted}")
+    repeated = sorted({v for v in plain if plain.count(v) > 1})
+    if repeated:
+        raise ConfigError(f"seeds={fmt(plain)}: {repeated[0]} is repeated; must be {accepted}")
+    shown = f"seeds={fmt(plain)}"
+    if any(o.split("=", 1)[0].lstrip("+~") == "seed" for o in overrides):
+        raise ConfigError(f"{shown} with seed= given too: seeds=[...] trains one member per seed; drop one of them")
+    from experiments.build import is_generative
+    from lightning_modules.optimizers import OPTIMIZERS
+
+    if cfg.get("study") is not None and cfg.study.get("name", "none") != "none":
+        raise ConfigError(f"{shown} with study={cfg.study.name}: a study sets its members' seeds itself (study.seeds); drop seeds")
+    if is_generative(cfg.model.name):
+        raise ConfigError(f"{shown} with model={cfg.model.name}: members are for the discriminative families; {NEEDS_ONE}")
+    strategy, nodes = str(cfg.trainer.get("strategy", "auto")), cfg.trainer.get("num_nodes", 1)
+    devices = cfg.trainer.get("devices", 1)
+    if strategy.startswith(("ddp", "fsdp")) or nodes != 1 or (is_int(devices) and devices > 1):
+        raise ConfigError(
+            f"{shown} with trainer.strategy={strategy} trainer.devices={devices} trainer.num_nodes={nodes}: the members train in one "
+            f"process on one device; use trainer=cpu or trainer=gpu, {NEEDS_ONE}"
+        )
+    name = cfg.optimizer.name
+    stepped = cfg.optimizer.get("base") if name == "sam" else name
+    if stepped is not None and stepped in OPTIMIZERS.list() and not OPTIMIZERS.get(stepped).info.get("elementwise"):
+        key = "optimizer.base" if name == "sam" else "optimizer"
+        elementwise = ", ".join(n for n in OPTIMIZERS.list() if OPTIMIZERS.get(n).info.get("elementwise"))
+        raise ConfigError(
+            f"{shown} with {key}={stepped}: one optimizer steps the members' stacked tensors, and {stepped}'s whole-tensor "
+            f"norms would mix them; use an elementwise optimizer ({elementwise}, or sam around one), {NEEDS_ONE}"
+        )
+    refused = (  # (key, value, fine, why, what to use)
+        ("scheduler", cfg.scheduler.name, cfg.scheduler.name != "plateau", PLATEAU, "another scheduler (step, cosine, ...)"),
+        ("callbacks.sharpness.enabled", True, not cfg.callbacks.sharpness.enabled, PER_RUN, "false, then probe a member (members/seed<k>)"),
+        ("trainer.compile", True, not cfg.trainer.get("compile", False), PER_RUN, "false"),
+        ("tune.lr_find", True, not cfg.tune.get("lr_find"), PER_RUN, "false (find the lr with a single run first)"),
+        ("trainer.fast_dev_run", cfg.trainer.get("fast_dev_run"), not cfg.trainer.get("fast_dev_run"), PER_RUN, "false (or a single run)"),
+        ("data.num_workers", cfg.data.num_workers, cfg.data.num_workers == 0, ON_DEVICE, "0"),
+        ("data.loader", cfg.data.loader, cfg.data.loader != "dataloader", ON_DEVICE, "device or auto"),
+    )
+    for key, value, fine, why, use in refused:
+        if not fine:
+            raise ConfigError(f"{shown} with {key}={fmt(value) if isinstance(value, bool) else value}: {why}; use {use}")

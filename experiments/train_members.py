@@ -1,0 +1,86 @@
+"""The end of a ``seeds=[...]`` run (``experiments/train.py`` builds and fits it): each member tested
+with its own tested checkpoint (best or last, as ``test_ckpt`` says) in one pass, each member's
+``members/seed<k>/metrics.json`` and ``.hydra/config.yaml`` written as its lone run's (so
+``load_run``, ``eval=`` and the studies' scoring take a member as a run), then the run's
+``metrics.json``: each final metric's mean over the members with the half-width of its 95%
+t-interval (``<metric>_ci``), and every member's record under ``members``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from callbacks.members import MemberRecords, member_dir
+from core.files import write_json_atomic
+from experiments.build import member_config
+from experiments.train import run_record, test, write_metrics
+from lightning_modules.members import MembersModule, member_tag
+from lightning_modules.nets.common import count_parameters
+from numerics.intervals import interval
+
+
+def _records_of(trainer) -> MemberRecords:
+    return next(c for c in trainer.callbacks if isinstance(c, MemberRecords))
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    return {k.removeprefix("net."): v for k, v in state.items()}
+
+
+def finish(cfg: DictConfig, run_dir: Path, trainer, module: MembersModule, dm, start: float, report: bool, trial=None) -> dict[str, Any]:
+    records = _records_of(trainer)
+    tested = records.tested_paths(cfg.test_ckpt)
+    has_test = cfg.run_test and dm.split_sizes()["test"] > 0
+    if cfg.run_test and not has_test:
+        print(f"not tested: data.test_fraction={cfg.data.test_fraction} and dataset {dm.name!r} has no test split of its own", flush=True)
+    if has_test:
+        module.net.load_members([_weights(p) for p in tested])  # every member's tested weights, tested in one pass
+        test(trainer, module, dm, None, run_dir)
+    if not trainer.is_global_zero:
+        return {}
+    values = {k: v for k, v in module.epoch_values.items() if k.startswith("test/") or k == f"val/{module.headline[0]}_best"}
+    base = run_record(cfg, trainer, start)
+    params = count_parameters(module.lone.net)
+    members = []
+    for i, seed in enumerate(module.seeds):
+        here = member_dir(run_dir, seed)
+        stopped = records.stopped_epoch[i]
+        record = {
+            **{k: float(v[i]) for k, v in values.items()},
+            **base,
+            "seed": seed,
+            "epochs": stopped if stopped is not None else base["epochs"],
+            "steps": records.stopped_step[i] if stopped is not None else base["steps"],
+            "params": params,
+            "test_checkpoint": str(tested[i].relative_to(here)) if has_test else None,
+            "run": str(Path("members") / f"seed{seed}"),
+        }
+        (here / ".hydra").mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(member_config(cfg, seed), here / ".hydra" / "config.yaml", resolve=True)
+        write_json_atomic(here / "metrics.json", record)
+        members.append(record)
+    final: dict[str, float] = {}
+    for name in sorted(values):
+        mean, _, half = interval(r[name] for r in members)
+        final[name], final[f"{name}_ci"] = mean, half
+    record = {**final, **base, "seeds": module.seeds, "params": params, "test_checkpoint": None, "members": members}
+    if trial is not None and trial.pruned_at is not None:
+        record["pruned_at_epoch"] = trial.pruned_at
+    from callbacks.loggers import tensorboard_of
+    from experiments.loggers import publish_figures
+    from experiments.results import log_hparams, print_table
+
+    board = tensorboard_of(trainer)
+    if board is not None:
+        log_hparams(board, OmegaConf.to_container(cfg, resolve=True), {k: v for k, v in final.items() if not k.endswith("_ci")})
+    write_metrics(run_dir, record)
+    publish_figures(trainer.loggers, run_dir / "figures")
+    if report:
+        rows = {name: f"{final[name]:.4f} ± {final[f'{name}_ci']:.4f}" for name in sorted(values)}
+        rows.update({member_tag(name, r["seed"]): r[name] for name in sorted(values) if name.startswith("test/") for r in members})
+        print_table(f"{cfg.name} ({len(members)} seeds: mean ± 95% interval)", {**rows, "epochs": base["epochs"], "wall_s": base["wall_s"]})
+    return record
