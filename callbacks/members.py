@@ -1,5 +1,6 @@
 """Each member of a ``seeds=[...]`` fit selected and kept as its lone run would be, under
-``<run_dir>/members/seed<k>/``: its best checkpoint by ``callbacks.checkpoint.monitor``
+``<folder>/seed<k>/`` (``<run_dir>/members/`` unless ``members_dir`` says otherwise): its best
+checkpoint by ``callbacks.checkpoint.monitor``
 (``checkpoints/best-epochNNN.ckpt``, as Lightning's ModelCheckpoint names it), its last one
 (``checkpoints/last.ckpt``, every epoch), its ``history.csv``, and its own early stopping
 (``regularization.early_stopping`` on its val/loss, ``callbacks.stop_at_train_acc`` on its train/acc).
@@ -20,8 +21,8 @@ from pytorch_lightning.callbacks import Callback
 from core.files import write_csv_atomic
 
 
-def member_dir(run_dir: Path, seed: int) -> Path:
-    return Path(run_dir) / "members" / f"seed{seed}"
+def member_dir(folder: Path, seed: int) -> Path:
+    return Path(folder) / f"seed{seed}"
 
 
 def _save(state: dict, path: Path) -> None:
@@ -34,9 +35,9 @@ def _save(state: dict, path: Path) -> None:
 
 class MemberRecords(Callback):
     def __init__(
-        self, run_dir: Path, seeds: list[int], monitor: str, mode: str, patience: Optional[int], stop_at_train_acc: Optional[float]
+        self, folder: Path, seeds: list[int], monitor: str, mode: str, patience: Optional[int], stop_at_train_acc: Optional[float]
     ):
-        self.run_dir, self.seeds = Path(run_dir), list(seeds)
+        self.folder, self.seeds = Path(folder), list(seeds)  # the members' directories are <folder>/seed<k>
         self.monitor, self.mode, self.patience, self.stop_at = monitor, mode, patience, stop_at_train_acc
         k = len(seeds)
         self.best_score = [None] * k  # the monitored value at the best checkpoint
@@ -79,7 +80,7 @@ class MemberRecords(Callback):
                         self._stopping.add(i)
             value = float(values[self.monitor][i])
             if self._improved(i, value) and trainer.is_global_zero:
-                here = member_dir(self.run_dir, seed)
+                here = member_dir(self.folder, seed)
                 path = here / "checkpoints" / f"best-epoch{trainer.current_epoch:03d}.ckpt"
                 _save(module.member_checkpoint(i), path)
                 if self.best_path[i] and self.best_path[i] != str(path.relative_to(here)):
@@ -98,7 +99,7 @@ class MemberRecords(Callback):
             row.update({k: float(v[i]) for k, v in sorted(values.items()) if k.startswith(("train/", "val/"))})
             self.rows[i].append(row)
             if trainer.is_global_zero:
-                here = member_dir(self.run_dir, seed)
+                here = member_dir(self.folder, seed)
                 _save(module.member_checkpoint(i), here / "checkpoints" / "last.ckpt")
                 write_csv_atomic(here / "history.csv", self.rows[i])
         for i in sorted(self._stopping):
@@ -112,6 +113,6 @@ class MemberRecords(Callback):
         """Each member's checkpoint to test: ``best`` (its own selection) or ``last``."""
         paths = []
         for i, seed in enumerate(self.seeds):
-            here = member_dir(self.run_dir, seed)
+            here = member_dir(self.folder, seed)
             paths.append(here / self.best_path[i] if which == "best" and self.best_path[i] else here / "checkpoints" / "last.ckpt")
         return paths

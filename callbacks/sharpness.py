@@ -23,16 +23,15 @@ class SharpnessProbe(Callback):
             max_samples,
         )
 
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.is_global_zero or trainer.datamodule is None:
-            return
+    def measure(self, net, loss_fn, x, y) -> dict[str, float]:
+        """The probes of ``net`` (in eval mode: batch norm and dropout as at test time) on (x, y), its
+        first ``max_samples``; the network's mode is restored. A ``seeds=[...]`` run calls it per member."""
         t0 = time.perf_counter()
-        x, y = trainer.datamodule.tensors("train")
-        x, y = x[: self.max_samples].to(pl_module.device), y[: self.max_samples].to(pl_module.device)
-        was_training = pl_module.training
-        pl_module.eval()  # batch norm and dropout as at test time
+        x, y = x[: self.max_samples], y[: self.max_samples]
+        was_training = net.training
+        net.eval()
         try:
-            f = FlatLoss(pl_module.net, pl_module.loss_fn, x, y)
+            f = FlatLoss(net, loss_fn, x, y)
             results = {
                 "sharpness/train_loss": float(f(f.w0).detach()),
                 "sharpness/keskar": keskar_sharpness(f, self.eps, self.lbfgs_iters),
@@ -40,8 +39,16 @@ class SharpnessProbe(Callback):
                 "sharpness/hessian_top": top_hessian_eigenvalue(f, self.hessian_iters),
             }
         finally:
-            pl_module.train(was_training)
+            net.train(was_training)
         results["sharpness/probe_s"] = time.perf_counter() - t0
+        return results
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero or trainer.datamodule is None:
+            return
+        x, y = trainer.datamodule.tensors("train")
+        x, y = x[: self.max_samples].to(pl_module.device), y[: self.max_samples].to(pl_module.device)
+        results = self.measure(pl_module.net, pl_module.loss_fn, x, y)
         pl_module.probe_results = {**getattr(pl_module, "probe_results", {}), **results}
         for logger in trainer.loggers:  # every logger the run has (TensorBoard, CSV)
             logger.log_metrics(results, trainer.global_step)

@@ -28,7 +28,7 @@ from datamodules.mixing import MixConfig
 from datamodules.tensor_datamodule import TensorDataModule
 from experiments import lr_find
 from experiments.loggers import build_loggers
-from experiments.seeds import seeds_of
+from experiments.seeds import members_folder, seeds_of
 from lightning_modules import rebuild
 from lightning_modules.base import SupervisedModule
 from lightning_modules.capabilities import Supports
@@ -143,7 +143,7 @@ def build_datamodule(cfg: DictConfig) -> TensorDataModule:
 def member_config(cfg: DictConfig, seed: int) -> DictConfig:
     """The single run one member of ``seeds=[...]`` is: the config with ``seed=<seed>`` and no ``seeds``."""
     single = cfg.copy()
-    single.seed, single.seeds = int(seed), None
+    single.seed, single.seeds, single.members_dir = int(seed), None, None
     return single
 
 
@@ -282,7 +282,8 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[list
     callbacks: list[Callback] = [*best, last, history, Preemption(run_dir / "checkpoints" / f"{LAST}.ckpt")]
     if members:
         patience = cfg.regularization.early_stopping
-        callbacks.append(MemberRecords(run_dir, seeds_of(cfg), ck.monitor, ck.mode, patience, cfg.callbacks.stop_at_train_acc))
+        folder = members_folder(cfg, run_dir)
+        callbacks.append(MemberRecords(folder, seeds_of(cfg), ck.monitor, ck.mode, patience, cfg.callbacks.stop_at_train_acc))
     elif cfg.callbacks.stop_at_train_acc is not None:  # "trained to the same training accuracy"
         callbacks.append(
             EarlyStopping(
@@ -293,9 +294,8 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[list
                 check_on_train_epoch_end=True,
             )
         )
-    sharp = cfg.callbacks.sharpness
-    if sharp.enabled:
-        callbacks.append(SharpnessProbe(sharp.eps, sharp.lbfgs_iters, sharp.ascent_steps, sharp.hessian_iters, sharp.max_samples))
+    if cfg.callbacks.sharpness.enabled and not members:  # a seeds run probes each member at its end (train_members.py)
+        callbacks.append(sharpness_probe(cfg))
     if cfg.callbacks.figures:
         callbacks.append(RunFigures(run_dir / "figures", history, cfg.callbacks.histograms_every, test_figures=not members))
         if is_generative(cfg.model.name):
@@ -307,6 +307,11 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[list
         callbacks.append(ModelSummary(max_depth=cfg.callbacks.summary_depth))
     progress, enable_bar = progress_callbacks(cfg.callbacks.progress)
     return callbacks + extra_callbacks(cfg) + progress, enable_bar
+
+
+def sharpness_probe(cfg: DictConfig) -> SharpnessProbe:
+    sharp = cfg.callbacks.sharpness
+    return SharpnessProbe(sharp.eps, sharp.lbfgs_iters, sharp.ascent_steps, sharp.hessian_iters, sharp.max_samples)
 
 
 def extra_callbacks(cfg: DictConfig) -> list[Callback]:

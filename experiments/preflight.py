@@ -131,6 +131,10 @@ def preflight(cfg: DictConfig, local: bool = True) -> None:
             f"{given}{''.join(f' study.slurm.{k}={fmt(v)}' for k, v in slurm.items())}: where a study's members train; "
             "a single run has none (add study=NAME)"
         )
+    if study.get("name") == "none" and study.get("one_fit", True) is not True:
+        raise ConfigError(
+            f"study.one_fit={fmt(study.get('one_fit'))}: how a study trains its members' seeds; a single run has none (add study=NAME)"
+        )
     check_trainer(cfg.trainer, local)
     check_tune(cfg)
     check_validation(cfg)

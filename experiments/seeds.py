@@ -5,6 +5,7 @@ members or needs one run per process is refused here, in one line, instead of be
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf
@@ -23,10 +24,19 @@ def seeds_of(cfg: DictConfig) -> list[int] | None:
     return None if value is None else list(OmegaConf.to_container(value) if OmegaConf.is_config(value) else value)
 
 
+def members_folder(cfg: DictConfig, run_dir: Path) -> Path:
+    """Where a seeds run's members go (``<folder>/seed<k>/``): ``<run_dir>/members``, or ``members_dir``
+    (relative to the run directory; a study puts a member's seeds beside each other with ``..``)."""
+    given = cfg.get("members_dir")
+    return Path(run_dir) / "members" if given is None else (Path(run_dir) / str(given)).resolve()
+
+
 def check_seeds(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
     """``overrides``: the command line's (Hydra's ``overrides.task``), to tell a ``seed=`` given from its default."""
     value = cfg.get("seeds")
     if value is None:
+        if cfg.get("members_dir") is not None:
+            raise ConfigError(f"members_dir={cfg.members_dir}: where the members of seeds=[...] go; without seeds there are none")
         return
     plain: Any = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
     accepted = "a non-empty list of distinct integers >= 0, e.g. seeds=[0,1,2,3]"
@@ -66,7 +76,6 @@ def check_seeds(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
         )
     refused = (  # (key, value, fine, why, what to use)
         ("scheduler", cfg.scheduler.name, cfg.scheduler.name != "plateau", PLATEAU, "another scheduler (step, cosine, ...)"),
-        ("callbacks.sharpness.enabled", True, not cfg.callbacks.sharpness.enabled, PER_RUN, "false, then probe a member (members/seed<k>)"),
         ("trainer.compile", True, not cfg.trainer.get("compile", False), PER_RUN, "false"),
         ("tune.lr_find", True, not cfg.tune.get("lr_find"), PER_RUN, "false (find the lr with a single run first)"),
         ("trainer.fast_dev_run", cfg.trainer.get("fast_dev_run"), not cfg.trainer.get("fast_dev_run"), PER_RUN, "false (or a single run)"),

@@ -41,17 +41,16 @@ def find_runs(folders: Iterable[Path]) -> list[Path]:
             if p.name in ("metrics.json", FAILED) or (p.name == "config.yaml" and p.parent.name == ".hydra")
         )
     runs = list(dict.fromkeys(p.resolve() for p in found))
-    return [p for p in runs if not _member_of_seeds_run(p)]
+    members = {m for run in runs for m in _members_of(run)}  # a seeds run's row stands for its members
+    return [p for p in runs if p not in members]
 
 
-def _member_of_seeds_run(path: Path) -> bool:
-    """``<run>/members/seed<k>`` of a ``seeds=[...]`` run: the run's own row stands for its members."""
-    saved = path.parent.parent / ".hydra" / "config.yaml"
-    if path.parent.name != "members" or not saved.is_file():
-        return False
-    from omegaconf import OmegaConf
-
-    return OmegaConf.load(saved).get("seeds") is not None
+def _members_of(run: Path) -> list[Path]:
+    """The member directories of a finished ``seeds=[...]`` run (its metrics.json lists them)."""
+    metrics = run / "metrics.json"
+    if not metrics.is_file():
+        return []
+    return [(run / m["run"]).resolve() for m in json.loads(metrics.read_text()).get("members", []) if isinstance(m, dict) and "run" in m]
 
 
 def _overrides(run: Path) -> list[str]:

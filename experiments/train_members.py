@@ -7,6 +7,7 @@ t-interval (``<metric>_ci``), and every member's record under ``members``."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +32,30 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("net."): v for k, v in state.items()}
 
 
+def _probe_members(cfg: DictConfig, module: MembersModule, dm, records: MemberRecords) -> list[dict[str, float]]:
+    """``callbacks.sharpness``: each member's final weights (its last checkpoint: a member stopped early
+    is probed where it stopped) probed as a lone run's are, one member after another."""
+    from experiments.build import sharpness_probe
+
+    probe = sharpness_probe(cfg)
+    x, y = dm.tensors("train")
+    x, y = x[: probe.max_samples], y[: probe.max_samples]
+    module.net.load_members([_weights(member_dir(records.folder, s) / "checkpoints" / "last.ckpt") for s in module.seeds])
+    lone = module.lone.net
+    found = []
+    for i in range(module.k):
+        net = module.net.member(i, like=lone).to(x.device)
+        found.append(probe.measure(net, module.loss_fn, x, y))
+    return found
+
+
 def finish(cfg: DictConfig, run_dir: Path, trainer, module: MembersModule, dm, start: float, report: bool, trial=None) -> dict[str, Any]:
     records = _records_of(trainer)
     tested = records.tested_paths(cfg.test_ckpt)
     has_test = cfg.run_test and dm.split_sizes()["test"] > 0
     if cfg.run_test and not has_test:
         print(f"not tested: data.test_fraction={cfg.data.test_fraction} and dataset {dm.name!r} has no test split of its own", flush=True)
+    probes = _probe_members(cfg, module, dm, records) if cfg.callbacks.sharpness.enabled and trainer.is_global_zero else None
     if has_test:
         module.net.load_members([_weights(p) for p in tested])  # every member's tested weights, tested in one pass
         test(trainer, module, dm, None, run_dir)
@@ -47,24 +66,25 @@ def finish(cfg: DictConfig, run_dir: Path, trainer, module: MembersModule, dm, s
     params = count_parameters(module.lone.net)
     members = []
     for i, seed in enumerate(module.seeds):
-        here = member_dir(run_dir, seed)
+        here = member_dir(records.folder, seed)
         stopped = records.stopped_epoch[i]
         record = {
             **{k: float(v[i]) for k, v in values.items()},
+            **(probes[i] if probes else {}),
             **base,
             "seed": seed,
             "epochs": stopped if stopped is not None else base["epochs"],
             "steps": records.stopped_step[i] if stopped is not None else base["steps"],
             "params": params,
             "test_checkpoint": str(tested[i].relative_to(here)) if has_test else None,
-            "run": str(Path("members") / f"seed{seed}"),
+            "run": os.path.relpath(here, run_dir),
         }
         (here / ".hydra").mkdir(parents=True, exist_ok=True)
         OmegaConf.save(member_config(cfg, seed), here / ".hydra" / "config.yaml", resolve=True)
         write_json_atomic(here / "metrics.json", record)
         members.append(record)
     final: dict[str, float] = {}
-    for name in sorted(values):
+    for name in sorted(values) + sorted(probes[0] if probes else []):
         mean, _, half = interval(r[name] for r in members)
         final[name], final[f"{name}_ci"] = mean, half
     record = {**final, **base, "seeds": module.seeds, "params": params, "test_checkpoint": None, "members": members}

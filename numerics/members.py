@@ -79,6 +79,8 @@ class Members(nn.Module):
         stacked parameters for this call (e.g. the weights plus noise), by the network's own names."""
         if not shared and x.shape[0] != self.k:
             raise ValueError(f"Members: input's first axis is {x.shape[0]}, not the {self.k} members")
+        if self._shape.training != self.training:  # Lightning restores modes by setting ``training`` flags, not through train()
+            self._shape.train(self.training)
         stacked, buffers = self.tensors()
         params = stacked if params is None else params
         if self.vectorized:

@@ -52,9 +52,9 @@ def test_every_launcher_gives_the_inline_tables_in_processes_of_their_own(cli, t
         records = [json.loads(p.read_text()) for p in sorted((studies / name / "members").glob("*/seed*/metrics.json"))]
         assert {r["launcher"] for r in records} == {name} and {r["threads"] for r in records} == {1}
         assert len({r["pid"] for r in records} | {os.getpid()}) > 2 and (studies / name / "report.md").read_text()
-    assert (studies / "local" / "logs" / "none_seed0.log").exists()
+    assert (studies / "local" / "logs" / "none_fit_seeds0-1.log").exists()  # a member's seeds: one fit (study.one_fit)
     jobs = json.loads((studies / "submitit_local" / "logs" / "jobs.json").read_text())
-    assert sorted(jobs) == ["dropout/seed0", "dropout/seed1", "none/seed0", "none/seed1"]
+    assert sorted(jobs) == ["dropout/fit_seeds0-1", "none/fit_seeds0-1"]
     for label, job in jobs.items():
         record = json.loads((studies / "submitit_local" / "members" / label / "metrics.json").read_text())
         assert record["job_id"] == job["job_id"] and Path(job["log"]).is_file()
@@ -101,7 +101,7 @@ def test_a_detached_study_submits_and_a_resume_waits_and_aggregates(cli, tmp_pat
     detached = ["study.launcher=submitit_local", "study.detach=true"]
     code, out, err = cli(*SHRUNK, *detached)
     assert code == 0, err[-2000:]
-    line = next(line for line in out.splitlines() if line.startswith("submitted 2 member job(s) (submitit_local)"))
+    line = next(line for line in out.splitlines() if line.startswith("submitted 1 member job(s) (submitit_local)"))  # seeds 0, 1: one fit
     again = shlex.split(line.split("aggregate (and resubmit what failed) with: ", 1)[1])
     [study] = list(studies.iterdir())
     assert again[:2] == ["python", "experiments/run.py"] and again[-1] == f"study.resume={study}" and "study.detach=true" not in again

@@ -21,16 +21,20 @@ SEEDS = [0, 3]
 STEPS = 20
 
 
-def _fit(module, dm, cfg) -> None:
+def _fit(module, dm, cfg, callbacks=()) -> None:
+    """20 steps, validating every 5 (Lightning switches the modules to eval and back: batch norm and
+    dropout must come back to training mode)."""
     pl.Trainer(
         max_steps=STEPS,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
+        val_check_interval=5,
+        limit_val_batches=1,
+        num_sanity_val_steps=1,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
         gradient_clip_val=cfg.regularization.grad_clip,
+        callbacks=list(callbacks),
         deterministic=True,
     ).fit(module, datamodule=dm)
 
@@ -60,18 +64,7 @@ def test_each_member_follows_its_lone_run_step_by_step(case):
     dm = build.build_datamodule(cfg)
     members = build.build_members(cfg, dm)
     watch = _Losses()
-    pl.Trainer(
-        max_steps=STEPS,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        gradient_clip_val=cfg.regularization.grad_clip,
-        callbacks=[watch],
-        deterministic=True,
-    ).fit(members, datamodule=dm)
+    _fit(members, dm, cfg, [watch])
     together = torch.stack(watch.rows)  # (STEPS, K)
     for i, seed in enumerate(SEEDS):
         lone_cfg = compose_config(*overrides, f"seed={seed}")
@@ -79,7 +72,7 @@ def test_each_member_follows_its_lone_run_step_by_step(case):
         lone_dm = build.build_datamodule(lone_cfg)
         lone = build.build_module(lone_cfg, lone_dm)
         calls = []
-        lone.loss_fn.register_forward_hook(lambda m, args, out: calls.append(out.detach()))
+        lone.loss_fn.register_forward_hook(lambda m, args, out: calls.append(out.detach()) if m.training else None)
         _fit(lone, lone_dm, lone_cfg)
         alone = torch.stack(calls[:: 2 if lone_cfg.optimizer.name == "sam" else 1])  # SAM: the loss at w, not at w + e
         assert alone.shape == (STEPS,)
@@ -129,6 +122,16 @@ def test_resume_continues_every_member(train_run):
     assert record["test/loss"] < first["test/loss"]
 
 
+def test_each_member_is_probed_as_its_lone_run(train_run):
+    probe = ("callbacks.sharpness.enabled=true", "callbacks.sharpness.max_samples=512", "trainer.max_epochs=2")
+    _, record = train_run("seeds=[0,1]", *probe, name="members")
+    _, alone = train_run("seed=1", *probe, name="alone")
+    member = record["members"][1]
+    assert member["sharpness/train_loss"] == pytest.approx(alone["sharpness/train_loss"], rel=1e-4)
+    assert member["sharpness/hessian_top"] == pytest.approx(alone["sharpness/hessian_top"], rel=1e-3)
+    assert record["sharpness/keskar"] == pytest.approx((member["sharpness/keskar"] + record["members"][0]["sharpness/keskar"]) / 2)
+
+
 def test_each_member_stops_on_its_own(train_run):
     _, record = train_run("seeds=[0,1,2,3]", "callbacks.stop_at_train_acc=0.95", "trainer.max_epochs=8", name="stops")
     epochs = [m["epochs"] for m in record["members"]]
@@ -147,7 +150,8 @@ BAD = [
     ("seeds=[0,1] optimizer=adamp", "with optimizer=adamp: one optimizer steps the members' stacked tensors"),
     ("seeds=[0,1] optimizer=sam optimizer.base=adamp", "with optimizer.base=adamp"),
     ("seeds=[0,1] scheduler=plateau", "with scheduler=plateau: would follow each member's own val/loss"),
-    ("seeds=[0,1] callbacks.sharpness.enabled=true", "with callbacks.sharpness.enabled=true: is not done per member"),
+    ("seeds=[0,1] tune.lr_find=true", "with tune.lr_find=true: is not done per member"),
+    ("members_dir=.. seeds=null", "members_dir=..: where the members of seeds=[...] go; without seeds there are none"),
     ("seeds=[0,1] data.loader=dataloader", "with data.loader=dataloader"),
     ("seeds=[0,1] study=regularizers", "with study=regularizers: a study sets its members' seeds itself"),
 ]
@@ -167,3 +171,18 @@ def test_seeds_with_seed_given_exit_2(cli, tmp_path):
         "error: seeds=[0, 1] with seed= given too: seeds=[...] trains one member per seed; drop one of them"
     ]
     assert run_dirs(tmp_path) == []
+
+
+def test_members_follow_the_mode_lightning_sets_by_flag():
+    """Lightning restores train/eval modes by setting each module's ``training`` flag: the members'
+    dropout and batch norm must follow it (else they stay in eval mode after the first validation)."""
+    cfg = compose_config("model=cnn", "data=mnist1d", "regularization.dropout=0.5", "seeds=[0,1]")
+    module = build.build_members(cfg, build.build_datamodule(cfg))
+    x = torch.randn(2, 8, 1, 40)
+    module.eval()
+    for m in module.modules():
+        m.training = True
+    assert not torch.equal(module.net(x), module.net(x))  # dropout draws
+    for m in module.modules():
+        m.training = False
+    assert torch.equal(module.net(x), module.net(x))

@@ -33,7 +33,7 @@ log = logging.getLogger("dl_foundations")
 
 LAUNCHERS = ("inline", "local", "submitit_local", "submitit_slurm")
 #: the keys every study has (train.yaml's ``study``), handed on to a study's inner stages
-KEYS = ("name", "launcher", "workers", "detach", "slurm")
+KEYS = ("name", "launcher", "workers", "detach", "slurm", "one_fit")
 #: the studies whose units are not member runs yet, and so train in the study's process
 INLINE_ONLY = {
     "bagging": "trains its ensembles as one vectorized model in the study's process",
@@ -141,6 +141,8 @@ def workers_of(s: DictConfig, trainer: DictConfig) -> int:
         raise ConfigError(f"study.workers={workers}: must be an integer >= 1 or null (one per GPU with trainer=gpu, else 1)")
     if not isinstance(detach, bool):
         raise ConfigError(f"study.detach={detach}: must be true or false")
+    if not isinstance(s.get("one_fit", True), bool):
+        raise ConfigError(f"study.one_fit={s.get('one_fit')}: must be true (a member's seeds in one fit) or false (one run per seed)")
     if detach and launcher in ("inline", "local"):
         raise ConfigError(
             f"study.detach=true: the {launcher} launcher trains in the study's process or its children, which end with it; "

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from core.errors import ConfigError
 from core.files import write_json_atomic
-from experiments.studies.common import log, member_overrides
+from experiments.studies.common import MEMBER, log, member_overrides
 
 
 def check_seeds(seeds) -> None:
@@ -39,21 +39,29 @@ def run_members(
     from experiments.studies.launch import Unit, run_units
 
     total = len(names) * len(s.seeds)
-    units = []
-    for name, seed in ((n, k) for n in names for k in s.seeds):
+    units, fits = [], []
+    for name in names:
         epochs = epochs_of(name)  # None: the config's own trainer.max_epochs
-        overrides = [
-            *s.recipe,
-            *overrides_of(name),
-            *member_overrides(*([f"trainer.max_epochs={epochs}"] if epochs else []), f"seed={seed}"),
-        ]
-        units.append(Unit(f"{name}/seed{seed}", study_dir / "members" / name / f"seed{seed}", tuple(overrides)))
+        common = [*s.recipe, *overrides_of(name), *member_overrides(*([f"trainer.max_epochs={epochs}"] if epochs else []))]
+        mine = [Unit(f"{name}/seed{seed}", study_dir / "members" / name / f"seed{seed}", (*common, f"seed={seed}")) for seed in s.seeds]
+        units += mine
+        fit = one_fit(s, name, common, [u for u in mine if not u.done()], study_dir / "members" / name)
+        if fit is not None:
+            fits.append((fit, mine))
+    grouped = {u for _, mine in fits for u in mine}
     made: dict[str, dict] = {}
 
     def finished(unit: Unit, ran: bool) -> None:  # each member as it finishes (kept ones first), whatever the launcher
         if unit in also:
             log.info(f"{unit.label}: {'trained' if ran else 'trained earlier, kept'}")
             return
+        for fit, mine in fits:
+            if unit == fit:  # the seeds trained together: each is now a run of its own, as if trained alone
+                for one in mine:
+                    if one.label not in made and one.done():
+                        write_json_atomic(one.member_dir / MEMBER, list(one.overrides))  # what study.resume checks a kept member by
+                        finished(one, ran)
+                return
         name, seed = unit.label.rsplit("/seed", 1)
         record = json.loads((unit.member_dir / "metrics.json").read_text())
         tests = {k.replace("/", "_"): v for k, v in record.items() if k.startswith("test/")}  # test_acc, test_loss, test_mse, ...
@@ -76,9 +84,32 @@ def run_members(
             + f" ({record['wall_s']:.1f} s){'' if ran else ' (finished earlier, kept)'}"
         )
 
-    run_units(s, [*also, *units], study_dir / "logs", finished)
+    single = [u for u in units if u not in grouped or u.done()]
+    run_units(s, [*also, *(fit for fit, _ in fits), *single], study_dir / "logs", finished)
     rows = [made[u.label] for u in units]
     return rows
+
+
+def one_fit(s: DictConfig, name: str, common: list[str], todo: list, folder: Path):
+    """The seeds of member ``name`` still to train as one ``seeds=[...]`` fit (a launch ``Unit`` whose
+    members land in ``<folder>/seed<k>``, where each would have trained alone), or None: one seed
+    left, ``study.one_fit=false``, or a config the fit cannot honour (said in the log)."""
+    from hydra import compose
+
+    from experiments import seeds as one_fit_rules
+    from experiments.studies.launch import Unit
+
+    if len(todo) < 2 or not s.get("one_fit", True):
+        return None
+    seeds = [int(u.label.rsplit("/seed", 1)[1]) for u in todo]
+    overrides = (*common, f"seeds=[{','.join(map(str, seeds))}]", "members_dir=..")
+    try:
+        one_fit_rules.check_seeds(compose(config_name="train", overrides=list(overrides)))
+    except ConfigError as exc:
+        log.info(f"{name}: its seeds train one after another ({exc})")
+        return None
+    together = f"fit_seeds{'-'.join(map(str, seeds))}"  # not seed*: the members' own directories are seed<k>
+    return Unit(f"{name}/{together}", folder / together, overrides)
 
 
 def load_member(member_dir: Path):
