@@ -97,9 +97,10 @@ class SupervisedModule(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def train_sums(self, out: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, int]:
+    def train_sums(self, out: torch.Tensor, target: torch.Tensor, lead: int = 0) -> tuple[torch.Tensor, int]:
         """The training metrics of one batch as sums, in ``train_metric_names`` order, and what
-        they are divided by at the end of the epoch. Subclasses override."""
+        they are divided by at the end of the epoch; with ``lead`` leading axes (K members: 1), one
+        row of sums per leading index. Subclasses override."""
         raise NotImplementedError
 
     def _accumulate_train(self, out: torch.Tensor, y: torch.Tensor, loss: torch.Tensor, penalty, batch_idx: int) -> None:

@@ -26,11 +26,12 @@ class ClassificationModule(SupervisedModule):
 
     train_metric_names = ("acc",)
 
-    def train_sums(self, out: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, int]:
-        return (out.argmax(-1) == target).sum().reshape(1), target.shape[0]  # correct predictions
+    def train_sums(self, out: torch.Tensor, target: torch.Tensor, lead: int = 0) -> tuple[torch.Tensor, int]:
+        correct = (out.argmax(-1) == target).flatten(lead).sum(-1, keepdim=True)  # correct predictions (per leading index)
+        return correct, target.shape[lead]
 
     def predictions(self, output: torch.Tensor) -> torch.Tensor:
         return output.argmax(dim=-1)  # (B, C) → (B,)
 
     def metric_targets(self, y: torch.Tensor) -> torch.Tensor:
-        return y.argmax(dim=-1) if y.ndim == 2 else y  # soft (B, C) → the dominant class (B,)
+        return y.argmax(dim=-1) if y.is_floating_point() else y  # soft (B, C) → the dominant class (B,); labels are integers

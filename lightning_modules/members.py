@@ -20,6 +20,8 @@ from typing import Sequence
 
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
+from torch import nn
 from torch.func import vmap
 
 from lightning_modules.base import NonFiniteLoss, SupervisedModule, with_scheduler
@@ -29,6 +31,24 @@ from lightning_modules.sam import ClosureSAM
 from numerics.members import Members
 
 STAGES = ("train", "val", "test")
+
+
+#: losses that average an elementwise loss over every element: per member, the mean over all but the member axis
+ELEMENTWISE = {nn.MSELoss: F.mse_loss, nn.L1Loss: F.l1_loss}
+
+
+def member_losses(loss_fn: nn.Module, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Each member's mean loss, (K,), from (K, B, ...) outputs and targets: one batched call where the
+    loss is known (faster than ``vmap``'s per-call overhead, ≈ 0.3 ms a step), else under ``vmap``."""
+    k, b = out.shape[:2]
+    if type(loss_fn) is nn.CrossEntropyLoss and loss_fn.weight is None and loss_fn.reduction == "mean":
+        flat = F.cross_entropy(out.flatten(0, 1), y.flatten(0, 1), reduction="none", label_smoothing=loss_fn.label_smoothing)
+        return flat.view(k, b).mean(1)
+    if type(loss_fn) in ELEMENTWISE and loss_fn.reduction == "mean":
+        return ELEMENTWISE[type(loss_fn)](out, y, reduction="none").flatten(1).mean(1)
+    if type(loss_fn) is nn.HuberLoss and loss_fn.reduction == "mean":
+        return F.huber_loss(out, y, reduction="none", delta=loss_fn.delta).flatten(1).mean(1)
+    return vmap(loss_fn)(out, y)
 
 
 def member_tag(name: str, seed: int) -> str:
@@ -71,11 +91,8 @@ class MembersModule(pl.LightningModule):
     # ------------------------------------------------------------------ per-member sums
     def _member_sums(self, out: torch.Tensor, y: torch.Tensor, losses: torch.Tensor) -> tuple[torch.Tensor, int, int]:
         """(K, 1 + m): each member's loss × n and its metric sums; n, and what the metrics divide by."""
-        lone = self.lone
-        target = vmap(lone.metric_targets)(y)
-        sums = vmap(lambda o, t: lone.train_sums(o, t)[0])(out.detach(), target)
+        sums, m = self.lone.train_sums(out.detach(), self.lone.metric_targets(y), lead=1)
         n = y.shape[1]
-        m = lone.train_sums(out[0, :1].detach(), target[0, :1])[1] * n  # the divisor of one row, times the rows
         return torch.cat([losses.detach().unsqueeze(1) * n, sums.float()], 1), n, m
 
     def _accumulate(self, stage: str, sums: torch.Tensor, n: int, m: int) -> None:
@@ -135,7 +152,7 @@ class MembersModule(pl.LightningModule):
         if self.reg.input_noise > 0:
             x = x + self.reg.input_noise * torch.randn_like(x)
         out = self._outputs(x)
-        losses = vmap(self.loss_fn)(out, y)  # (K,): each member's mean loss
+        losses = member_losses(self.loss_fn, out, y)  # (K,): each member's mean loss
         penalty = self._penalty()
         totals = losses if penalty is None else losses + penalty
         if not torch.isfinite(totals).all():  # one host sync per step, as a lone run's
@@ -173,8 +190,7 @@ class MembersModule(pl.LightningModule):
         x, y = batch
         out = self(x)
         ys = y.expand(self.k, *y.shape)
-        losses = vmap(self.loss_fn, in_dims=(0, None))(out, y)
-        self._accumulate(stage, *self._member_sums(out, ys, losses))
+        self._accumulate(stage, *self._member_sums(out, ys, member_losses(self.loss_fn, out, ys)))
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._eval_step(batch, "val")

@@ -50,6 +50,7 @@ class _Losses(pl.Callback):
 CASES = {  # what the members must reproduce exactly: init, data order, optimizer state (per-member norms), Mixup draws
     "mlp": ("model=mlp",),
     "mlp-sam-clip-mixup": ("model=mlp", "optimizer=sam", "regularization.grad_clip=0.5", "regularization.mixup_alpha=0.4"),
+    "mlp-regression-huber": ("model=mlp", "data=regression_outliers", "loss.name=huber", "regularization.l2=1e-3"),
     "cnn": ("model=cnn", "data=mnist1d"),
     "resnet": ("model=resnet", "data=mnist1d", "model.widths=[8,16]", "model.blocks=[1,1]"),
     "vit": ("model=vit", "data=mnist1d"),
