@@ -138,6 +138,7 @@ def write_report(study_dir: Path, s: DictConfig, table: list[dict], line: list[d
         "| claim | protocol | measured here | verdict |",
         "|---|---|---|---|",
     ]
+    n = f" ({len(s.seeds)} seeds)"  # what each verdict rests on
     for p in ("a", "b"):
         d_acc = at(p, hi)["test_acc_mean"] - at(p, lo)["test_acc_mean"]
         sharper = at(p, hi)["sign_ascent_mean"] / max(at(p, lo)["sign_ascent_mean"], 1e-12)
@@ -145,19 +146,19 @@ def write_report(study_dir: Path, s: DictConfig, table: list[dict], line: list[d
         worse = d_acc < -(at(p, hi)["test_acc_ci95"] + at(p, lo)["test_acc_ci95"])
         lines.append(
             f"| Large batches generalize worse (Keskar et al. 2017) | {p} | test acc {hi} vs {lo}: {d_acc * 100:+.1f} points | "
-            f"{'consistent' if worse else 'not beyond the intervals' if d_acc < 0 else 'not observed'} |"
+            f"{'consistent' if worse else 'not beyond the intervals' if d_acc < 0 else 'not observed'}{n} |"
         )
         gap_lo, gap_hi = at(p, lo)["gap_mean"], at(p, hi)["gap_mean"]
         wider = gap_hi - gap_lo > at(p, hi)["gap_ci95"] + at(p, lo)["gap_ci95"]
         lines.append(
             f"| … with a larger generalization gap | {p} | train − test accuracy {gap_lo * 100:.1f} → {gap_hi * 100:.1f} points "
             f"({lo} → {hi}; train acc {at(p, lo)['train_acc_mean']:.3f} → {at(p, hi)['train_acc_mean']:.3f}) | "
-            f"{'consistent' if wider else 'not beyond the intervals' if gap_hi > gap_lo else 'not observed'} |"
+            f"{'consistent' if wider else 'not beyond the intervals' if gap_hi > gap_lo else 'not observed'}{n} |"
         )
         lines.append(
             f"| … and converge to sharper minima | {p} | sign-ascent sharpness ×{sharper:.2f}, Keskar ×"
             f"{at(p, hi)['keskar_mean'] / max(at(p, lo)['keskar_mean'], 1e-12):.2f}, top Hessian eigenvalue ×{hess:.2f} ({hi} vs {lo}) | "
-            f"{'consistent' if sharper > 1 and hess > 1 else 'mixed' if sharper > 1 or hess > 1 else 'not observed'} |"
+            f"{'consistent' if sharper > 1 and hess > 1 else 'mixed' if sharper > 1 or hess > 1 else 'not observed'}{n} |"
         )
     lines += [
         "",
