@@ -52,11 +52,16 @@ class MemberRecords(Callback):
     # ------------------------------------------------------------------ resume
     def state_dict(self) -> dict:
         keys = ("best_score", "best_path", "best_loss", "wait", "stopped_epoch", "stopped_step", "rows")
-        return {key: getattr(self, key) for key in keys}
+        return {**{key: getattr(self, key) for key in keys}, "stopping": sorted(self._stopping)}
 
     def load_state_dict(self, state: dict) -> None:
+        self._stopping = set(state.pop("stopping", []))
         for key, value in state.items():
             setattr(self, key, value)
+
+    def on_train_start(self, trainer: pl.Trainer, module) -> None:
+        if not module.active.any():  # resumed after every member had stopped: nothing left to train
+            trainer.should_stop = True
 
     # ------------------------------------------------------------------ selection, at each validation
     def _improved(self, i: int, value: float) -> bool:
@@ -71,14 +76,18 @@ class MemberRecords(Callback):
             if not module.active[i]:
                 continue
             loss = float(values["val/loss"][i])
-            if self.patience is not None:  # as Lightning's EarlyStopping(monitor="val/loss", mode="min")
-                if loss < self.best_loss[i]:
+            if self.patience is not None:  # as Lightning's EarlyStopping(monitor="val/loss", mode="min", check_finite=True)
+                if not math.isfinite(loss):
+                    self._stopping.add(i)
+                elif loss < self.best_loss[i]:
                     self.best_loss[i], self.wait[i] = loss, 0
                 else:
                     self.wait[i] += 1
                     if self.wait[i] >= self.patience:
                         self._stopping.add(i)
             value = float(values[self.monitor][i])
+            if math.isnan(value):  # as ModelCheckpoint: NaN is the worst value, never an improvement
+                value = -math.inf if self.mode == "max" else math.inf
             if self._improved(i, value) and trainer.is_global_zero:
                 here = member_dir(self.folder, seed)
                 path = here / "checkpoints" / f"best-epoch{trainer.current_epoch:03d}.ckpt"
@@ -97,11 +106,14 @@ class MemberRecords(Callback):
                 self._stopping.add(i)  # as Lightning's EarlyStopping(stopping_threshold=..., mode="max")
             row = {"epoch": trainer.current_epoch + 1, "step": trainer.global_step}
             row.update({k: float(v[i]) for k, v in sorted(values.items()) if k.startswith(("train/", "val/"))})
+            row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
             self.rows[i].append(row)
             if trainer.is_global_zero:
                 here = member_dir(self.folder, seed)
                 _save(module.member_checkpoint(i), here / "checkpoints" / "last.ckpt")
                 write_csv_atomic(here / "history.csv", self.rows[i])
+        if trainer.current_epoch + 1 < (trainer.min_epochs or 0):
+            return  # as Lightning: a stop asked for before trainer.min_epochs waits for it
         for i in sorted(self._stopping):
             module.active[i] = False
             self.stopped_epoch[i], self.stopped_step[i] = trainer.current_epoch + 1, trainer.global_step
@@ -109,10 +121,12 @@ class MemberRecords(Callback):
         if not module.active.any():
             trainer.should_stop = True
 
-    def tested_paths(self, which: str) -> list[Path]:
-        """Each member's checkpoint to test: ``best`` (its own selection) or ``last``."""
-        paths = []
-        for i, seed in enumerate(self.seeds):
-            here = member_dir(self.folder, seed)
-            paths.append(here / self.best_path[i] if which == "best" and self.best_path[i] else here / "checkpoints" / "last.ckpt")
-        return paths
+    def tested_paths(self, which: str) -> list[Path] | None:
+        """Each member's checkpoint to test: ``best`` (its own selection) or ``last``; None when a member
+        has no best checkpoint (it never validated), as a lone run is then not tested."""
+        if which == "best" and not all(self.best_path):
+            return None
+        return [
+            member_dir(self.folder, s) / (self.best_path[i] if which == "best" else "checkpoints/last.ckpt")
+            for i, s in enumerate(self.seeds)
+        ]

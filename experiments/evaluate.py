@@ -26,10 +26,12 @@ def saved_config(run_dir: Path, key: str) -> DictConfig:
     if not (saved.is_file() and (run_dir / "metrics.json").is_file()):
         raise ConfigError(f"{key}={run_dir}: not a finished run (a run directory has .hydra/config.yaml and metrics.json)")
     cfg = OmegaConf.load(saved)
+    from experiments.seeds import members_folder
+
     if cfg.get("seeds") is not None:  # its checkpoints hold every member stacked: a member's own directory is a run
         raise ConfigError(
             f"{key}={run_dir}: a run of {len(cfg.seeds)} members (seeds={list(cfg.seeds)}); give one member's directory, "
-            f"e.g. {run_dir / 'members' / f'seed{cfg.seeds[0]}'}"
+            f"e.g. {members_folder(cfg, run_dir) / f'seed{cfg.seeds[0]}'}"
         )
     return cfg
 

@@ -138,14 +138,7 @@ def preflight(cfg: DictConfig, local: bool = True) -> None:
     check_trainer(cfg.trainer, local)
     check_tune(cfg)
     check_validation(cfg)
-    check_seeds(cfg, _given_overrides())
-
-
-def _given_overrides() -> list[str]:
-    """The command line's overrides, where Hydra runs this job (to tell a given key from its default)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    check_seeds(cfg)
 
 
 def check_val_interval(trainer: DictConfig, train_batches: int) -> None:

@@ -46,6 +46,7 @@ def is_rank_zero() -> bool:
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    from experiments.seeds import check_seeds
     from experiments.train import (
         Interrupted,
         TrainingFailed,
@@ -82,6 +83,7 @@ def main(cfg: DictConfig) -> float | None:
                 record = resume(target, run_dir, progress=progress, max_epochs=max_epochs)
             run_dir = target
         else:
+            check_seeds(cfg, hydra_cfg.overrides.task)  # seeds=[...] with seed= given too (the command line tells)
             lr_given = [o for o in hydra_cfg.overrides.task if o.split("=", 1)[0].lstrip("+") == "optimizer.lr"]
             if cfg.tune.apply and lr_given:  # the suggestion would replace it: the run (or a sweep's row) would lie about its lr
                 raise ConfigError(f"tune.apply=true: trains with the range test's suggestion, not {lr_given[0]}; drop one of them")

@@ -31,13 +31,31 @@ def members_folder(cfg: DictConfig, run_dir: Path) -> Path:
     return Path(run_dir) / "members" if given is None else (Path(run_dir) / str(given)).resolve()
 
 
+MEMBERS_DIRS = (None, "..")  # inside the run, or beside it (a study's members/<name>/seed<k>)
+
+
+def check_members_free(cfg: DictConfig, run_dir: Path) -> None:
+    """Before a fresh fit: no member directory may hold anything yet (another run's files are never
+    written into or mixed with)."""
+    folder = members_folder(cfg, run_dir)
+    for seed in seeds_of(cfg) or []:
+        here = folder / f"seed{seed}"
+        if here.is_dir() and any(here.iterdir()):
+            raise ConfigError(f"seeds={seeds_of(cfg)}: member directory {here} already holds files of another run; choose a new directory")
+
+
 def check_seeds(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
     """``overrides``: the command line's (Hydra's ``overrides.task``), to tell a ``seed=`` given from its default."""
     value = cfg.get("seeds")
+    given_dir = cfg.get("members_dir")
     if value is None:
-        if cfg.get("members_dir") is not None:
-            raise ConfigError(f"members_dir={cfg.members_dir}: where the members of seeds=[...] go; without seeds there are none")
+        if given_dir is not None:
+            raise ConfigError(f"members_dir={given_dir}: where the members of seeds=[...] go; without seeds there are none")
         return
+    if given_dir not in MEMBERS_DIRS:
+        raise ConfigError(
+            f"members_dir={given_dir}: accepted: null (<run_dir>/members) or .. (beside the run directory, as a study puts them)"
+        )
     plain: Any = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
     accepted = "a non-empty list of distinct integers >= 0, e.g. seeds=[0,1,2,3]"
     if not isinstance(plain, list) or not plain:
@@ -73,6 +91,19 @@ def check_seeds(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
         raise ConfigError(
             f"{shown} with {key}={stepped}: one optimizer steps the members' stacked tensors, and {stepped}'s whole-tensor "
             f"norms would mix them; use an elementwise optimizer ({elementwise}, or sam around one), {NEEDS_ONE}"
+        )
+    monitor = cfg.callbacks.checkpoint.monitor
+    if not str(monitor).startswith("val/"):
+        raise ConfigError(
+            f"{shown} with callbacks.checkpoint.monitor={monitor}: each member's best checkpoint is chosen at its validation; "
+            "monitor a val/ metric (val/loss, val/acc, ...)"
+        )
+    every, interval = cfg.trainer.get("check_val_every_n_epoch", 1), cfg.trainer.get("val_check_interval", 1.0)
+    if cfg.regularization.get("early_stopping") is not None and (every != 1 or interval not in (1, 1.0)):
+        raise ConfigError(
+            f"{shown} with regularization.early_stopping and trainer.check_val_every_n_epoch={every} "
+            f"trainer.val_check_interval={interval}: a member stops where its lone run would only when it validates once "
+            "an epoch; validate every epoch, or drop early stopping"
         )
     refused = (  # (key, value, fine, why, what to use)
         ("scheduler", cfg.scheduler.name, cfg.scheduler.name != "plateau", PLATEAU, "another scheduler (step, cosine, ...)"),

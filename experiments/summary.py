@@ -86,7 +86,8 @@ def run_rows(run: Path) -> list[dict[str, Any]]:
     metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
     if "members" not in metrics:
         return [row(run)]
-    return [_row(run, run / m["run"], m, None) for m in metrics["members"]]
+    pruned = {"pruned_at_epoch": metrics["pruned_at_epoch"]} if metrics.get("pruned_at_epoch") is not None else {}
+    return [_row(run, run / m["run"], {**m, **pruned}, None) for m in metrics["members"]]
 
 
 def rows(runs: Iterable[Path]) -> list[dict[str, Any]]:
@@ -105,7 +106,7 @@ def shared(rows: list[dict]) -> list[str]:
 
 
 def configuration(overrides: str, common: list[str] = ()) -> str:
-    kept = [o for o in overrides.split() if o not in common and not re.match(r"\+*seed=", o)]
+    kept = [o for o in overrides.split() if o not in common and not re.match(r"\+*(seed|seeds|members_dir)=", o)]
     return " ".join(kept) or "(defaults)"
 
 

@@ -103,7 +103,10 @@ def resume(
             f"resume={run_dir}: already finished (it has metrics.json); to train it further: "
             f"resume={run_dir} trainer.max_epochs=<more than {epochs_done(run_dir)}>"
         )
-    check_checkpoint(last, "resume")
+    if not check_checkpoint(last, "resume").get("optimizer_states"):
+        raise ConfigError(
+            f"resume={run_dir}: its {last.name} holds weights only (a member of a seeds=[...] run); resume the run that trained it"
+        )
     cfg = upgraded(OmegaConf.load(saved))
     if max_epochs is not None:
         done = epochs_done(run_dir)
@@ -189,6 +192,16 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
 
         report_to_trial = trial_report(module) if has_val else None  # an Optuna search's job, with a pruner
         trainer = build.build_trainer(cfg, run_dir, has_val=has_val, extra_callbacks=[report_to_trial] if report_to_trial else [])
+        if members:
+            from experiments.seeds import check_members_free
+
+            if trainer.world_size > 1:  # e.g. trainer.devices=auto on several GPUs: Lightning would pick DDP
+                raise ConfigError(
+                    f"seeds={seeds_of(cfg)} with {trainer.world_size} processes (trainer.devices={cfg.trainer.get('devices')}): "
+                    "the members train in one process on one device; set trainer.devices=1"
+                )
+            if resume_from is None:
+                check_members_free(cfg, run_dir)
     except ConfigError:
         raise  # anything else raised while building is a bug: it keeps its traceback
     except (MemoryError, RuntimeError) as exc:

@@ -55,13 +55,18 @@ def finish(cfg: DictConfig, run_dir: Path, trainer, module: MembersModule, dm, s
     has_test = cfg.run_test and dm.split_sizes()["test"] > 0
     if cfg.run_test and not has_test:
         print(f"not tested: data.test_fraction={cfg.data.test_fraction} and dataset {dm.name!r} has no test split of its own", flush=True)
+    elif has_test and tested is None:  # as a lone run: said, not replaced by another checkpoint
+        has_test = False
+        print("not tested: a member has no best checkpoint (it never validated); metrics.json holds no test metrics", flush=True)
     probes = _probe_members(cfg, module, dm, records) if cfg.callbacks.sharpness.enabled and trainer.is_global_zero else None
     if has_test:
         module.net.load_members([_weights(p) for p in tested])  # every member's tested weights, tested in one pass
         test(trainer, module, dm, None, run_dir)
     if not trainer.is_global_zero:
         return {}
-    values = {k: v for k, v in module.epoch_values.items() if k.startswith("test/") or k == f"val/{module.headline[0]}_best"}
+    values = {k: v for k, v in module.epoch_values.items() if k.startswith("test/")} if has_test else {}
+    if torch.isfinite(module.best_val).all():  # kept in the run's checkpoint: also after a resume that only tests
+        values[f"val/{module.headline[0]}_best"] = module.best_val
     base = run_record(cfg, trainer, start)
     params = count_parameters(module.lone.net)
     members = []

@@ -155,6 +155,8 @@ class MembersModule(pl.LightningModule):
         losses = member_losses(self.loss_fn, out, y)  # (K,): each member's mean loss
         penalty = self._penalty()
         totals = losses if penalty is None else losses + penalty
+        # a stopped member no longer trains (no gradient) and cannot fail the others
+        totals = torch.where(self.active, totals, torch.zeros_like(totals))
         if not torch.isfinite(totals).all():  # one host sync per step, as a lone run's
             bad = [f"seed {s}: {float(v)}" for s, v in zip(self.seeds, totals.detach()) if not torch.isfinite(v)]
             raise NonFiniteLoss(self.global_step, self.current_epoch, "; ".join(bad))  # type: ignore[arg-type]

@@ -83,6 +83,7 @@ def test_each_member_follows_its_lone_run_step_by_step(case):
 
 def test_a_seeds_run_is_its_members_runs(train_run):
     from experiments.evaluate import load_run
+    from experiments.train import resume
     from lightning_modules.classification import ClassificationModule
 
     run_dir, record = train_run("seeds=[0,1,2]", "callbacks.figures=true", name="members")
@@ -108,7 +109,20 @@ def test_a_seeds_run_is_its_members_runs(train_run):
         assert acc == pytest.approx(m["test/acc"], abs=1e-6)
         single = ClassificationModule.load_from_checkpoint(here / m["test_checkpoint"], weights_only=True)
         torch.testing.assert_close(single.net.state_dict(), module.net.state_dict())
+    with pytest.raises(ConfigError, match="holds weights only"):  # a member is resumed through its run
+        resume(run_dir / members[0]["run"], run_dir / members[0]["run"], max_epochs=5)
     assert (run_dir / "figures" / "learning_curves.png").is_file()
+
+
+def test_a_fresh_run_never_writes_into_a_member_directory_that_holds_files(tmp_path):
+    from experiments.train import train
+
+    taken = tmp_path / "run" / "members" / "seed1"
+    taken.mkdir(parents=True)
+    (taken / "metrics.json").write_text("{}")
+    with pytest.raises(ConfigError, match="already holds files of another run"):
+        train(compose_config(*SHRINK, "seeds=[0,1]"), tmp_path / "run")
+    assert (taken / "metrics.json").read_text() == "{}" and not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_resume_continues_every_member(train_run):
@@ -153,6 +167,9 @@ BAD = [
     ("seeds=[0,1] scheduler=plateau", "with scheduler=plateau: would follow each member's own val/loss"),
     ("seeds=[0,1] tune.lr_find=true", "with tune.lr_find=true: is not done per member"),
     ("members_dir=.. seeds=null", "members_dir=..: where the members of seeds=[...] go; without seeds there are none"),
+    ("seeds=[0,1] members_dir=/tmp/x", "members_dir=/tmp/x: accepted: null (<run_dir>/members) or .."),
+    ("seeds=[0,1] callbacks.checkpoint.monitor=train/loss", "monitor a val/ metric"),
+    ("seeds=[0,1] regularization.early_stopping=2 +trainer.val_check_interval=0.5", "validate every epoch, or drop early stopping"),
     ("seeds=[0,1] data.loader=dataloader", "with data.loader=dataloader"),
     ("seeds=[0,1] study=regularizers", "with study=regularizers: a study sets its members' seeds itself"),
 ]

@@ -5,6 +5,7 @@ summarizing over seeds, and the sorted bar chart every such study draws."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -45,6 +46,7 @@ def run_members(
         common = [*s.recipe, *overrides_of(name), *member_overrides(*([f"trainer.max_epochs={epochs}"] if epochs else []))]
         mine = [Unit(f"{name}/seed{seed}", study_dir / "members" / name / f"seed{seed}", (*common, f"seed={seed}")) for seed in s.seeds]
         units += mine
+        record_fit_members(study_dir / "members" / name, mine)
         fit = one_fit(s, name, common, [u for u in mine if not u.done()], study_dir / "members" / name)
         if fit is not None:
             fits.append((fit, mine))
@@ -97,19 +99,49 @@ def one_fit(s: DictConfig, name: str, common: list[str], todo: list, folder: Pat
     from hydra import compose
 
     from experiments import seeds as one_fit_rules
+    from experiments.build import build_datamodule
     from experiments.studies.launch import Unit
+    from experiments.train import latest_checkpoint
 
     if len(todo) < 2 or not s.get("one_fit", True):
         return None
     seeds = [int(u.label.rsplit("/seed", 1)[1]) for u in todo]
+    common = [o for o in common if o.lstrip("+~").split("=", 1)[0] != "seed"]  # each member's seed is its own
     overrides = (*common, f"seeds=[{','.join(map(str, seeds))}]", "members_dir=..")
     try:
-        one_fit_rules.check_seeds(compose(config_name="train", overrides=list(overrides)))
+        cfg = compose(config_name="train", overrides=list(overrides))
+        one_fit_rules.check_seeds(cfg)
+        if cfg.data.loader == "auto":
+            build_datamodule(cfg).check_members()  # a training split above data.device_limit_mb stays in host memory
     except ConfigError as exc:
         log.info(f"{name}: its seeds train one after another ({exc})")
         return None
     together = f"fit_seeds{'-'.join(map(str, seeds))}"  # not seed*: the members' own directories are seed<k>
-    return Unit(f"{name}/{together}", folder / together, overrides)
+    fit_dir = folder / together
+    started = json.loads((fit_dir / MEMBER).read_text()) if (fit_dir / MEMBER).is_file() else None
+    if not (started == list(overrides) and fit_dir.is_dir() and latest_checkpoint(fit_dir)):  # it starts afresh ...
+        for unit in todo:  # ... so its members' directories hold nothing but what it writes (a stopped lone run's files go)
+            if unit.member_dir.exists():
+                shutil.rmtree(unit.member_dir)
+    return Unit(f"{name}/{together}", fit_dir, overrides)
+
+
+def record_fit_members(folder: Path, units: list) -> None:
+    """A member a finished fit trained records the overrides it stands for (``.member.json``, what
+    ``study.resume`` checks a kept member by), also when the study process did not see the fit end
+    (a detached study, a study stopped meanwhile): the fit's own overrides with its seed for its seeds."""
+    for fit_dir in sorted(folder.glob("fit_seeds*")):
+        if not ((fit_dir / "metrics.json").is_file() and (fit_dir / MEMBER).is_file()):
+            continue
+        common = [o for o in json.loads((fit_dir / MEMBER).read_text()) if not o.startswith(("seeds=", "members_dir="))]
+        trained = fit_dir.name.removeprefix("fit_seeds").split("-")
+        for unit in units:
+            seed = unit.label.rsplit("/seed", 1)[1]
+            if seed not in trained or not unit.done() or (unit.member_dir / MEMBER).is_file():
+                continue
+            same = common == [o for o in unit.overrides[:-1] if o.lstrip("+~").split("=", 1)[0] != "seed"]
+            # the unit's own overrides when the fit was this command's; else the fit's, which study.resume then refuses
+            write_json_atomic(unit.member_dir / MEMBER, list(unit.overrides) if same else [*common, f"seed={seed}"])
 
 
 def load_member(member_dir: Path):
