@@ -115,9 +115,15 @@ def learning_curves(rows: list[dict], folder: Path, writer) -> None:
     train_c, val_c = palette(2)
     for ax, metric in zip(axes[0], metrics):
         for stage, color in (("train", train_c), ("val", val_c)):
-            pts = [(r["epoch"], r[f"{stage}/{metric}"]) for r in rows if f"{stage}/{metric}" in r]
+            name = f"{stage}/{metric}"
+            members = sorted({k for r in rows for k in r if k.startswith(f"{name}/seed")})  # a seeds=[...] run: each member thin
+            for key in members:
+                pts = [(r["epoch"], r[key]) for r in rows if r.get(key) not in (None, "")]
+                ax.plot(*zip(*pts), color=color, linewidth=0.6, alpha=0.35)
+            pts = [(r["epoch"], r[name]) for r in rows if name in r]
             if pts:
-                ax.plot(*zip(*pts), color=color, marker="o", markersize=2.5, label=stage)
+                label = f"{stage} (mean of {len(members)} members)" if members else stage
+                ax.plot(*zip(*pts), color=color, marker="o", markersize=2.5, label=label)
         ax.set_xlabel("epoch")
         ax.set_ylabel({"loss": "loss", "acc": "accuracy", "mse": "mean squared error"}[metric])
         ax.legend(loc="best")
