@@ -1,6 +1,7 @@
 """Imports point one way: core at the bottom (it imports nothing of the project), numerical tools,
-networks and data above it (apart from each other), the LightningModules above networks, callbacks above
-modules, experiments on top. Every import in every file counts, lazy ones inside functions too."""
+networks and data above it (apart from each other), the LightningModules above networks and numerical
+tools (``numerics/members.py`` stacks a seeds run's networks), callbacks above modules, experiments on
+top. Every import in every file counts, lazy ones inside functions too."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ MAY_IMPORT = {
     "core": {"core"},
     "numerics": {"core", "numerics"},
     "datamodules": {"core", "datamodules"},
-    "lightning_modules": {"core", "lightning_modules"},
+    "lightning_modules": {"core", "numerics", "lightning_modules"},
     "callbacks": {"core", "numerics", "lightning_modules", "datamodules", "callbacks"},
     "hydra_plugins": {"core", "hydra_plugins"},
     "experiments": set(PROJECT) - {"benchmarks"},
