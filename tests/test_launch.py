@@ -138,12 +138,13 @@ def test_a_failed_member_stops_no_other_and_resume_reruns_only_it(cli, tmp_path)
     (studies / "first" / "members" / "none").mkdir(parents=True)
     seed1 = studies / "first" / "members" / "none" / "seed1"
     seed1.write_text("in the way")  # a file where the member's directory goes: its worker fails, the other member finishes
-    code, out, err = cli(*SHRUNK, "study.launcher=local", "study.workers=2", "study.resume=true")
+    one_by_one = "study.one_fit=false"  # a unit per seed (one fit of both would fail as one)
+    code, out, err = cli(*SHRUNK, "study.launcher=local", "study.workers=2", "study.resume=true", one_by_one)
     assert code == 3 and "1 of 2 member run(s) failed, the others are kept: none/seed1: NotADirectoryError" in err, err[-2000:]
     assert f"(log: {studies / 'first' / 'logs' / 'none_seed1.log'})" in err
     assert (seed1.parent / "seed0" / "metrics.json").exists() and not (studies / "first" / "report.md").exists()
     seed1.unlink()
-    code, out, err = cli(*SHRUNK, "study.launcher=local", "study.workers=2", "study.resume=true")
+    code, out, err = cli(*SHRUNK, "study.launcher=local", "study.workers=2", "study.resume=true", one_by_one)
     assert code == 0 and "(finished earlier, kept)" in err + out, err[-2000:]
     assert (seed1 / "metrics.json").exists() and (studies / "first" / "report.md").exists()
 

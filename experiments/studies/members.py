@@ -121,7 +121,7 @@ def one_fit(s: DictConfig, name: str, common: list[str], todo: list, folder: Pat
     started = json.loads((fit_dir / MEMBER).read_text()) if (fit_dir / MEMBER).is_file() else None
     if not (started == list(overrides) and fit_dir.is_dir() and latest_checkpoint(fit_dir)):  # it starts afresh ...
         for unit in todo:  # ... so its members' directories hold nothing but what it writes (a stopped lone run's files go)
-            if unit.member_dir.exists():
+            if unit.member_dir.is_dir():
                 shutil.rmtree(unit.member_dir)
     return Unit(f"{name}/{together}", fit_dir, overrides)
 
