@@ -35,13 +35,20 @@ MEMBERS_DIRS = (None, "..")  # inside the run, or beside it (a study's members/<
 
 
 def check_members_free(cfg: DictConfig, run_dir: Path) -> None:
-    """Before a fresh fit: no member directory may hold anything yet (another run's files are never
-    written into or mixed with)."""
+    """Before a fresh fit, in the process that owns it: no member directory may hold another run's files
+    (never written into or mixed with). A study's member left unfinished (``members_dir=..``: a stopped
+    run of that seed alone, or an earlier attempt of this fit) is cleared, as a study restarts a member."""
+    import shutil
+
     folder = members_folder(cfg, run_dir)
     for seed in seeds_of(cfg) or []:
         here = folder / f"seed{seed}"
-        if here.is_dir() and any(here.iterdir()):
-            raise ConfigError(f"seeds={seeds_of(cfg)}: member directory {here} already holds files of another run; choose a new directory")
+        if not (here.is_dir() and any(here.iterdir())):
+            continue
+        if cfg.get("members_dir") == ".." and not (here / "metrics.json").exists():
+            shutil.rmtree(here)
+            continue
+        raise ConfigError(f"seeds={seeds_of(cfg)}: member directory {here} already holds files of another run; choose a new directory")
 
 
 def check_seeds(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:

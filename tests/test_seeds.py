@@ -204,3 +204,22 @@ def test_members_follow_the_mode_lightning_sets_by_flag():
     for m in module.modules():
         m.training = False
     assert torch.equal(module.net(x), module.net(x))
+
+
+def test_a_studys_fit_clears_an_unfinished_member_and_refuses_a_finished_one(tmp_path):
+    """members_dir=.. (a study's layout): the fit's members sit beside it; a stopped earlier run of one
+    seed is cleared by the fit that trains it again, a finished one is never overwritten."""
+    from experiments.train import train
+
+    member = tmp_path / "none"
+    (member / "seed0" / "checkpoints").mkdir(parents=True)
+    (member / "seed0" / "checkpoints" / "best-epoch007.ckpt").write_text("a stopped lone run's")
+    fit = member / "fit_seeds0-1"
+    fit.mkdir()
+    record = train(compose_config(*SHRINK, "seeds=[0,1]", "members_dir=..", "trainer.max_epochs=1"), fit, report=False)
+    assert [m["run"] for m in record["members"]] == ["../seed0", "../seed1"]
+    assert not (member / "seed0" / "checkpoints" / "best-epoch007.ckpt").exists() and (member / "seed0" / "metrics.json").is_file()
+    again = member / "fit_seeds0-1-again"
+    again.mkdir()
+    with pytest.raises(ConfigError, match="already holds files of another run"):
+        train(compose_config(*SHRINK, "seeds=[0,1]", "members_dir=..", "trainer.max_epochs=1"), again, report=False)

@@ -5,7 +5,6 @@ summarizing over seeds, and the sorted bar chart every such study draws."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -101,7 +100,6 @@ def one_fit(s: DictConfig, name: str, common: list[str], todo: list, folder: Pat
     from experiments import seeds as one_fit_rules
     from experiments.build import build_datamodule
     from experiments.studies.launch import Unit
-    from experiments.train import latest_checkpoint
 
     if len(todo) < 2 or not s.get("one_fit", True):
         return None
@@ -117,13 +115,7 @@ def one_fit(s: DictConfig, name: str, common: list[str], todo: list, folder: Pat
         log.info(f"{name}: its seeds train one after another ({exc})")
         return None
     together = f"fit_seeds{'-'.join(map(str, seeds))}"  # not seed*: the members' own directories are seed<k>
-    fit_dir = folder / together
-    started = json.loads((fit_dir / MEMBER).read_text()) if (fit_dir / MEMBER).is_file() else None
-    if not (started == list(overrides) and fit_dir.is_dir() and latest_checkpoint(fit_dir)):  # it starts afresh ...
-        for unit in todo:  # ... so its members' directories hold nothing but what it writes (a stopped lone run's files go)
-            if unit.member_dir.is_dir():
-                shutil.rmtree(unit.member_dir)
-    return Unit(f"{name}/{together}", fit_dir, overrides)
+    return Unit(f"{name}/{together}", folder / together, overrides)
 
 
 def record_fit_members(folder: Path, units: list) -> None:
