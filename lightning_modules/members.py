@@ -107,6 +107,8 @@ class MembersModule(pl.LightningModule):
         n, m = self._counts.pop(stage)
         sums = self._sums.pop(stage)
         values = {"loss": sums[:, 0] / n, **{name: sums[:, 1 + j] / m for j, name in enumerate(self.metric_names)}}
+        if sums.shape[1] > 1 + len(self.metric_names):  # the L1/L2 penalty, a last column per sample as the loss
+            values["penalty"] = sums[:, -1] / n
         if stage == "val":
             better = values[self.headline[0]] > self.best_val if self.headline[1] == "max" else values[self.headline[0]] < self.best_val
             self.best_val.copy_(torch.where(better & self.active, values[self.headline[0]], self.best_val))
@@ -168,21 +170,10 @@ class MembersModule(pl.LightningModule):
                 sums = torch.cat([sums, penalty.detach().unsqueeze(1) * n], 1)
             self._accumulate("train", sums, n, m)
             if batch_idx + 1 == self.trainer.num_training_batches:
-                self._finish_train(penalty is not None)
+                self._finish("train")
             if logger_writes_this_step(self.trainer):
                 self.log("train/lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)
         return totals.sum()  # the members' parameters are disjoint: each gets its own loss's gradient
-
-    def _finish_train(self, with_penalty: bool) -> None:
-        if not with_penalty:
-            self._finish("train")
-            return
-        n = self._counts["train"][0]
-        penalty = self._sums["train"][:, -1] / n
-        self._sums["train"] = self._sums["train"][:, :-1]
-        self._finish("train")
-        self.epoch_values["train/penalty"] = penalty
-        self._log_members("train/penalty", penalty)
 
     def on_train_epoch_start(self) -> None:
         self._sums.pop("train", None)

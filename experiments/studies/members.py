@@ -58,9 +58,9 @@ def run_members(
             return
         for fit, mine in fits:
             if unit == fit:  # the seeds trained together: each is now a run of its own, as if trained alone
+                record_fit_members(fit.member_dir.parent, mine)
                 for one in mine:
                     if one.label not in made and one.done():
-                        write_json_atomic(one.member_dir / MEMBER, list(one.overrides))  # what study.resume checks a kept member by
                         finished(one, ran)
                 return
         name, seed = unit.label.rsplit("/seed", 1)
