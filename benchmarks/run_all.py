@@ -1,7 +1,7 @@
 """Every benchmark, one after another (never two at once: they time the same cores), then one
 markdown report of them all.
 
-    python benchmarks/run_all.py                 # all of them (~10 min on 2 cores)
+    python benchmarks/run_all.py                 # all of them (~30 min on 2 cores)
     python benchmarks/run_all.py overhead scaling
 
 Each writes its own ``benchmarks/results/<name>.md``; this collects them, in order, under a header
@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-BENCHMARKS = ("overhead", "data_path", "ensemble", "families", "scaling")
+BENCHMARKS = ("overhead", "data_path", "members", "families", "scaling")
 
 
 def machine() -> str:

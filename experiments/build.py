@@ -165,7 +165,7 @@ def build_generative(cfg: DictConfig, dm: TensorDataModule) -> GenerativeModule:
     module_class, module_kwargs, hparams = check_generative(cfg)
     levels = Levels.fit(torch.from_numpy(dm.arrays("train")[0]), hparams.pop("levels", None))
     spec = {
-        "net": net_spec(cfg.model.name, dm, levels.count, hparams),
+        "net": net_spec(cfg.model.name, dm.input_shape, dm.info.kind, levels.count, hparams),
         "levels": {"low": levels.low, "high": levels.high, "count": levels.count},
         **optimization_spec(cfg),
     }
@@ -215,8 +215,8 @@ def loss_spec(cfg: DictConfig, task: str) -> dict[str, Any]:
     return {"name": cfg.loss.name, "task": task, "label_smoothing": cfg.regularization.label_smoothing, "delta": cfg.loss.delta}
 
 
-def net_spec(name: str, dm: TensorDataModule, num_outputs: int, hparams: dict) -> dict[str, Any]:
-    return {"name": name, "input_shape": list(dm.input_shape), "kind": dm.info.kind, "num_outputs": int(num_outputs), "hparams": hparams}
+def net_spec(name: str, input_shape: list[int], kind: str, num_outputs: int, hparams: dict) -> dict[str, Any]:
+    return {"name": name, "input_shape": list(input_shape), "kind": kind, "num_outputs": int(num_outputs), "hparams": hparams}
 
 
 def check_components(cfg: DictConfig) -> None:
@@ -239,15 +239,22 @@ def check_components(cfg: DictConfig) -> None:
 
 
 def build_supervised(cfg: DictConfig, dm: TensorDataModule) -> SupervisedModule:
+    return supervised_module(cfg, list(dm.input_shape), dm.info.kind, dm.num_outputs, dm.task)
+
+
+def supervised_module(cfg: DictConfig, input_shape: list[int], kind: str, num_outputs: int, task: str) -> SupervisedModule:
+    """The module a run of ``cfg`` trains on data of that shape, kind and task: the network from the
+    model registry with the regularizers routed to it, the loss, optimizer, scheduler and penalties.
+    (Studies that bring their own tensors build their members' modules with it.)"""
     reg = cfg.regularization
     hparams = routed("model", _without_name(cfg.model), {"dropout": reg.dropout, "batch_norm": reg.batch_norm})
     spec = {
-        "net": net_spec(cfg.model.name, dm, dm.num_outputs, hparams),
-        "loss": loss_spec(cfg, dm.task),
+        "net": net_spec(cfg.model.name, input_shape, kind, num_outputs, hparams),
+        "loss": loss_spec(cfg, task),
         **optimization_spec(cfg),
         "regularization": {k: reg[k] for k in ("l1", "l2", "decay_all", "input_noise", "weight_noise")},
     }
-    return (ClassificationModule if dm.task == "classification" else RegressionModule)(rebuild=spec)
+    return (ClassificationModule if task == "classification" else RegressionModule)(rebuild=spec)
 
 
 def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[list[Callback], bool]:

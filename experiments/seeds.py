@@ -51,6 +51,22 @@ def check_members_free(cfg: DictConfig, run_dir: Path) -> None:
         raise ConfigError(f"seeds={seeds_of(cfg)}: member directory {here} already holds files of another run; choose a new directory")
 
 
+def check_member_optimizer(cfg: DictConfig, shown: str, otherwise: str = "") -> None:
+    """One optimizer steps the members' stacked tensors: it must update each entry on its own (SAM
+    takes each member's own norm around such an optimizer)."""
+    from lightning_modules.optimizers import OPTIMIZERS
+
+    name = cfg.optimizer.name
+    stepped = cfg.optimizer.get("base") if name == "sam" else name
+    if stepped is not None and stepped in OPTIMIZERS.list() and not OPTIMIZERS.get(stepped).info.get("elementwise"):
+        key = "optimizer.base" if name == "sam" else "optimizer"
+        elementwise = ", ".join(n for n in OPTIMIZERS.list() if OPTIMIZERS.get(n).info.get("elementwise"))
+        raise ConfigError(
+            f"{shown} with {key}={stepped}: one optimizer steps the members' stacked tensors, and {stepped}'s whole-tensor "
+            f"norms would mix them; use an elementwise optimizer ({elementwise}, or sam around one){otherwise}"
+        )
+
+
 def check_seeds(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
     """``overrides``: the command line's (Hydra's ``overrides.task``), to tell a ``seed=`` given from its default."""
     value = cfg.get("seeds")
@@ -77,7 +93,6 @@ def check_seeds(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
     if any(o.split("=", 1)[0].lstrip("+~") == "seed" for o in overrides):
         raise ConfigError(f"{shown} with seed= given too: seeds=[...] trains one member per seed; drop one of them")
     from experiments.build import is_generative
-    from lightning_modules.optimizers import OPTIMIZERS
 
     if cfg.get("study") is not None and cfg.study.get("name", "none") != "none":
         raise ConfigError(f"{shown} with study={cfg.study.name}: a study sets its members' seeds itself (study.seeds); drop seeds")
@@ -90,15 +105,7 @@ def check_seeds(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
             f"{shown} with trainer.strategy={strategy} trainer.devices={devices} trainer.num_nodes={nodes}: the members train in one "
             f"process on one device; use trainer=cpu or trainer=gpu, {NEEDS_ONE}"
         )
-    name = cfg.optimizer.name
-    stepped = cfg.optimizer.get("base") if name == "sam" else name
-    if stepped is not None and stepped in OPTIMIZERS.list() and not OPTIMIZERS.get(stepped).info.get("elementwise"):
-        key = "optimizer.base" if name == "sam" else "optimizer"
-        elementwise = ", ".join(n for n in OPTIMIZERS.list() if OPTIMIZERS.get(n).info.get("elementwise"))
-        raise ConfigError(
-            f"{shown} with {key}={stepped}: one optimizer steps the members' stacked tensors, and {stepped}'s whole-tensor "
-            f"norms would mix them; use an elementwise optimizer ({elementwise}, or sam around one), {NEEDS_ONE}"
-        )
+    check_member_optimizer(cfg, shown, f", {NEEDS_ONE}")
     monitor = cfg.callbacks.checkpoint.monitor
     if not str(monitor).startswith("val/"):
         raise ConfigError(

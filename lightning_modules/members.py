@@ -57,14 +57,18 @@ def member_tag(name: str, seed: int) -> str:
 
 
 class MembersModule(pl.LightningModule):
-    def __init__(self, lones: Sequence[SupervisedModule], seeds: Sequence[int]):
-        """``lones[i]``: the single-run module that ``seed=seeds[i]`` builds (its network initialized with that seed)."""
+    def __init__(self, lones: Sequence[SupervisedModule], seeds: Sequence[int], logged: bool = True):
+        """``lones[i]``: the single-run module that ``seed=seeds[i]`` builds (its network initialized with that seed).
+        ``logged=False``: the epoch values are kept in ``epoch_values`` only, not logged (a study's inner fit,
+        with no logger or callback to read them: Lightning's ``self.log`` costs ≈ 1 ms a call, K + 1 calls
+        a metric an epoch, which on short epochs measured 5× the training itself)."""
         super().__init__()
         if len(lones) != len(seeds) or not lones:
             raise ValueError("MembersModule: one module per seed")
         first = lones[0]
         self.seeds = [int(s) for s in seeds]
         self.k = len(self.seeds)
+        self.logged = logged
         self.net = Members([m.net for m in lones])
         self.loss_fn, self.reg, self.headline = first.loss_fn, first.reg, first.headline
         self.optimizer_factory, self.scheduler_factory = first.optimizer_factory, first.scheduler_factory
@@ -115,7 +119,8 @@ class MembersModule(pl.LightningModule):
             values[f"{self.headline[0]}_best"] = self.best_val.clone()
         for name, v in values.items():
             self.epoch_values[f"{stage}/{name}"] = v.detach()
-            self._log_members(f"{stage}/{name}", v, prog_bar=stage != "train" and name != "loss")
+            if self.logged:
+                self._log_members(f"{stage}/{name}", v, prog_bar=stage != "train" and name != "loss")
         return values
 
     def _log_members(self, name: str, values: torch.Tensor, prog_bar: bool = False) -> None:

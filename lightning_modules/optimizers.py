@@ -3,7 +3,7 @@ pytorch-optimizer (AdamP, SAM) rather than hand-written update rules.
 
 Each entry declares the hyperparameters it accepts (``accepts``) and what it is: ``elementwise``
 (each parameter entry's update depends only on its own gradient history, so K networks stacked in
-one tensor are trained exactly as K separate runs: ``numerics/ensemble.py``), ``two_pass`` (the loss
+one tensor are trained exactly as K separate runs: ``numerics/members.py``), ``two_pass`` (the loss
 is evaluated twice per step, through Lightning's closure: SAM), its ``family`` (a key of
 ``FAMILY_TITLES``: the optimizer study's panels and claims group by it) and, for the tests,
 ``expect`` (the class it builds). An override it does not accept is an error that names it.
@@ -110,7 +110,7 @@ def sam(params, base: str, rho: float = 0.05, adaptive: bool = False, **base_hpa
 
 def param_groups(module: nn.Module, weight_decay: float, decay_all: bool = False) -> list[dict]:
     """Two groups: weights that decay (``p.ndim >= 2``, or all with ``decay_all``) and the rest. A
-    module whose parameters stack several networks' (``numerics/ensemble.py``) says which are
+    module whose parameters stack several networks' (``numerics/members.py``) says which are
     weights itself, by a method ``decays(name, parameter) -> bool``."""
     decays = getattr(module, "decays", lambda name, p: p.ndim >= 2)
     decay, no_decay = [], []

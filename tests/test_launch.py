@@ -160,7 +160,7 @@ def test_a_failed_member_stops_no_other_and_resume_reruns_only_it(cli, tmp_path)
         (["study.launcher=local", "study.slurm.partition=gpu"], "error: study.slurm.partition='gpu': SLURM resources of study.launcher"),
         (["study.resume=/nonexistent"], "error: study.resume=/nonexistent: not a study directory with finished or submitted work"),
         (["study.launcher=local", "study.workers=0"], "error: study.workers=0: must be an integer >= 1 or null"),
-        (["study=bagging", "study.launcher=local"], "error: study.launcher=local: study=bagging trains its ensembles as one vectorized"),
+        (["study=bagging", "study.launcher=local"], "error: study.launcher=local: study=bagging trains its ensembles as seeded fits in"),
         (["study.launcher=local", "trainer=ddp_cpu"], "error: study.launcher=local with trainer.strategy=ddp trainer.devices=2"),
         (["study=none", "study.launcher=local"], "error: study.launcher=local study.workers=null study.detach=false: where a study's"),
         (["study.workers=2"], "error: study.workers=2: the inline launcher runs one member at a time; add study.launcher=local"),

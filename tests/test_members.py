@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from lightning_modules.nets import build_net
+from lightning_modules.optimizers import OPTIMIZERS, optimizer_factory
 from numerics.members import Members
 
 CASES = [  # family, one input's shape, input kind
@@ -95,3 +96,34 @@ def test_members_refuse_networks_of_different_architectures_and_a_wrong_member_a
     members = Members([build_net("mlp", (64,), "tabular", 10) for _ in range(2)])
     with pytest.raises(ValueError, match="first axis is 3, not the 2 members"):
         members(torch.zeros(3, 4, 64))
+
+
+ELEMENTWISE = [e.name for e in OPTIMIZERS if e.info.get("elementwise")]
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_every_elementwise_optimizer_steps_each_member_as_alone(float64, name):
+    """Every optimizer the registry declares elementwise (weight decay on: the members' matrices
+    only, as a lone network's) moves each member's stacked tensors exactly as it moves a lone network."""
+    make = optimizer_factory(name, lr=1.0 if name == "adadelta" else 1e-2, weight_decay=1e-2)
+    nets = []
+    for seed in range(K):
+        torch.manual_seed(seed)
+        nets.append(build_net("mlp", (5,), "tabular", 4, hidden=[16]))
+    alone = [copy.deepcopy(n) for n in nets]
+    members = Members(nets)
+    opt, opts = make(members), [make(n) for n in alone]
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(K, BATCH, 5, generator=gen), torch.randint(0, 4, (K, BATCH), generator=gen)
+    for _ in range(5):
+        opt.zero_grad()
+        nn.functional.cross_entropy(members(x).flatten(0, 1), y.flatten(), reduction="none").view(K, BATCH).mean(1).sum().backward()
+        opt.step()
+        for net, o, xi, yi in zip(alone, opts, x, y):
+            o.zero_grad()
+            nn.functional.cross_entropy(net(xi), yi).backward()
+            o.step()
+    for i, net in enumerate(alone):
+        for (n, mine), theirs in zip(members.member_state(i).items(), net.state_dict().values()):
+            torch.testing.assert_close(mine, theirs, rtol=1e-9, atol=1e-12, msg=f"{name}: {n}")
+        assert not torch.equal(members.member_state(i)["layers.1.weight"], nets[i].state_dict()["layers.1.weight"])  # it moved

@@ -199,7 +199,7 @@ def test_bagging_and_boosting_curves_and_out_of_bag(tmp_path):
     )  # ≈ 1/e each; 1 − (1 − 1/e)^4 overall
     assert (study / "figures" / "bagging_boosting.png").stat().st_size > 10_000
     kept = (study / "parts" / "bagging_seed0.json").read_text()
-    (study / "parts" / "boosting_seed0.json").unlink()  # as if killed during boosting
+    (study / "parts" / "boosting_seeds0.json").unlink()  # as if killed during boosting
     again = run_cli(
         "study=bagging",
         "study.seeds=[0]",
@@ -211,7 +211,7 @@ def test_bagging_and_boosting_curves_and_out_of_bag(tmp_path):
         cwd=tmp_path,
     )
     assert again.returncode == 0, again.stderr[-2000:]
-    assert (study / "parts" / "bagging_seed0.json").read_text() == kept and (study / "parts" / "boosting_seed0.json").exists()
+    assert (study / "parts" / "bagging_seed0.json").read_text() == kept and (study / "parts" / "boosting_seeds0.json").exists()
     assert len(list(study.parent.iterdir())) == 1
 
 
@@ -257,10 +257,10 @@ TINY_BIAS_VARIANCE = (
 
 
 def test_ensemble_studies_train_with_the_chosen_optimizer(cli, tmp_path):
-    """optimizer= reaches the vectorized ensemble: the same study with SGD and with momentum (and
-    weight decay) ends elsewhere, and each report names its optimizer."""
+    """optimizer= reaches the members: the same study with SGD and with momentum (and weight decay,
+    dropout and a cosine schedule) ends elsewhere, and each report names its optimizer."""
     results = {}
-    for name, extra in (("sgd", ()), ("momentum", ("regularization.weight_decay=1e-3",))):
+    for name, extra in (("sgd", ()), ("momentum", ("regularization.weight_decay=1e-3", "regularization.dropout=0.1", "scheduler=cosine"))):
         (tmp_path / name).mkdir()
         code, out, err = cli(*TINY_BIAS_VARIANCE, f"optimizer={name}", *extra, cwd=tmp_path / name)
         assert code == 0, err[-2000:]
@@ -274,13 +274,14 @@ def test_ensemble_studies_train_with_the_chosen_optimizer(cli, tmp_path):
     "args, message",
     [
         (
-            ("optimizer=sam", "optimizer.base=adam"),
-            "error: optimizer=sam: study=bias_variance trains its members as one vectorized ensemble, which needs an elementwise "
-            "optimizer (each member's update its own); elementwise: ",
+            ("optimizer=adamp",),
+            "error: study=bias_variance with optimizer=adamp: one optimizer steps the members' stacked tensors, and adamp's "
+            "whole-tensor norms would mix them; use an elementwise optimizer (",
         ),
         (("optimizer.lr=0.1",), "error: optimizer.lr=0.1: study=bias_variance sets each part's learning rate; use study.regression.lr"),
-        (("regularization.dropout=0.2",), "error: regularization.dropout=0.2: not applied by study=bias_variance (plain MLPs, weight"),
-        (("scheduler=cosine",), "error: scheduler=cosine: study=bias_variance trains at a constant learning rate; use scheduler=none"),
+        (("regularization.mixup_alpha=0.2",), "error: regularization.mixup_alpha=0.2: not applied by study=bias_variance (fixed epochs,"),
+        (("scheduler=plateau",), "error: scheduler=plateau: study=bias_variance has no validation split to follow; use another"),
+        (("trainer=ddp_cpu",), "error: trainer.devices=2 trainer.strategy=ddp: study=bias_variance trains its members in one process"),
         (("model=cnn",), "error: model=cnn: not used by study=bias_variance, which trains its own MLPs on its own data"),
         (("study.classification.lr=-1",), "error: study.classification.lr=-1: must be a number > 0"),
         (("+optimizer.weight_decay=0.1",), "error: optimizer.weight_decay: not an optimizer key; set regularization.weight_decay"),

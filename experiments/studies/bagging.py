@@ -1,11 +1,14 @@
 """Bagging and boosting (``study=bagging``) on MNIST-1D.
 
 Bagging (Breiman 1996): K copies of one network, each on its own bootstrap resample of the training
-set, trained together as one vectorized ensemble; the ensemble averages probabilities. Against a
-single copy trained on the whole set; accuracy against ensemble size; the out-of-bag estimate
-(each training signal scored by the members that never drew it) against the test accuracy.
-Boosting (SAMME, Zhu et al. 2009): weak networks trained in rounds on reweighted data (the
-weights enter the loss), votes weighted by α_r = log((1 − err_r)/err_r) + log(C − 1)."""
+set, trained together as one seeded fit of the template's MLP (``experiments/studies/ensembles.py``)
+with one more member, the single copy trained on the whole set; the ensemble averages
+probabilities. Accuracy against ensemble size; the out-of-bag estimate (each training signal scored
+by the members that never drew it) against the test accuracy.
+Boosting (SAMME, Zhu et al. 2009) by resampling (Freund & Schapire 1996): in each round a weak
+network is trained on a resample of the training set drawn with the round's sample weights, its
+vote weighted by α_r = log((1 − err_r)/err_r) + log(C − 1); the seeds' weak learners of one round
+are the members of one fit."""
 
 from __future__ import annotations
 
@@ -20,9 +23,8 @@ from callbacks.plot_style import new_figure, palette, save_figure
 from core.errors import ConfigError
 from core.files import write_text_atomic
 from experiments.studies.common import Clock, cached, finish, log
-from experiments.studies.ensembles import check_optimizer, optimizer_for
+from experiments.studies.ensembles import check_optimizer, fit_members, predict
 from experiments.studies.members import check_seeds
-from numerics.ensemble import predict, train_ensemble
 from numerics.intervals import interval
 
 
@@ -51,13 +53,13 @@ def data():
 
 def bagging(cfg: DictConfig, seed: int, x, y, xt, yt, classes: int) -> tuple[list[dict], dict]:
     b, n = cfg.study.bagging, len(x)
-    make = optimizer_for(cfg, b.lr)
     g = torch.Generator().manual_seed(seed)
     draws = torch.randint(0, n, (b.members, n), generator=g)  # (K, n) bootstrap indices
-    seeds = [1000 * seed + k for k in range(b.members)]
-    fit = train_ensemble(x[draws], y[draws], seeds, list(b.hidden), classes, "classification", b.epochs, b.batch_size, make)
-    single = train_ensemble(x[None], y[None], [1000 * seed + 999], list(b.hidden), classes, "classification", b.epochs, b.batch_size, make)
-    probs = predict(fit.net, xt).softmax(-1)  # (K, n_test, C)
+    rows = torch.cat([draws, torch.arange(n)[None]])  # and the single network: every signal once
+    seeds = [1000 * seed + k for k in range(b.members)] + [1000 * seed + 999]
+    fit = fit_members(cfg, b.lr, seeds, b.hidden, "classification", x, y, rows, b.epochs, b.batch_size, classes)
+    probs = predict(fit, xt).softmax(-1)  # (K + 1, n_test, C)
+    probs, single = probs[:-1], probs[-1]
     curve = [
         {"part": "bagging", "seed": seed, "size": m, "test_acc": float((probs[:m].mean(0).argmax(-1) == yt).float().mean())}
         for m in range(1, b.members + 1)
@@ -65,12 +67,12 @@ def bagging(cfg: DictConfig, seed: int, x, y, xt, yt, classes: int) -> tuple[lis
     members = (probs.argmax(-1) == yt).float().mean(1)  # each member alone
     in_bag = torch.zeros(b.members, n, dtype=torch.bool)
     in_bag[torch.arange(b.members)[:, None], draws] = True
-    train_probs = predict(fit.net, x).softmax(-1)  # (K, n, C)
+    train_probs = predict(fit, x)[:-1].softmax(-1)  # (K, n, C)
     oob_votes = (train_probs * (~in_bag)[..., None]).sum(0)  # out-of-bag members only
     has_oob = (~in_bag).any(0)
     summary = {
         "seed": seed,
-        "single_test_acc": float((predict(single.net, xt)[0].argmax(-1) == yt).float().mean()),
+        "single_test_acc": float((single.argmax(-1) == yt).float().mean()),
         "member_test_acc_mean": float(members.mean()),
         "ensemble_test_acc": curve[-1]["test_acc"],
         "oob_acc": float((oob_votes[has_oob].argmax(-1) == y[has_oob]).float().mean()),
@@ -80,48 +82,50 @@ def bagging(cfg: DictConfig, seed: int, x, y, xt, yt, classes: int) -> tuple[lis
     return curve, summary
 
 
-def samme(cfg: DictConfig, seed: int, x, y, xt, yt, classes: int) -> list[dict]:
-    bo, n = cfg.study.boosting, len(x)
-    make = optimizer_for(cfg, bo.lr)
-    w = torch.full((n,), 1.0 / n)
-    votes, votes_test, rows = torch.zeros(n, classes), torch.zeros(len(xt), classes), []
+def samme(cfg: DictConfig, seeds: list[int], x, y, xt, yt, classes: int) -> list[dict]:
+    """SAMME by resampling for every seed at once: round r's weak learners (one per seed, each on a
+    resample drawn with its seed's weights) are the members of one fit. A seed whose weak learner is
+    no better than chance on its weighted data stops there (SAMME's rule); the others go on."""
+    bo, n, k = cfg.study.boosting, len(x), len(seeds)
+    w = torch.full((k, n), 1.0 / n)
+    gens = [torch.Generator().manual_seed(seed) for seed in seeds]
+    votes, votes_test = torch.zeros(k, n, classes), torch.zeros(k, len(xt), classes)
+    going, rows = list(range(k)), []
     for r in range(bo.rounds):
-        fit = train_ensemble(
-            x[None],
-            y[None],
-            [1000 * seed + r],
-            list(bo.hidden),
-            classes,
-            "classification",
-            bo.epochs,
-            bo.batch_size,
-            make,
-            weights=w[None] * n,
+        draws = torch.stack([torch.multinomial(w[i], n, replacement=True, generator=gens[i]) for i in going])
+        fit = fit_members(
+            cfg, bo.lr, [1000 * seeds[i] + r for i in going], bo.hidden, "classification", x, y, draws, bo.epochs, bo.batch_size, classes
         )
-        pred, pred_test = predict(fit.net, x)[0].argmax(-1), predict(fit.net, xt)[0].argmax(-1)
-        miss = pred != y
-        err = float((w * miss).sum() / w.sum())
-        if err >= 1 - 1 / classes:  # no better than chance on the weighted data: SAMME stops
-            log.info(f"boosting seed {seed}: round {r + 1} weighted error {err:.3f} ≥ chance, stopping")
+        pred, pred_test = predict(fit, x).argmax(-1), predict(fit, xt).argmax(-1)  # (members, n), (members, n_test)
+        still = []
+        for j, i in enumerate(going):
+            miss = pred[j] != y
+            err = float((w[i] * miss).sum() / w[i].sum())
+            if err >= 1 - 1 / classes:  # no better than chance on the weighted data: SAMME stops
+                log.info(f"boosting seed {seeds[i]}: round {r + 1} weighted error {err:.3f} ≥ chance, stopping")
+                continue
+            alpha = math.log((1 - err) / max(err, 1e-12)) + math.log(classes - 1)
+            votes[i, torch.arange(n), pred[j]] += alpha
+            votes_test[i, torch.arange(len(xt)), pred_test[j]] += alpha
+            w[i] = w[i] * torch.exp(alpha * miss.float())
+            w[i] = w[i] / w[i].sum()
+            still.append(i)
+            rows.append(
+                {
+                    "part": "boosting",
+                    "seed": seeds[i],
+                    "round": r + 1,
+                    "weighted_error": err,
+                    "alpha": alpha,
+                    "train_acc": float((votes[i].argmax(-1) == y).float().mean()),
+                    "test_acc": float((votes_test[i].argmax(-1) == yt).float().mean()),
+                    "weak_test_acc": float((pred_test[j] == yt).float().mean()),
+                }
+            )
+        going = still
+        if not going:
             break
-        alpha = math.log((1 - err) / max(err, 1e-12)) + math.log(classes - 1)
-        votes[torch.arange(n), pred] += alpha
-        votes_test[torch.arange(len(xt)), pred_test] += alpha
-        w = w * torch.exp(alpha * miss.float())
-        w = w / w.sum()
-        rows.append(
-            {
-                "part": "boosting",
-                "seed": seed,
-                "round": r + 1,
-                "weighted_error": err,
-                "alpha": alpha,
-                "train_acc": float((votes.argmax(-1) == y).float().mean()),
-                "test_acc": float((votes_test.argmax(-1) == yt).float().mean()),
-                "weak_test_acc": float((pred_test == yt).float().mean()),
-            }
-        )
-    return rows
+    return sorted(rows, key=lambda row: (row["seed"], row["round"]))
 
 
 def figure(curves: list[dict], boost: list[dict], summaries: list[dict], folder: Path, writer) -> None:
@@ -179,8 +183,9 @@ def write_report(study_dir: Path, cfg: DictConfig, summaries: list[dict], boost:
         "",
         f"MNIST-1D (4,000 training, 1,000 test signals), seeds {list(s.seeds)}, mean ± 95% CI. Bagging: {b.members} MLPs "
         f"{list(b.hidden)} on "
-        f"bootstrap resamples, {b.epochs} epochs, trained as one vectorized ensemble; the single network is the same MLP on all the data. "
-        f"Boosting: SAMME, {bo.rounds} rounds of MLPs {list(bo.hidden)}, {bo.epochs} epochs each, sample weights in the loss. "
+        f"bootstrap resamples, {b.epochs} epochs; the single network is the same MLP on all the data, trained in the same fit. "
+        f"Boosting: SAMME, {bo.rounds} rounds of MLPs {list(bo.hidden)}, {bo.epochs} epochs each, "
+        "each on a resample drawn with the round's sample weights. "
         f"Optimizer {cfg.optimizer.name} (lr {b.lr:g} bagging, {bo.lr:g} boosting; weight decay {cfg.regularization.weight_decay:g}). "
         f"Wall time {wall_s:.0f} s.",
         "",
@@ -213,17 +218,20 @@ def run(cfg: DictConfig, study_dir: Path) -> dict:
     check(s)
     check_optimizer(cfg, ("study.bagging.lr", "study.boosting.lr"))
     x, y, xt, yt, classes = data()
-    curves, summaries, boost = [], [], []
+    curves, summaries = [], []
     for seed in s.seeds:
-        torch.manual_seed(seed)
         c, summary = cached(study_dir, f"bagging_seed{seed}", lambda: bagging(cfg, seed, x, y, xt, yt, classes))
         curves += c
         summaries.append(summary)
-        boost += cached(study_dir, f"boosting_seed{seed}", lambda: samme(cfg, seed, x, y, xt, yt, classes))
         log.info(
             f"seed {seed}: bagged {summary['ensemble_test_acc']:.4f}, single {summary['single_test_acc']:.4f}, "
-            f"OOB {summary['oob_acc']:.4f}, boosted {boost[-1]['test_acc']:.4f} ({clock()} s)"
+            f"OOB {summary['oob_acc']:.4f} ({clock()} s)"
         )
+    seeds = list(s.seeds)
+    boost = cached(study_dir, f"boosting_seeds{'-'.join(map(str, seeds))}", lambda: samme(cfg, seeds, x, y, xt, yt, classes))
+    for seed in seeds:
+        last = [b for b in boost if b["seed"] == seed][-1]
+        log.info(f"seed {seed}: boosted {last['test_acc']:.4f} after {last['round']} rounds ({clock()} s)")
     finish(
         study_dir,
         clock,

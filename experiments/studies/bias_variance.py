@@ -1,6 +1,6 @@
 """Bias and variance against capacity (``study=bias_variance``). For each width the members are
-trained together as one vectorized ensemble (numerics/ensemble.py, the ``optimizer=`` chosen:
-experiments/studies/ensembles.py), each on its own training data: (a) regression — independent
+trained together as one seeded fit of the template's MLP with the ``optimizer=`` chosen
+(experiments/studies/ensembles.py), each on its own training data: (a) regression — independent
 draws from a known function with Gaussian noise, the decomposition against the truth; (b)
 classification — disjoint parts of MNIST-1D, Yang et al. (2020)'s MSE and cross-entropy
 decompositions on the test split. The interpolation threshold is the first width whose members fit
@@ -19,10 +19,9 @@ from callbacks.plot_style import new_figure, palette, save_figure
 from core.errors import ConfigError
 from core.files import write_text_atomic
 from experiments.studies.common import Clock, cached, finish, log
-from experiments.studies.ensembles import check_optimizer, optimizer_for
+from experiments.studies.ensembles import check_optimizer, fit_members, predict, predict_own
 from experiments.studies.members import check_seeds
 from numerics import decomposition as dec
-from numerics.ensemble import predict, train_ensemble
 from numerics.intervals import interval
 
 
@@ -48,22 +47,22 @@ def regression_rows(cfg: DictConfig, seed: int) -> list[dict]:
 
     s = cfg.study
     r = s.regression
-    make = optimizer_for(cfg, r.lr)
     sets = [
         regression_outliers(n_samples=r.n_train, n_test=1, noise=r.noise, outlier_fraction=0.0, seed=1000 * seed + k)
         for k in range(r.members)
     ]
-    x = torch.from_numpy(np.stack([d.x for d in sets]))  # (K, n, 1)
-    y = torch.from_numpy(np.stack([d.y for d in sets]))  # (K, n, 1)
+    x = torch.from_numpy(np.concatenate([d.x for d in sets]))  # (K·n, 1): member k's own points are rows k·n … (k+1)·n − 1
+    y = torch.from_numpy(np.concatenate([d.y for d in sets]))  # (K·n, 1)
+    rows = torch.arange(r.members * r.n_train).view(r.members, r.n_train)
     grid = torch.linspace(-3, 3, 600).unsqueeze(1)
     truth = torch.from_numpy(regression_truth(grid.numpy()))
-    rows = []
+    out = []
     for width in s.widths:
-        fit = train_ensemble(x, y, [1000 * seed + k for k in range(r.members)], [width], 1, "regression", r.epochs, r.batch_size, make)
-        parts = dec.regression(predict(fit.net, grid), truth)
-        with torch.no_grad():
-            train_mse = float(((fit.net(x) - y) ** 2).mean())  # each member on its own training set
-        rows.append(
+        seeds = [1000 * seed + k for k in range(r.members)]
+        fit = fit_members(cfg, r.lr, seeds, [width], "regression", x, y, rows, r.epochs, r.batch_size, 1)
+        parts = dec.regression(predict(fit, grid), truth)
+        train_mse = float(((predict_own(fit, x, rows) - y[rows]) ** 2).mean())  # each member on its own training set
+        out.append(
             {
                 "part": "regression",
                 "seed": seed,
@@ -75,10 +74,11 @@ def regression_rows(cfg: DictConfig, seed: int) -> list[dict]:
                 "train_mse": train_mse,
             }
         )
-    return rows
+    return out
 
 
 def mnist1d_parts(s: DictConfig, seed: int):
+    """MNIST-1D normalized, its training labels with each part's noise, and the parts: (K, part_size) rows."""
     from datamodules.datasets import load
 
     c = s.classification
@@ -88,30 +88,36 @@ def mnist1d_parts(s: DictConfig, seed: int):
     x, xt = (x - mean) / std, (xt - mean) / std
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(x))[: c.members * c.part_size].reshape(c.members, c.part_size)
-    y = ds.y[order].copy()  # (K, n)
-    noisy = rng.random(y.shape) < c.label_noise
-    y[noisy] = (y[noisy] + rng.integers(1, ds.num_classes, noisy.sum())) % ds.num_classes  # another class
-    return torch.from_numpy(x[order]), torch.from_numpy(y), torch.from_numpy(xt), torch.from_numpy(ds.y_test), ds.num_classes
+    y = ds.y.copy()
+    part = y[order]  # (K, n); the parts are disjoint, so each training label belongs to one member at most
+    noisy = rng.random(part.shape) < c.label_noise
+    part[noisy] = (part[noisy] + rng.integers(1, ds.num_classes, noisy.sum())) % ds.num_classes  # another class
+    y[order] = part
+    return (
+        torch.from_numpy(x),
+        torch.from_numpy(y),
+        torch.from_numpy(order),
+        torch.from_numpy(xt),
+        torch.from_numpy(ds.y_test),
+        ds.num_classes,
+    )
 
 
 def classification_rows(cfg: DictConfig, seed: int) -> list[dict]:
     s = cfg.study
     c = s.classification
-    make = optimizer_for(cfg, c.lr)
-    x, y, xt, yt, classes = mnist1d_parts(s, seed)
-    rows = []
+    x, y, rows, xt, yt, classes = mnist1d_parts(s, seed)
+    out = []
     for width in s.widths:
-        fit = train_ensemble(
-            x, y, [1000 * seed + k for k in range(c.members)], [width], classes, "classification", c.epochs, c.batch_size, make
-        )
-        logits = predict(fit.net, xt)  # (K, n_test, C)
+        seeds = [1000 * seed + k for k in range(c.members)]
+        fit = fit_members(cfg, c.lr, seeds, [width], "classification", x, y, rows, c.epochs, c.batch_size, classes)
+        logits = predict(fit, xt)  # (K, n_test, C)
         log_probs = torch.log_softmax(logits, -1)
         mse, ce = dec.classification_mse(log_probs.exp(), yt), dec.classification_ce(log_probs, yt)
-        with torch.no_grad():
-            train_acc = float((fit.net(x).argmax(-1) == y).float().mean())
+        train_acc = float((predict_own(fit, x, rows).argmax(-1) == y[rows]).float().mean())
         test_acc = float((logits.argmax(-1) == yt).float().mean())
         ensemble_acc = float((log_probs.exp().mean(0).argmax(-1) == yt).float().mean())
-        rows.append(
+        out.append(
             {
                 "part": "classification",
                 "seed": seed,
@@ -127,7 +133,7 @@ def classification_rows(cfg: DictConfig, seed: int) -> list[dict]:
                 "ensemble_test_acc": ensemble_acc,
             }
         )
-    return rows
+    return out
 
 
 def summarize(rows: list[dict]) -> list[dict]:
@@ -203,8 +209,8 @@ def write_report(study_dir: Path, cfg: DictConfig, table: list[dict], wall_s: fl
     lines = [
         "# Bias and variance against width",
         "",
-        f"One-hidden-layer MLPs of widths {list(s.widths)}, seeds {list(s.seeds)} (each seed repeats every ensemble), members "
-        f"trained together as one vectorized ensemble. (a) Regression: {r.members} members, each on its own {r.n_train} points of "
+        f"One-hidden-layer MLPs of widths {list(s.widths)}, seeds {list(s.seeds)} (each seed repeats every ensemble), the members "
+        f"of each width trained together as one seeded fit. (a) Regression: {r.members} members, each on its own {r.n_train} points of "
         f"y = sin x + 0.1 x² + N(0, {r.noise}²), {r.epochs} epochs; bias² and variance on a 600-point grid against the true function. "
         f"(b) MNIST-1D: {c.members} members on disjoint parts of {c.part_size} training signals with {c.label_noise:.0%} of labels "
         f"replaced by another class, {c.epochs} epochs, decompositions on the 1,000 test signals. Mean ± 95% CI over seeds. "

@@ -1,67 +1,137 @@
-"""The optimizer of the studies that train their members as one vectorized ensemble
-(``numerics/ensemble.py``: ``study=bagging``, ``study=bias_variance``), from the optimizer
-registry like every other run.
+"""The members of ``study=bagging`` and ``study=bias_variance``: MLPs built as a run builds its module
+(the model registry's ``mlp``, the loss, the ``optimizer=`` chosen with its keys, the scheduler and
+the regularizers: ``experiments/build.py::supervised_module``) and trained K at a time as one seeded
+fit (``lightning_modules/members.py``, the mechanism of ``seeds=[...]``), each member initialized and
+shuffled by its own seed and trained on its own rows of the study's tensors (a bootstrap resample,
+its own draw of data: ``datamodules/member_loader.py``).
 
-``optimizer=`` chooses the update rule and its keys (``optimizer.momentum``, ``optimizer.betas``,
-...); each part of the study keeps its own learning rate (``study.<part>.lr``: parts differ, as the
-weak learners of boosting and the bagged networks do), so ``optimizer.lr`` is refused rather than
-ignored. ``regularization.weight_decay`` (and ``decay_all``) reach the optimizer; the other
-regularizers and schedulers are not applied by these plain MLPs and must stay neutral, and the
-groups the studies do not read (model=, data=, trainer.*, seed=, ...) are refused on the command line."""
+Each part of a study keeps its own learning rate (``study.<part>.lr``: parts differ, as the weak
+learners of boosting and the bagged networks do), so ``optimizer.lr`` is refused rather than
+ignored. The study trains for a fixed number of epochs without a validation split, so what needs one
+(early stopping, ``scheduler=plateau``) is refused, as are the data module's regularizers
+(augmentation, Mixup/CutMix) and label smoothing, which the studies' own tensors and regression parts
+do not take; the groups the studies do not read (``model=``, ``data=``, ``trainer.*``, ``seed=``,
+...) are refused on the command line (``trainer=`` picks the device)."""
 
 from __future__ import annotations
 
+import logging
+import warnings
 from pathlib import Path
+from typing import Sequence
 
+import pytorch_lightning as pl
+import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from core.errors import ConfigError
 from core.rules import check
-from experiments.build import check_regularizers, routed
-from lightning_modules.optimizers import OPTIMIZERS, OptimizerFactory, optimizer_from_spec
+from datamodules.member_loader import MemberBatchLoader
+from experiments.build import check_components, check_regularizers, supervised_module
+from experiments.seeds import check_member_optimizer
+from experiments.train import QUIET
+from lightning_modules.members import MembersModule
 from lightning_modules.rules import LR
 
-APPLIED = frozenset({"weight_decay", "decay_all"})
+APPLIED = frozenset({"weight_decay", "decay_all", "l1", "l2", "dropout", "batch_norm", "input_noise", "weight_noise", "grad_clip"})
 USED = ("study", "optimizer", "regularization", "scheduler", "hydra")  # the command line's groups these studies read
 GROUP = Path(__file__).resolve().parents[1] / "configs" / "optimizer"
 
 
 def check_optimizer(cfg: DictConfig, lr_keys: tuple[str, ...]) -> None:
-    """Refuse what the ensemble cannot honour, naming the key, before any part trains: an optimizer
-    that couples the members, a part's learning rate out of range, ``optimizer.lr`` set anywhere
+    """Refuse what the members cannot honour, naming the key, before any part trains: an optimizer
+    that would mix the members, a part's learning rate out of range, ``optimizer.lr`` set anywhere
     (command line, preset) to other than its option's value, a regularizer or scheduler that would
-    be ignored."""
+    be ignored, a trainer of several devices."""
     study, name = f"study={cfg.study.name}", cfg.optimizer.name
     for given in HydraConfig.get().overrides.task if HydraConfig.initialized() else []:
-        if given.lstrip("+~").split("=", 1)[0].split(".")[0] not in USED:  # model=, data=, trainer.*, seed=, ...
+        key = given.lstrip("+~").split("=", 1)[0]
+        if key != "trainer" and key.split(".")[0] not in USED:  # model=, data=, trainer.*, seed=, ...
             raise ConfigError(
                 f"{given.lstrip('+~')}: not used by {study}, which trains its own MLPs on its own data (the study.* keys) "
-                "with optimizer= and regularization.weight_decay"
+                "with optimizer=, scheduler=, regularization.* and trainer= (the device)"
             )
-    entry = OPTIMIZERS.get(name, key="optimizer")
-    if not entry.info.get("elementwise"):
-        fine = ", ".join(e.name for e in OPTIMIZERS if e.info.get("elementwise"))
-        raise ConfigError(
-            f"optimizer={name}: {study} trains its members as one vectorized ensemble, which needs an elementwise optimizer "
-            f"(each member's update its own); elementwise: {fine}"
-        )
+    check_member_optimizer(cfg, study)
     for key in lr_keys:
         check(key, OmegaConf.select(cfg, key), LR)
     option = GROUP / f"{name}.yaml"
     default = OmegaConf.load(option).get("lr") if option.exists() else None
     if cfg.optimizer.get("lr") != default:
         raise ConfigError(f"optimizer.lr={cfg.optimizer.get('lr')}: {study} sets each part's learning rate; use {' or '.join(lr_keys)}")
-    check_regularizers(cfg.regularization, APPLIED, f"{study} (plain MLPs, weight decay only)")
-    if cfg.scheduler.name != "none":
-        raise ConfigError(f"scheduler={cfg.scheduler.name}: {study} trains at a constant learning rate; use scheduler=none")
-    optimizer_for(cfg, 1e-3)  # the optimizer's own keys checked now, not after the first part
+    check_regularizers(cfg.regularization, APPLIED, f"{study} (fixed epochs, no validation split, the study's own tensors)")
+    if cfg.scheduler.name == "plateau":
+        raise ConfigError(f"scheduler=plateau: {study} has no validation split to follow; use another scheduler (step, cosine, ...)")
+    devices, strategy = cfg.trainer.get("devices", 1), str(cfg.trainer.get("strategy", "auto"))
+    if devices != 1 or strategy != "auto" or cfg.trainer.get("num_nodes", 1) != 1:
+        raise ConfigError(
+            f"trainer.devices={devices} trainer.strategy={strategy}: {study} trains its members in one process; "
+            "use trainer=cpu or trainer=gpu"
+        )
+    check_components(cfg)  # the optimizer's and scheduler's own keys, now rather than after the first part
 
 
-def optimizer_for(cfg: DictConfig, lr: float) -> OptimizerFactory:
-    """The ``optimizer`` group's optimizer at the learning rate ``lr``, with the run's weight decay."""
-    keys = OmegaConf.to_container(cfg.optimizer, resolve=True)
-    keys.pop("lr", None)
-    reg = cfg.regularization
-    spec = routed("optimizer", keys, {"weight_decay": reg.weight_decay, "decay_all": reg.decay_all})
-    return optimizer_from_spec({**spec, "lr": lr})
+def fit_members(
+    cfg: DictConfig,
+    lr: float,
+    seeds: Sequence[int],
+    hidden: Sequence[int],
+    task: str,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    rows: torch.Tensor,
+    epochs: int,
+    batch_size: int,
+    num_outputs: int,
+) -> MembersModule:
+    """K = len(seeds) MLPs with hidden widths ``hidden`` trained at once for ``epochs``: member i is the
+    run ``seed=seeds[i]`` would make on ``(x[rows[i]], y[rows[i]])`` at learning rate ``lr``. Returned
+    on the CPU in eval mode: ``module(x)`` is every member's output, (K, n, out)."""
+    member = cfg.copy()
+    with open_dict(member):
+        member.model = OmegaConf.create({"name": "mlp", "hidden": [int(h) for h in hidden], "activation": "relu"})
+        member.optimizer.lr = float(lr)
+    lones = []
+    for seed in seeds:
+        pl.seed_everything(seed, verbose=False)  # as a run's network is initialized: after seeding with its seed
+        lones.append(supervised_module(member, list(x.shape[1:]), "tabular", num_outputs, task))
+    module = MembersModule(lones, seeds, logged=False)
+    loader = MemberBatchLoader((x, y), batch_size, seeds, shuffle=True, rows=rows)
+    t = cfg.trainer
+    trainer = pl.Trainer(
+        accelerator=t.accelerator,
+        devices=1,
+        precision=t.precision,
+        deterministic=t.deterministic,
+        max_epochs=epochs,
+        gradient_clip_val=cfg.regularization.grad_clip,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    lightning = logging.getLogger("pytorch_lightning")
+    level = lightning.level
+    lightning.setLevel(logging.WARNING)  # its device lines, once per fit, would fill the study's log
+    try:
+        with warnings.catch_warnings():
+            for pattern in (*QUIET, r".*validation_step.*"):
+                warnings.filterwarnings("ignore", message=pattern)
+            trainer.fit(module, train_dataloaders=loader)
+    finally:
+        lightning.setLevel(level)
+    return module.cpu().eval()
+
+
+@torch.no_grad()
+def predict(module: MembersModule, x: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+    """Every member's output on the same inputs ``x`` (n, ...): (K, n, out)."""
+    return torch.cat([module(x[i : i + chunk]) for i in range(0, len(x), chunk)], dim=1)
+
+
+@torch.no_grad()
+def predict_own(module: MembersModule, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Each member's output on its own rows of ``x`` (its training set): (K, n, out)."""
+    return module.net(x[rows])

@@ -36,8 +36,8 @@ LAUNCHERS = ("inline", "local", "submitit_local", "submitit_slurm")
 KEYS = ("name", "launcher", "workers", "detach", "slurm", "one_fit")
 #: the studies whose units are not member runs yet, and so train in the study's process
 INLINE_ONLY = {
-    "bagging": "trains its ensembles as one vectorized model in the study's process",
-    "bias_variance": "trains its ensembles as one vectorized model in the study's process",
+    "bagging": "trains its ensembles as seeded fits in the study's process",
+    "bias_variance": "trains its ensembles as seeded fits in the study's process",
 }
 
 
