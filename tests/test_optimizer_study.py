@@ -44,7 +44,7 @@ def test_divergence_is_cut_short_not_propagated():
 def test_shrunken_study_writes_report_figures_and_resumes(tmp_path):
     args = [
         "study=optimizers",
-        "study.seeds=[0]",
+        "study.seeds=[0,1]",  # each optimizer's two seeds as one fit
         "study.optimizers=[sgd,adagrad]",
         "study.surfaces=[rosenbrock]",
         "study.surface_steps=30",
@@ -58,7 +58,8 @@ def test_shrunken_study_writes_report_figures_and_resumes(tmp_path):
     for stem in ("trajectories_rosenbrock", "surface_losses", "learning_curves", "final_val_accuracy"):
         assert (study / "figures" / f"{stem}.pdf").stat().st_size > 1000 and (study / "figures" / f"{stem}.png").is_file()
     rows = list(csv.DictReader(open(study / "results.csv")))
-    assert [(r["optimizer"], r["seed"]) for r in rows] == [("sgd", "0"), ("adagrad", "0")]
+    assert [(r["optimizer"], r["seed"]) for r in rows] == [("sgd", "0"), ("sgd", "1"), ("adagrad", "0"), ("adagrad", "1")]
+    assert (study / "members" / "sgd" / "fit_seeds0-1" / "metrics.json").is_file()
     assert all(0.5 < float(r["val_acc_final"]) <= 1 for r in rows)
     report = (study / "report.md").read_text()
     assert "| claim (source) | measured here | verdict |" in report and "| adagrad | 0.02 |" in report

@@ -96,12 +96,15 @@ def _train_member(member_dir: Path, overrides: list[str], primary: bool) -> dict
     last = latest_checkpoint(member_dir) if member_dir.is_dir() else None
     if last is not None and started == overrides:
         try:
-            check_checkpoint(last, "resume")
+            state = check_checkpoint(last, "resume")
         except ConfigError as exc:
             log.warning(f"{member_dir}: {exc}; training this member again from the start")
         else:
-            log.info(f"{member_dir}: continuing from {last.relative_to(member_dir)} (stopped mid-training)")
-            return resume(member_dir, member_dir, report=False)
+            if state.get("optimizer_states"):
+                log.info(f"{member_dir}: continuing from {last.relative_to(member_dir)} (stopped mid-training)")
+                return resume(member_dir, member_dir, report=False)
+            # a member trained in a seeds fit: the fit's directory holds the training state, its own only its weights
+            log.warning(f"{member_dir}: its {last.name} holds weights only (trained in a seeds fit); training it again from the start")
     elif last is not None:
         why = "has no record of how it was started" if started is None else "was started with other overrides than the study's now"
         log.warning(f"{member_dir}: {why}; training it again from the start")

@@ -34,7 +34,7 @@ def run_members(
     s: DictConfig, study_dir: Path, names: list[str], overrides_of, epochs_of, score_train: bool = False, also: Sequence = ()
 ) -> list[dict]:
     """Train every (member, seed) in ``study_dir/members/<name>/seed<k>`` (finished ones are kept):
-    ``s.recipe`` + the member's overrides + the command line's + epochs (unless None) and seed. One row each.
+    ``s.recipe`` (if any) + the member's overrides + the command line's + epochs (unless None) and seed. One row each.
     ``also``: further runs (launch ``Unit``s, e.g. a scoring classifier) trained beside them, with no row."""
     from experiments.studies.launch import Unit, run_units
 
@@ -42,7 +42,7 @@ def run_members(
     units, fits = [], []
     for name in names:
         epochs = epochs_of(name)  # None: the config's own trainer.max_epochs
-        common = [*s.recipe, *overrides_of(name), *member_overrides(*([f"trainer.max_epochs={epochs}"] if epochs else []))]
+        common = [*(s.get("recipe") or []), *overrides_of(name), *member_overrides(*([f"trainer.max_epochs={epochs}"] if epochs else []))]
         mine = [Unit(f"{name}/seed{seed}", study_dir / "members" / name / f"seed{seed}", (*common, f"seed={seed}")) for seed in s.seeds]
         units += mine
         record_fit_members(study_dir / "members" / name, mine)

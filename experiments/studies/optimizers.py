@@ -17,8 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from core.errors import ConfigError
 from experiments.studies import optimizer_plots as plots
 from experiments.studies.common import Clock, finish, log, member_overrides, read_csv, write_csv
-from experiments.studies.launch import Unit, run_units
-from experiments.studies.members import check_seeds
+from experiments.studies.members import check_seeds, run_members
 from experiments.studies.optimizer_families import FAMILIES
 from experiments.studies.surfaces import SURFACES, effective_lr, optimize, values
 from lightning_modules.optimizers import OPTIMIZERS, optimizer_factory
@@ -159,30 +158,14 @@ def run(cfg: DictConfig, study_dir: Path) -> dict:
     write_csv(study_dir / "surfaces.csv", surface_rows)
     log.info(f"surfaces done ({clock()} s)")
 
-    units = [
-        Unit(
-            f"{name}/seed{seed}", study_dir / "members" / name / f"seed{seed}", tuple(member_overrides(f"optimizer={name}", f"seed={seed}"))
-        )
-        for name, seed in product(s.optimizers, s.seeds)
-    ]
-    made: dict[str, tuple] = {}
-
-    def finished(unit: Unit, ran: bool) -> None:  # each member as it finishes, where study.launcher trains it
-        name, seed = unit.label.rsplit("/seed", 1)
-        record = json.loads((unit.member_dir / "metrics.json").read_text())
-        history = read_csv(unit.member_dir / "history.csv")
-        made[unit.label] = (name, history, member_row(name, int(seed), hparams[name]["lr"], record, history))
-        log.info(
-            f"[{len(made)}/{len(units)}] {name} seed {seed}: val/acc {made[unit.label][2]['val_acc_final']:.4f} "
-            f"test/acc {record.get('test/acc', math.nan):.4f} {'' if ran else '(finished earlier, kept)'}"
-        )
-
-    run_units(s, units, study_dir / "logs", finished)
+    rows = run_members(s, study_dir, list(s.optimizers), lambda name: [f"optimizer={name}"], lambda name: None)
     members, histories = [], {}
-    for unit in units:
-        name, history, row = made[unit.label]
+    for row in rows:  # optimizer-major, seeds in order
+        name, seed = row["member"], row["seed"]
+        here = study_dir / "members" / name / f"seed{seed}"
+        record, history = json.loads((here / "metrics.json").read_text()), read_csv(here / "history.csv")
         histories.setdefault(name, []).append(history)
-        members.append(row)
+        members.append(member_row(name, seed, hparams[name]["lr"], record, history))
     table = summarize(members)
 
     def draw(writer) -> None:
