@@ -78,6 +78,9 @@ def finish(cfg: DictConfig, run_dir: Path, trainer, module: MembersModule, dm, s
             **(probes[i] if probes else {}),
             **base,
             "seed": seed,
+            "wall_s": round(base["wall_s"] / module.k, 3),  # its share of the fit, comparable with a lone run's
+            "fit_wall_s": base["wall_s"],
+            "fit_members": module.k,
             "epochs": stopped if stopped is not None else base["epochs"],
             "steps": records.stopped_step[i] if stopped is not None else base["steps"],
             "params": params,

@@ -176,7 +176,7 @@ class MembersModule(pl.LightningModule):
             self._accumulate("train", sums, n, m)
             if batch_idx + 1 == self.trainer.num_training_batches:
                 self._finish("train")
-            if logger_writes_this_step(self.trainer):
+            if self.logged and logger_writes_this_step(self.trainer):
                 self.log("train/lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)
         return totals.sum()  # the members' parameters are disjoint: each gets its own loss's gradient
 

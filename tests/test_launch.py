@@ -196,15 +196,16 @@ def test_a_stopped_study_keeps_its_members(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "started, checkpoint_ok, expected",
+    "started, checkpoint, expected",
     [
-        (["seed=0"], True, "resume"),  # stopped mid-training, same command: continue
-        (["seed=0", "study.epochs=9"], True, "train"),  # the study's command changed since: again from the start
-        (["seed=0"], False, "train"),  # its checkpoint is unreadable: again from the start
-        (None, True, "train"),  # no record of how it started (an older study): again from the start
+        (["seed=0"], "training", "resume"),  # stopped mid-training, same command: continue
+        (["seed=0", "study.epochs=9"], "training", "train"),  # the study's command changed since: again from the start
+        (["seed=0"], "unreadable", "train"),  # its checkpoint is unreadable: again from the start
+        (["seed=0"], "weights", "train"),  # a seeds fit's member (weights only) whose record was lost: again from the start
+        (None, "training", "train"),  # no record of how it started (an older study): again from the start
     ],
 )
-def test_a_stopped_member_continues_only_as_it_was_started(tmp_path, monkeypatch, caplog, started, checkpoint_ok, expected):
+def test_a_stopped_member_continues_only_as_it_was_started(tmp_path, monkeypatch, caplog, started, checkpoint, expected):
     from core.errors import ConfigError
     from experiments import train as train_module
     from experiments.studies import common
@@ -217,8 +218,9 @@ def test_a_stopped_member_continues_only_as_it_was_started(tmp_path, monkeypatch
     calls = []
 
     def check(path, key):
-        if not checkpoint_ok:
+        if checkpoint == "unreadable":
             raise ConfigError(f"{key}={path}: not a readable checkpoint")
+        return {"state_dict": {}, "optimizer_states": [{"state": {}}] if checkpoint == "training" else [], "loops": {}}
 
     monkeypatch.setattr(train_module, "check_checkpoint", check)
     monkeypatch.setattr(train_module, "resume", lambda run_dir, fresh, report: calls.append("resume") or {"how": "resume"})
@@ -240,5 +242,6 @@ def test_a_kept_member_made_with_other_settings_is_refused(tmp_path):
     (member / "metrics.json").write_text("{}")
     (member / ".member.json").write_text(json.dumps(["seed=0", "trainer.max_epochs=2"]))
     check_kept(Unit("none/seed0", member, ("seed=0", "trainer.max_epochs=2")))  # the same command: kept
+    check_kept(Unit("none/seed0", member, ("trainer.max_epochs=2", "seed=0")))  # in another order: the same config, kept
     with pytest.raises(ConfigError, match=r"^study.resume: member none/seed0 finished with other settings than this command's "):
         check_kept(Unit("none/seed0", member, ("seed=0", "trainer.max_epochs=40")))

@@ -230,8 +230,9 @@ def run(cfg: DictConfig, study_dir: Path) -> dict:
     seeds = list(s.seeds)
     boost = cached(study_dir, f"boosting_seeds{'-'.join(map(str, seeds))}", lambda: samme(cfg, seeds, x, y, xt, yt, classes))
     for seed in seeds:
-        last = [b for b in boost if b["seed"] == seed][-1]
-        log.info(f"seed {seed}: boosted {last['test_acc']:.4f} after {last['round']} rounds ({clock()} s)")
+        mine = [b for b in boost if b["seed"] == seed]
+        shown = f"{mine[-1]['test_acc']:.4f} after {mine[-1]['round']} rounds" if mine else "no round better than chance"
+        log.info(f"seed {seed}: boosted {shown} ({clock()} s)")
     finish(
         study_dir,
         clock,

@@ -98,28 +98,27 @@ def fit_members(
     module = MembersModule(lones, seeds, logged=False)
     loader = MemberBatchLoader((x, y), batch_size, seeds, shuffle=True, rows=rows)
     t = cfg.trainer
-    trainer = pl.Trainer(
-        accelerator=t.accelerator,
-        devices=1,
-        precision=t.precision,
-        deterministic=t.deterministic,
-        max_epochs=epochs,
-        gradient_clip_val=cfg.regularization.grad_clip,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
     lightning = logging.getLogger("pytorch_lightning")
     level = lightning.level
     lightning.setLevel(logging.WARNING)  # its device lines, once per fit, would fill the study's log
     try:
         with warnings.catch_warnings():
-            for pattern in (*QUIET, r".*validation_step.*"):
+            for pattern in (*QUIET, r".*validation_step.*", r".*GPU available but not used.*"):
                 warnings.filterwarnings("ignore", message=pattern)
-            trainer.fit(module, train_dataloaders=loader)
+            pl.Trainer(
+                accelerator=t.accelerator,
+                devices=1,
+                precision=t.precision,
+                deterministic=t.deterministic,
+                max_epochs=epochs,
+                gradient_clip_val=cfg.regularization.grad_clip,
+                limit_val_batches=0,
+                num_sanity_val_steps=0,
+                logger=False,
+                enable_checkpointing=False,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+            ).fit(module, train_dataloaders=loader)
     finally:
         lightning.setLevel(level)
     return module.cpu().eval()

@@ -112,7 +112,7 @@ def check_kept(unit: Unit) -> None:
     if not (unit.done() and record.is_file()):
         return
     started = json.loads(record.read_text())
-    if started != list(unit.overrides):
+    if sorted(started) != sorted(unit.overrides):  # Hydra composes the same config whatever the overrides' order
         changed = sorted(set(unit.overrides) ^ set(started))
         raise ConfigError(
             f"study.resume: member {unit.label} finished with other settings than this command's ({' '.join(changed)}); "
