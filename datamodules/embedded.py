@@ -76,7 +76,7 @@ def regression_truth(x: np.ndarray) -> np.ndarray:
     "regression_outliers",
     task="regression",
     kind="tabular",
-    accepts=("n_samples", "n_test", "dim", "noise", "outlier_fraction", "outlier_scale", "seed"),
+    accepts=("n_samples", "n_test", "dim", "noise", "outlier_fraction", "outlier_scale", "outlier_side", "seed"),
     expect={"shape": (1,), "outputs": 1, "test_split": True},
 )
 def regression_outliers(
@@ -86,11 +86,17 @@ def regression_outliers(
     noise: float = 0.3,
     outlier_fraction: float = 0.1,
     outlier_scale: float = 10.0,
+    outlier_side: str = "both",
     seed: int = 0,
 ) -> ArrayDataset:
     """y = f(x) + N(0, noise²) with x ~ U(−3, 3)^dim; a fraction of the training targets get a gross
-    error of ±outlier_scale × noise × (1 + U(0, 1)). The test set (``n_test``) has Gaussian noise
-    only, and ``extras['truth']`` is f, so bias and variance can be measured against it."""
+    error of outlier_scale × noise × (1 + U(0, 1)), of random sign (``outlier_side="both"``: the
+    conditional mean stays where it is) or always upward (``"one"``: the mean moves, the median
+    hardly). The same seed puts the outliers on the same points with the same sizes either way. The
+    test set (``n_test``) has Gaussian noise only, and ``extras['truth']`` is f, so bias and variance
+    can be measured against it."""
+    if outlier_side not in ("one", "both"):
+        raise ConfigError(f"data.dataset.outlier_side={outlier_side!r}: must be 'one' (every outlier above the truth) or 'both' (±)")
     if not (0 <= outlier_fraction < 1 and noise >= 0 and dim >= 1 and n_samples >= 10 and n_test >= 1):
         raise ConfigError(
             f"data.dataset: outlier_fraction={outlier_fraction} in [0, 1), noise={noise} >= 0, dim={dim} >= 1, "
@@ -100,7 +106,10 @@ def regression_outliers(
     x = rng.uniform(-3, 3, (n_samples, dim)).astype(np.float32)
     y = regression_truth(x) + rng.normal(0, noise, (n_samples, 1)).astype(np.float32)
     bad = rng.random(n_samples) < outlier_fraction
-    y[bad, 0] += (rng.choice([-1.0, 1.0], bad.sum()) * outlier_scale * noise * (1 + rng.random(bad.sum()))).astype(np.float32)
+    sign = rng.choice([-1.0, 1.0], bad.sum())  # drawn either way: "one" and "both" share the outliers' places and sizes
+    y[bad, 0] += ((np.abs(sign) if outlier_side == "one" else sign) * outlier_scale * noise * (1 + rng.random(bad.sum()))).astype(
+        np.float32
+    )
     x_test = rng.uniform(-3, 3, (n_test, dim)).astype(np.float32)
     y_test = regression_truth(x_test) + rng.normal(0, noise, (n_test, 1)).astype(np.float32)
     return ArrayDataset(

@@ -8,6 +8,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import run_cli
@@ -54,9 +55,26 @@ def test_regularizer_ablation_reports_accuracy_gap_and_verdicts(tmp_path):
     assert summary["none"]["verdict"] == "baseline" and float(summary["none"]["delta_vs_none"]) == 0.0
     gap = float(summary["dropout"]["train_acc_mean"]) - float(summary["dropout"]["test_acc_mean"])
     assert abs(gap - float(summary["dropout"]["gap_mean"])) < 1e-9
-    for stem in ("test_accuracy", "generalization_gap"):
+    per_seed = {(r["member"], r["seed"]): float(r["test_acc"]) for r in rows}
+    diffs = [per_seed["dropout", k] - per_seed["none", k] for k in ("0", "1")]
+    assert abs(float(summary["dropout"]["delta_vs_none"]) - sum(diffs) / 2) < 1e-9  # paired by seed
+    assert abs(float(summary["dropout"]["delta_ci95"]) - 12.706204736174698 * abs(diffs[0] - diffs[1]) / 2) < 1e-9  # t(.975, 1)·s/√2
+    for stem in ("test_accuracy_vs_none", "generalization_gap"):
         assert (study / "figures" / f"{stem}.png").stat().st_size > 10_000
-    assert "| weight_noise | `weight_noise=0.01` |" in (study / "report.md").read_text()
+    report = (study / "report.md").read_text()
+    assert "| weight_noise | `weight_noise=0.01` |" in report and "(2 seeds) |" in report
+
+
+def test_regularizer_ablation_needs_two_seeds_to_pair():
+    from conftest import compose_config
+    from core.errors import ConfigError
+    from experiments.studies import regularizers
+
+    with pytest.raises(
+        ConfigError, match=r"^study.seeds=\[0\]: each member is compared with 'none' paired by seed, which needs at least 2"
+    ):
+        regularizers.check(compose_config("study=regularizers", "study.seeds=[0]").study)
+    regularizers.check(compose_config("study=regularizers", "study.only=[none]", "study.seeds=[0]").study)  # nothing to pair
 
 
 def test_regularizer_ablation_needs_its_baseline(tmp_path):
@@ -80,13 +98,51 @@ def test_loss_robustness_grid_and_figures(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     study = tmp_path / proc.stdout.strip().splitlines()[-1].removeprefix("study_dir: ")
     rows = list(csv.DictReader(open(study / "results.csv")))
-    assert sorted({(r["loss"], r["outlier_fraction"]) for r in rows}) == [("mae", "0.0"), ("mae", "0.3"), ("mse", "0.0"), ("mse", "0.3")]
-    assert all(float(r["test_mse"]) > 0 for r in rows) and len(rows) == 8
-    config = (study / "members" / "mae_outliers0.3" / "seed1" / ".hydra" / "config.yaml").read_text()
-    assert "outlier_fraction: 0.3" in config and "name: mae" in config
+    assert sorted({(r["loss"], r["outlier_fraction"], r["side"]) for r in rows}) == [
+        (loss, f, side) for loss in ("mae", "mse") for f, side in (("0.0", "none"), ("0.3", "both"), ("0.3", "one"))
+    ]
+    assert all(float(r["test_mse"]) > 0 for r in rows) and len(rows) == 12
+    config = (study / "members" / "mae_outliers0.3_one" / "seed1" / ".hydra" / "config.yaml").read_text()
+    assert "outlier_fraction: 0.3" in config and "name: mae" in config and "outlier_side: one" in config
+    summary = {(r["loss"], r["outliers"], r["side"]): r for r in csv.DictReader(open(study / "summary.csv"))}
+    one = [float(r["shift"]) for r in rows if r["member"] == "mse_outliers0.3_one"]
+    assert (
+        abs(float(summary["mse", "0.3", "one"]["shift"]) - sum(one) / 2) < 1e-9 and float(summary["mse", "0.3", "one"]["test_mse_ci"]) >= 0
+    )
     for stem in ("test_error_vs_outliers", "fitted_functions"):
         assert (study / "figures" / f"{stem}.png").stat().st_size > 10_000
-    assert "| mse | 30% |" in (study / "report.md").read_text()
+    report = (study / "report.md").read_text()
+    assert "| mse | 30% | one |" in report and "30%: MSE − MAE " in report and "(2 seeds) |" in report
+
+
+def test_one_sided_outliers_share_the_symmetric_ones_places_and_sizes():
+    from datamodules.embedded import regression_outliers
+
+    both = regression_outliers(n_samples=200, outlier_fraction=0.2, seed=3)
+    one = regression_outliers(n_samples=200, outlier_fraction=0.2, outlier_side="one", seed=3)
+    assert (one.extras["outliers"] == both.extras["outliers"]).all() and len(one.extras["outliers"]) > 20
+    far = one.extras["outliers"]
+    clean = np.setdiff1d(np.arange(200), far)
+    assert np.array_equal(one.y[clean], both.y[clean])  # the clean targets untouched
+    truth = one.extras["truth"](one.x)
+    assert (one.y[far] - truth[far] > 1.5).all()  # every outlier above the truth: 10–20σ (3–6) plus noise of σ = 0.3
+    flipped = (one.y[far] - both.y[far])[:, 0]  # 0 where the symmetric outlier went up; twice its size where it went down
+    moved = flipped[np.abs(flipped) > 1e-5]
+    assert len(moved) > 5 and ((moved >= 6 - 1e-4) & (moved <= 12 + 1e-4)).all()  # 2 × 10σ(1 + U): the same sizes
+
+
+def test_loss_robustness_refuses_a_side_and_what_it_sets_per_member(cli, tmp_path):
+    code, _, err = cli("data=regression_outliers", "data.dataset.outlier_side=left", cwd=tmp_path)
+    assert code == 2 and err.strip().startswith("error: data.dataset.outlier_side='left': must be 'one' (every outlier above the")
+    code, _, err = cli("study=loss_robustness", "study.sides=[up]", cwd=tmp_path)
+    assert code == 2 and err.strip() == "error: study.sides=['up']: a non-empty list of distinct values from one, both"
+    code, _, err = cli("study=loss_robustness", "study.losses=[mae,huber]", cwd=tmp_path)
+    assert code == 2 and err.strip().startswith("error: study.losses=['mae', 'huber']: MSE is compared with the robust losses; give mse")
+    code, _, err = cli("study=loss_robustness", "data.normalize=zscore", cwd=tmp_path)
+    assert code == 2 and "the true function, which takes raw inputs" in err
+    code, _, err = cli("study=loss_robustness", "loss.name=mae", cwd=tmp_path)
+    assert code == 2 and err.strip().startswith("error: loss.name=mae: study=loss_robustness sets it per member; use study.losses")
+    assert not (tmp_path / "outputs").exists() or not list((tmp_path / "outputs").rglob("metrics.json"))
 
 
 def test_kfold_selects_on_folds_then_refits_and_tests_once(tmp_path):
@@ -123,7 +179,7 @@ def test_batch_size_study_two_protocols_sharpness_and_line(tmp_path):
     proc = run_cli(
         "study=batch_size",
         "study.sizes=[256,1024]",
-        "study.seeds=[0]",
+        "study.seeds=[0,1]",  # the sizes are compared paired by seed
         "study.epochs=2",
         "study.max_epochs=3",
         "study.lr_grid=[0.001,0.01]",
@@ -137,14 +193,17 @@ def test_batch_size_study_two_protocols_sharpness_and_line(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     study = tmp_path / proc.stdout.strip().splitlines()[-1].removeprefix("study_dir: ")
     rows = list(csv.DictReader(open(study / "results.csv")))
-    assert sorted((r["protocol"], r["batch"]) for r in rows) == [("a", "1024"), ("a", "256"), ("b", "1024"), ("b", "256")]
+    assert sorted((r["protocol"], r["batch"], r["seed"]) for r in rows) == [
+        (p, b, k) for p in ("a", "b") for b in ("1024", "256") for k in ("0", "1")
+    ]
     assert all(float(r["sign_ascent"]) > 0 and float(r["hessian_top"]) != 0 for r in rows)
     assert len(list(csv.DictReader(open(study / "tuning.csv")))) == 4  # 2 sizes × 2 lrs, first seed
     line = list(csv.DictReader(open(study / "interpolation.csv")))
     assert len(line) == 41 and float(line[10]["alpha"]) == 0.0
     for stem in ("batch_size", "interpolation"):
         assert (study / "figures" / f"{stem}.png").stat().st_size > 10_000
-    assert "| Large batches generalize worse (Keskar et al. 2017) | a |" in (study / "report.md").read_text()
+    report = (study / "report.md").read_text()
+    assert "| Large batches generalize worse (Keskar et al. 2017) | a |" in report and report.count("(2 seeds) |") >= 4
 
 
 @pytest.mark.slow  # suite margin: the tiny bias-variance runs of the ensemble-optimizer tests below stay in the default suite
@@ -168,11 +227,14 @@ def test_bias_variance_decomposes_both_parts_and_marks_the_threshold(tmp_path):
         if r["part"] == "regression":
             assert abs(float(r["risk"]) - float(r["bias2"]) - float(r["variance"]) - 0.09) < 1e-6
         else:
-            assert abs(float(r["mse_risk"]) - float(r["mse_bias2"]) - float(r["mse_variance"])) < 1e-5
+            assert abs(float(r["risk"]) - float(r["bias2"]) - float(r["variance"])) < 1e-5  # the MSE decomposition on one-hot
             assert abs(float(r["ce_risk"]) - float(r["ce_bias"]) - float(r["ce_variance"])) < 1e-4
     wide = [r for r in rows if r["part"] == "classification" and r["width"] == "64"]
     assert all(float(r["train_acc"]) > 0.9 for r in wide)  # 200 signals memorized by 64 units
-    assert "interpolation threshold width 64" in (study / "report.md").read_text()
+    report = (study / "report.md").read_text()
+    assert "interpolation threshold width 64" in report and "| claim | measured here | verdict |" in report and "(2 seeds) |" in report
+    summary = read_csv(study / "summary.csv")
+    assert {"part", "width", "bias2", "variance", "bias2_ci", "variance_ci"} <= set(summary[0])
     assert (study / "figures" / "bias_variance.png").stat().st_size > 10_000
 
 
@@ -180,7 +242,7 @@ def test_bias_variance_decomposes_both_parts_and_marks_the_threshold(tmp_path):
 def test_bagging_and_boosting_curves_and_out_of_bag(tmp_path):
     proc = run_cli(
         "study=bagging",
-        "study.seeds=[0]",
+        "study.seeds=[0,1]",
         "study.bagging.members=4",
         "study.bagging.epochs=2",
         "study.boosting.rounds=3",
@@ -190,19 +252,19 @@ def test_bagging_and_boosting_curves_and_out_of_bag(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     study = tmp_path / proc.stdout.strip().splitlines()[-1].removeprefix("study_dir: ")
     rows = list(csv.DictReader(open(study / "results.csv")))
-    assert [int(r["size"]) for r in rows if r["part"] == "bagging"] == [1, 2, 3, 4]
+    assert [int(r["size"]) for r in rows if r["part"] == "bagging"] == [1, 2, 3, 4] * 2
     boost = [r for r in rows if r["part"] == "boosting"]
-    assert 1 <= len(boost) <= 3 and all(float(r["alpha"]) > 0 for r in boost)
+    assert 2 <= len(boost) <= 6 and all(float(r["alpha"]) > 0 for r in boost)
     summary = next(csv.DictReader(open(study / "summary.csv")))
     assert (
         0.3 < float(summary["oob_fraction_per_member"]) < 0.45 and float(summary["oob_coverage"]) > 0.8
     )  # ≈ 1/e each; 1 − (1 − 1/e)^4 overall
     assert (study / "figures" / "bagging_boosting.png").stat().st_size > 10_000
     kept = (study / "parts" / "bagging_seed0.json").read_text()
-    (study / "parts" / "boosting_seeds0.json").unlink()  # as if killed during boosting
+    (study / "parts" / "boosting_seeds0-1.json").unlink()  # as if killed during boosting
     again = run_cli(
         "study=bagging",
-        "study.seeds=[0]",
+        "study.seeds=[0,1]",
         "study.bagging.members=4",
         "study.bagging.epochs=2",
         "study.boosting.rounds=3",
@@ -211,7 +273,7 @@ def test_bagging_and_boosting_curves_and_out_of_bag(tmp_path):
         cwd=tmp_path,
     )
     assert again.returncode == 0, again.stderr[-2000:]
-    assert (study / "parts" / "bagging_seed0.json").read_text() == kept and (study / "parts" / "boosting_seeds0.json").exists()
+    assert (study / "parts" / "bagging_seed0.json").read_text() == kept and (study / "parts" / "boosting_seeds0-1.json").exists()
     assert len(list(study.parent.iterdir())) == 1
 
 

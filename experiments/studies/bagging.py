@@ -25,11 +25,15 @@ from core.files import write_text_atomic
 from experiments.studies.common import Clock, cached, finish, log
 from experiments.studies.ensembles import check_optimizer, fit_members, predict
 from experiments.studies.members import check_seeds
-from numerics.intervals import interval
+from numerics.intervals import direction, interval, paired
 
 
 def check(s: DictConfig) -> None:
     check_seeds(s.seeds)
+    if len(s.seeds) < 2:
+        raise ConfigError(
+            f"study.seeds={list(s.seeds)}: the ensemble is compared with one network paired by seed, which needs at least 2 seeds"
+        )
     if s.bagging.members < 2:
         raise ConfigError(f"study.bagging.members={s.bagging.members}: an ensemble needs at least 2")
     if s.boosting.rounds < 1:
@@ -169,14 +173,17 @@ def write_report(study_dir: Path, cfg: DictConfig, summaries: list[dict], boost:
         mean, _, half = interval(r[key] for r in rows)
         return f"{mean:.4f} ± {half:.4f}"
 
-    ens, single = interval(r["ensemble_test_acc"] for r in summaries), interval(r["single_test_acc"] for r in summaries)
+    by = lambda key: {r["seed"]: r[key] for r in summaries}  # noqa: E731
+    gain, gain_half, k = paired(by("ensemble_test_acc"), by("single_test_acc"))  # each seed's ensemble and network share its data
     oob_gap = np.mean([r["oob_acc"] - r["ensemble_test_acc"] for r in summaries])
-    last = max(b["round"] for b in boost)
+    last = max((b["round"] for b in boost), default=0)  # 0: every seed's first weak learner was no better than chance
     first_rows, last_rows = [b for b in boost if b["round"] == 1], [b for b in boost if b["round"] == last]
-    beyond = ens[0] - ens[2] > single[0] + single[2]
-    verdict_bagging = "consistent" if beyond else "not beyond the intervals" if ens[0] > single[0] else "not observed"
-    rises = np.mean([r["train_acc"] for r in last_rows]) > np.mean([r["train_acc"] for r in first_rows])
-    verdict_boosting = "consistent" if rises else "not observed"
+    side = direction(gain, gain_half, k)
+    verdict_bagging = "consistent" if side > 0 else "the opposite, beyond the interval" if side < 0 else "not beyond the interval"
+    ends = {b["seed"]: b["train_acc"] for b in sorted(boost, key=lambda b: b["round"])}  # each seed's last round
+    rise, rise_half, k_boost = paired(ends, {b["seed"]: b["train_acc"] for b in first_rows}) if first_rows else (math.nan, math.nan, 0)
+    side = direction(rise, rise_half, k_boost)
+    verdict_boosting = "consistent" if side > 0 else "the opposite, beyond the interval" if side < 0 else "not beyond the interval"
     b, bo = s.bagging, s.boosting
     lines = [
         "# Bagging and boosting",
@@ -194,17 +201,17 @@ def write_report(study_dir: Path, cfg: DictConfig, summaries: list[dict], boost:
         "| claim | measured here | verdict |",
         "|---|---|---|",
         f"| Bagging an unstable learner beats one copy of it (Breiman 1996) | ensemble {ci('ensemble_test_acc')} vs one network "
-        f"{ci('single_test_acc')} "
+        f"{ci('single_test_acc')}, paired by seed {gain * 100:+.1f} ± {gain_half * 100:.1f} points "
         f"(members alone {ci('member_test_acc_mean')}) | "
-        f"{verdict_bagging} |",
+        f"{verdict_bagging} ({k} seeds) |",
         f"| The out-of-bag estimate tracks the test accuracy (Breiman 1996) | OOB {ci('oob_acc')}, {oob_gap * 100:+.1f} points from "
         f"the ensemble's "
         f"test accuracy (each member leaves out {np.mean([r['oob_fraction_per_member'] for r in summaries]):.1%} ≈ 1/e) | "
-        f"{'consistent' if abs(oob_gap) < 0.02 else 'off by more than 2 points'} |",
+        f"{'consistent' if abs(oob_gap) < 0.02 else 'off by more than 2 points'} ({len(summaries)} seeds) |",
         f"| Boosting weak learners raises training accuracy round by round (Freund & Schapire 1997) | train "
         f"{ci('train_acc', first_rows)} after 1 round, "
-        f"{ci('train_acc', last_rows)} after {last}; test {ci('test_acc', first_rows)} → {ci('test_acc', last_rows)} | "
-        f"{verdict_boosting} |",
+        f"{ci('train_acc', last_rows)} after {last} (paired by seed {rise * 100:+.1f} ± {rise_half * 100:.1f} points); "
+        f"test {ci('test_acc', first_rows)} → {ci('test_acc', last_rows)} | {verdict_boosting} ({k_boost} seeds) |",
         "",
         "![bagging and boosting](figures/bagging_boosting.png)",
         "",

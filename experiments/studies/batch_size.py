@@ -20,13 +20,15 @@ from core.files import write_text_atomic
 from experiments.studies.common import Clock, finish, log, write_csv
 from experiments.studies.launch import launch_keys
 from experiments.studies.members import check_seeds, load_member, run_members
-from numerics.intervals import interval
+from numerics.intervals import direction, interval, paired
 
 PROBES = ("keskar", "sign_ascent", "hessian_top")
 
 
 def check(s: DictConfig) -> None:
     check_seeds(s.seeds)
+    if len(s.seeds) < 2:
+        raise ConfigError(f"study.seeds={list(s.seeds)}: the sizes are compared paired by seed, which needs at least 2 seeds")
     if len(s.sizes) < 2 or any(not isinstance(b, int) or b < 1 for b in s.sizes):
         raise ConfigError(f"study.sizes={list(s.sizes)}: at least two batch sizes, integers >= 1")
     if not 0 < s.target_train_acc <= 1:
@@ -119,9 +121,20 @@ def figure(table: list[dict], folder: Path, writer) -> None:
     save_figure(fig, folder, "batch_size", writer)
 
 
-def write_report(study_dir: Path, s: DictConfig, table: list[dict], line: list[dict], wall_s: float) -> None:
+def write_report(study_dir: Path, s: DictConfig, rows: list[dict], table: list[dict], line: list[dict], wall_s: float) -> None:
     def at(p, b):
         return next(r for r in table if r["protocol"] == p and r["batch"] == b)
+
+    def hi_minus_lo(p, key):
+        """The largest size's ``key`` minus the smallest's, paired by seed: (mean, 95% half-width, seeds)."""
+        of = lambda b: {r["seed"]: r[key] for r in rows if r["protocol"] == p and r["batch"] == b}  # noqa: E731
+        return paired(of(hi), of(lo))
+
+    def verdict(mean, half, k, expected):  # expected: the sign the claim predicts
+        side = direction(mean, half, k)
+        return ("consistent" if side == expected else "the opposite, beyond the interval" if side else "not beyond the interval") + (
+            f" ({k} seeds)"
+        )
 
     lo, hi = min(s.sizes), max(s.sizes)
     lines = [
@@ -131,7 +144,9 @@ def write_report(study_dir: Path, s: DictConfig, table: list[dict], line: list[d
         f"{at('a', lo)['lr']} for every size. (b) each size stops when its training accuracy reaches {s.target_train_acc} "
         f"(or after {s.max_epochs} epochs), lr per size from {list(s.lr_grid)} by val accuracy on seed {s.seeds[0]}. "
         f"Sharpness at the final weights on the training split: Keskar's ε-box (ε = 1e-3, 10 L-BFGS-B iterations), "
-        f"sign ascent in the same box (20 steps), top Hessian eigenvalue (power iteration). Mean ± 95% CI. Wall time {wall_s:.0f} s.",
+        f"sign ascent in the same box (20 steps), top Hessian eigenvalue (power iteration). Mean ± 95% CI; the sizes are compared "
+        f"paired by seed (one seed's members share its split and data order): the mean per-seed difference ± its 95% half-width. "
+        f"Wall time {wall_s:.0f} s.",
         "",
         "## Claims and what this study measured",
         "",
@@ -140,20 +155,19 @@ def write_report(study_dir: Path, s: DictConfig, table: list[dict], line: list[d
     ]
     n = f" ({len(s.seeds)} seeds)"  # what each verdict rests on
     for p in ("a", "b"):
-        d_acc = at(p, hi)["test_acc_mean"] - at(p, lo)["test_acc_mean"]
         sharper = at(p, hi)["sign_ascent_mean"] / max(at(p, lo)["sign_ascent_mean"], 1e-12)
         hess = at(p, hi)["hessian_top_mean"] / max(at(p, lo)["hessian_top_mean"], 1e-12)
-        worse = d_acc < -(at(p, hi)["test_acc_ci95"] + at(p, lo)["test_acc_ci95"])
+        d_acc, h_acc, k = hi_minus_lo(p, "test_acc")
         lines.append(
-            f"| Large batches generalize worse (Keskar et al. 2017) | {p} | test acc {hi} vs {lo}: {d_acc * 100:+.1f} points | "
-            f"{'consistent' if worse else 'not beyond the intervals' if d_acc < 0 else 'not observed'}{n} |"
+            f"| Large batches generalize worse (Keskar et al. 2017) | {p} | test acc {hi} vs {lo}: {d_acc * 100:+.1f} ± "
+            f"{h_acc * 100:.1f} points | {verdict(d_acc, h_acc, k, -1)} |"
         )
         gap_lo, gap_hi = at(p, lo)["gap_mean"], at(p, hi)["gap_mean"]
-        wider = gap_hi - gap_lo > at(p, hi)["gap_ci95"] + at(p, lo)["gap_ci95"]
+        d_gap, h_gap, k = hi_minus_lo(p, "gap")
         lines.append(
             f"| … with a larger generalization gap | {p} | train − test accuracy {gap_lo * 100:.1f} → {gap_hi * 100:.1f} points "
-            f"({lo} → {hi}; train acc {at(p, lo)['train_acc_mean']:.3f} → {at(p, hi)['train_acc_mean']:.3f}) | "
-            f"{'consistent' if wider else 'not beyond the intervals' if gap_hi > gap_lo else 'not observed'}{n} |"
+            f"({lo} → {hi}: {d_gap * 100:+.1f} ± {h_gap * 100:.1f}; train acc {at(p, lo)['train_acc_mean']:.3f} → "
+            f"{at(p, hi)['train_acc_mean']:.3f}) | {verdict(d_gap, h_gap, k, 1)} |"
         )
         lines.append(
             f"| … and converge to sharper minima | {p} | sign-ascent sharpness ×{sharper:.2f}, Keskar ×"
@@ -238,5 +252,5 @@ def run(cfg: DictConfig, study_dir: Path) -> dict:
         line.extend(interpolation(study_dir, name("a", min(s.sizes)), name("a", max(s.sizes)), s.seeds[0], study_dir / "figures", writer))
         write_csv(study_dir / "interpolation.csv", line)
 
-    finish(study_dir, clock, rows, table, draw, lambda wall_s: write_report(study_dir, s, table, line, wall_s))
+    finish(study_dir, clock, rows, table, draw, lambda wall_s: write_report(study_dir, s, rows, table, line, wall_s))
     return {"sizes": list(s.sizes)}

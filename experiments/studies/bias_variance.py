@@ -22,7 +22,7 @@ from experiments.studies.common import Clock, cached, finish, log
 from experiments.studies.ensembles import check_optimizer, fit_members, predict, predict_own
 from experiments.studies.members import check_seeds
 from numerics import decomposition as dec
-from numerics.intervals import interval
+from numerics.intervals import direction, interval, paired
 
 
 def check(s: DictConfig) -> None:
@@ -122,9 +122,9 @@ def classification_rows(cfg: DictConfig, seed: int) -> list[dict]:
                 "part": "classification",
                 "seed": seed,
                 "width": width,
-                "mse_risk": mse["risk"],
-                "mse_bias2": mse["bias2"],
-                "mse_variance": mse["variance"],
+                "risk": mse["risk"],  # the MSE decomposition on one-hot targets
+                "bias2": mse["bias2"],
+                "variance": mse["variance"],
                 "ce_risk": ce["risk"],
                 "ce_bias": ce["bias"],
                 "ce_variance": ce["variance"],
@@ -145,14 +145,14 @@ def summarize(rows: list[dict]) -> list[dict]:
             for key in ms[0]:
                 if key not in ("part", "seed", "width"):
                     mean, _, half = interval(r[key] for r in ms)
-                    row[f"{key}_mean"], row[f"{key}_ci95"] = mean, half
+                    row[key], row[f"{key}_ci"] = mean, half
             out.append(row)
     return out
 
 
 def threshold(table: list[dict]) -> int | None:
     """The first width whose members fit every training label (mean over seeds ≥ 0.999)."""
-    return next((r["width"] for r in table if r["part"] == "classification" and r["train_acc_mean"] >= 0.999), None)
+    return next((r["width"] for r in table if r["part"] == "classification" and r["train_acc"] >= 0.999), None)
 
 
 def figure(table: list[dict], folder: Path, writer) -> None:
@@ -160,7 +160,7 @@ def figure(table: list[dict], folder: Path, writer) -> None:
     colors = dict(zip(("risk", "bias", "variance"), palette(3)))
     panels = (
         ("regression", "regression: test MSE", (("risk", "risk"), ("bias2", "bias"), ("variance", "variance"))),
-        ("classification", "MNIST-1D: MSE on one-hot", (("mse_risk", "risk"), ("mse_bias2", "bias"), ("mse_variance", "variance"))),
+        ("classification", "MNIST-1D: MSE on one-hot", (("risk", "risk"), ("bias2", "bias"), ("variance", "variance"))),
         ("classification", "MNIST-1D: cross-entropy", (("ce_risk", "risk"), ("ce_bias", "bias"), ("ce_variance", "variance"))),
     )
     t = threshold(table)
@@ -168,7 +168,7 @@ def figure(table: list[dict], folder: Path, writer) -> None:
         rs = [r for r in table if r["part"] == part]
         w = [r["width"] for r in rs]
         for key, kind in series:
-            m, h = np.array([r[f"{key}_mean"] for r in rs]), np.array([r[f"{key}_ci95"] for r in rs])
+            m, h = np.array([r[key] for r in rs]), np.array([r[f"{key}_ci"] for r in rs])
             label = {"risk": "risk", "bias": "bias²" if "2" in key or part == "regression" else "bias", "variance": "variance"}[kind]
             ax.plot(w, m, marker="o", markersize=3, color=colors[kind], label=label)
             ax.fill_between(w, m - h, m + h, color=colors[kind], alpha=0.2, linewidth=0)
@@ -183,15 +183,42 @@ def figure(table: list[dict], folder: Path, writer) -> None:
     save_figure(fig, folder, "bias_variance", writer)
 
 
-def write_report(study_dir: Path, cfg: DictConfig, table: list[dict], wall_s: float) -> None:
+def write_report(study_dir: Path, cfg: DictConfig, rows: list[dict], table: list[dict], wall_s: float) -> None:
     s = cfg.study
+
+    def diff(part: str, key: str, wa: int, wb: int) -> tuple[float, float, int]:
+        """``key`` at width ``wa`` minus at ``wb``, paired by seed (each seed repeats every width on the same data)."""
+        at = lambda w: {x["seed"]: x[key] for x in rows if x["part"] == part and x["width"] == w}  # noqa: E731
+        return paired(at(wa), at(wb))
+
+    def falls(part: str, key: str) -> tuple[bool, str]:
+        """From the narrowest to the widest width, beyond the paired interval."""
+        lo, hi = min(s.widths), max(s.widths)
+        d, h, k = diff(part, key, hi, lo)
+        return direction(d, h, k) < 0, f"{d:+.4f} ± {h:.4f} from width {lo} to {hi}"
+
+    def unimodal(rs: list[dict], part: str, key: str) -> tuple[str, str]:
+        """Does ``key`` peak inside the widths and then fall beyond the paired interval?"""
+        v, w = [x[key] for x in rs], [x["width"] for x in rs]
+        top = int(np.argmax(v))
+        if top == len(v) - 1:
+            return "not observed", f"still highest at the widest width tried, {w[-1]}"
+        if top == 0:
+            return "not observed", f"highest at the narrowest width, {w[0]}: it only falls"
+        up, up_h, k = diff(part, key, w[top], w[0])
+        d, h, k = diff(part, key, w[-1], w[top])
+        said = f"peak {v[top]:.4f} at width {w[top]}, {v[-1]:.4f} at {w[-1]} ({d:+.4f} ± {h:.4f} paired)"
+        if direction(up, up_h, k) > 0 and direction(d, h, k) < 0:
+            return "consistent", said
+        return f"not observed up to width {w[-1]}: no rise and fall beyond the intervals", said
+
     reg = [r for r in table if r["part"] == "regression"]
     cls = [r for r in table if r["part"] == "classification"]
     t = threshold(table)
 
     def shape(rows: list[dict], key: str) -> str:
         """Where the curve peaks and bottoms out, in words, with the values."""
-        v, w = [x[f"{key}_mean"] for x in rows], [x["width"] for x in rows]
+        v, w = [x[key] for x in rows], [x["width"] for x in rows]
         hi, lo = int(np.argmax(v)), int(np.argmin(v))
         if 0 < hi < len(v) - 1 and v[-1] < 0.9 * v[hi]:
             return f"rises then falls (peak {v[hi]:.4f} at width {w[hi]}, {v[-1]:.4f} at {w[-1]})"
@@ -219,37 +246,66 @@ def write_report(study_dir: Path, cfg: DictConfig, table: list[dict], wall_s: fl
         "",
         "## Claims and what this study measured",
         "",
-        "| claim | measured here |",
-        "|---|---|",
-        f"| Classical: bias falls and variance rises with capacity (Geman et al. 1992) | regression: bias² {shape(reg, 'bias2')}; "
-        f"variance {shape(reg, 'variance')} |",
+        "| claim | measured here | verdict |",
+        "|---|---|---|",
+    ]
+    n = f" ({len(s.seeds)} seeds)" if len(s.seeds) > 1 else " (undecided: one seed, no interval)"
+    bias_falls, bias_said = falls("regression", "bias2")
+    v_lo = min(reg, key=lambda x: x["variance"])["width"]
+    d, h, k = diff("regression", "variance", max(s.widths), v_lo)
+    rises = v_lo != max(s.widths) and direction(d, h, k) > 0
+    lines.append(
+        f"| Classical: bias falls and variance rises with capacity (Geman et al. 1992) | regression: bias² {shape(reg, 'bias2')} "
+        f"({bias_said}, paired); variance {shape(reg, 'variance')} ({d:+.4f} ± {h:.4f} from its minimum at width {v_lo}, paired) | "
+        f"{'consistent' if bias_falls and rises else 'bias falls, variance not beyond the interval' if bias_falls else 'not observed'}{n} |"
+    )
+    verdict, said = unimodal(cls, "classification", "variance")
+    cls_bias_falls, cls_bias_said = falls("classification", "bias2")
+    lines.append(
         f"| Modern: variance is unimodal in width, peaking near the interpolation threshold, while bias falls (Yang et al. 2020) | "
-        f"MNIST-1D, MSE: variance {shape(cls, 'mse_variance')}; bias² {shape(cls, 'mse_bias2')}; interpolation threshold "
-        f"{'width ' + str(t) if t else 'not reached at these widths'} |",
-        f"| Cross-entropy decomposition (Yang et al. 2020) | bias {shape(cls, 'ce_bias')}; variance {shape(cls, 'ce_variance')} |",
+        f"MNIST-1D, MSE: variance {shape(cls, 'variance')}: {said}; bias² {shape(cls, 'bias2')} ({cls_bias_said}, paired); "
+        f"interpolation threshold {'width ' + str(t) if t else 'not reached at these widths'} | variance: {verdict}; bias falls: "
+        f"{'consistent' if cls_bias_falls else 'not beyond the interval'}{n} |"
+    )
+    verdict, said = unimodal(cls, "classification", "ce_variance")
+    lines.append(
+        f"| Cross-entropy decomposition: the same shape (Yang et al. 2020) | bias {shape(cls, 'ce_bias')}; variance "
+        f"{shape(cls, 'ce_variance')}: {said} | variance: {verdict}{n} |"
+    )
+    below = [x for x in cls if t is not None and x["width"] < t]
+    if below:
+        b_lo = min(below, key=lambda x: x["ce_bias"])["width"]  # its minimum before the threshold
+        d, h, k = diff("classification", "ce_bias", t, b_lo)
+        verdict = "consistent" if direction(d, h, k) > 0 else "not observed"
+        shown = f"{d:+.3f} ± {h:.3f} from its minimum below the threshold (width {b_lo}) to the threshold (paired)"
+    elif t is not None:
+        verdict, shown = "undecided: no width below the threshold", f"threshold at the narrowest width, {t}"
+    else:
+        verdict, shown = "undecided: the threshold is not reached", "no threshold"
+    lines += [
         "| Interpolating members are overconfident, so the cross-entropy bias can rise at the threshold | CE bias at widths "
-        + ", ".join(f"{x['width']}: {x['ce_bias_mean']:.3f}" for x in cls)
-        + " |",
+        + ", ".join(f"{x['width']}: {x['ce_bias']:.3f}" for x in cls)
+        + f"; {shown} | {verdict}{n} |",
         "",
         "| part | width | risk | bias² (CE: bias) | variance | train fit | test acc (one member / ensemble) |",
         "|---|---|---|---|---|---|---|",
     ]
     for x in reg:
         lines.append(
-            f"| regression | {x['width']} | {x['risk_mean']:.4f} | {x['bias2_mean']:.4f} | {x['variance_mean']:.4f} ± "
-            f"{x['variance_ci95']:.4f} | "
-            f"train MSE {x['train_mse_mean']:.4f} | |"
+            f"| regression | {x['width']} | {x['risk']:.4f} | {x['bias2']:.4f} | {x['variance']:.4f} ± "
+            f"{x['variance_ci']:.4f} | "
+            f"train MSE {x['train_mse']:.4f} | |"
         )
     for x in cls:
         lines.append(
-            f"| MNIST-1D MSE | {x['width']} | {x['mse_risk_mean']:.4f} | {x['mse_bias2_mean']:.4f} | {x['mse_variance_mean']:.4f} ± "
-            f"{x['mse_variance_ci95']:.4f} | train acc {x['train_acc_mean']:.3f} | {x['test_acc_mean']:.3f} / "
-            f"{x['ensemble_test_acc_mean']:.3f} |"
+            f"| MNIST-1D MSE | {x['width']} | {x['risk']:.4f} | {x['bias2']:.4f} | {x['variance']:.4f} ± "
+            f"{x['variance_ci']:.4f} | train acc {x['train_acc']:.3f} | {x['test_acc']:.3f} / "
+            f"{x['ensemble_test_acc']:.3f} |"
         )
     for x in cls:
         lines.append(
-            f"| MNIST-1D CE | {x['width']} | {x['ce_risk_mean']:.4f} | {x['ce_bias_mean']:.4f} | {x['ce_variance_mean']:.4f} ± "
-            f"{x['ce_variance_ci95']:.4f} | | |"
+            f"| MNIST-1D CE | {x['width']} | {x['ce_risk']:.4f} | {x['ce_bias']:.4f} | {x['ce_variance']:.4f} ± "
+            f"{x['ce_variance_ci']:.4f} | | |"
         )
     lines += [
         "",
@@ -268,8 +324,15 @@ def run(cfg: DictConfig, study_dir: Path) -> dict:
     check_optimizer(cfg, ("study.regression.lr", "study.classification.lr"))
     rows = []
     for seed in s.seeds:
-        rows += cached(study_dir, f"regression_seed{seed}", lambda: regression_rows(cfg, seed))
-        rows += cached(study_dir, f"classification_seed{seed}", lambda: classification_rows(cfg, seed))
+        for part, compute in (("regression", regression_rows), ("classification", classification_rows)):
+            kept = cached(study_dir, f"{part}_seed{seed}", lambda compute=compute: compute(cfg, seed))
+            if [r["width"] for r in kept] != list(s.widths) or "bias2" not in kept[0]:  # another command's, or an older version's
+                raise ConfigError(
+                    f"study.resume: parts/{part}_seed{seed}.json holds widths {[r['width'] for r in kept]} of another command or "
+                    f"version than this one's study.widths={list(s.widths)}; resume with the command the study was started with, "
+                    "or start a new study"
+                )
+            rows += kept
         log.info(f"seed {seed} done ({clock()} s)")
     table = summarize(rows)
     finish(
@@ -278,7 +341,7 @@ def run(cfg: DictConfig, study_dir: Path) -> dict:
         rows,
         table,
         lambda writer: figure(table, study_dir / "figures", writer),
-        lambda wall_s: write_report(study_dir, cfg, table, wall_s),
+        lambda wall_s: write_report(study_dir, cfg, rows, table, wall_s),
     )
     t = threshold(table)
     return {"interpolation_width": t if t is not None else math.nan}

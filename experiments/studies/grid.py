@@ -27,7 +27,7 @@ from experiments.results import SELECTION_KEYS
 from experiments.studies.common import Clock, finish, log, member_overrides
 from experiments.studies.members import check_seeds, run_members, sorted_bars
 from experiments.summary import MINIMIZED
-from numerics.intervals import interval
+from numerics.intervals import direction, interval, paired
 
 TIE = 1e-6  # metrics are float32: closer than this is the same value
 SHAPE = (
@@ -263,7 +263,9 @@ def show(mean: float, half: float) -> str:
     return f"{mean:.4f} ± {half:.4f}"
 
 
-def write_report(study_dir: Path, s: DictConfig, axes: dict[str, list], table: list[dict], key: str | None, wall_s: float) -> None:
+def write_report(
+    study_dir: Path, s: DictConfig, axes: dict[str, list], rows: list[dict], table: list[dict], key: str | None, wall_s: float
+) -> None:
     m = metric_name(key)
     names = [k.lstrip("+") for k in axes]
     source = "`study.grid`" if s.grid is not None else "The example grid (`study.example_grid`; `study.grid` is null)"
@@ -293,14 +295,18 @@ def write_report(study_dir: Path, s: DictConfig, axes: dict[str, list], table: l
         ]
         if len(table) > 1 and not tied:
             second = table[1]
-            apart = abs(best[f"val_{m}_mean"] - second[f"val_{m}_mean"]) > best[f"val_{m}_ci95"] + second[f"val_{m}_ci95"]
+            of = lambda r: {x["seed"]: x[f"val_{m}"] for x in rows if x["member"] == r["member"]}  # noqa: E731
+            diff, half, k = paired(of(best), of(second))  # the combinations of one seed share its split and data order
             lines += [
                 "",
-                f"Runner-up `{combo(second)}` at {show(second[f'val_{m}_mean'], second[f'val_{m}_ci95'])}: "
+                f"Runner-up `{combo(second)}` at {show(second[f'val_{m}_mean'], second[f'val_{m}_ci95'])}; paired by seed, "
+                f"the selected one minus it is {diff:+.4f} ± {half:.4f}: "
                 + (
-                    "the two 95% intervals do not overlap."
-                    if apart
-                    else f"the two 95% intervals overlap (within noise at {len(s.seeds)} seeds)."
+                    "one seed in common: no interval, nothing decided."
+                    if k < 2
+                    else f"the 95% interval of the difference does not hold zero ({k} seeds)."
+                    if direction(diff, half, k)
+                    else f"the 95% interval of the difference holds zero (within noise at {k} seeds)."
                 ),
             ]
         tested = [r for r in table if r[f"test_{m}_mean"] != ""]
@@ -378,6 +384,6 @@ def run(cfg: DictConfig, study_dir: Path) -> dict:
         if len(numeric) == 1:
             line_figure(table, axes, numeric[0], key, study_dir / "figures", writer)
 
-    finish(study_dir, clock, rows, table, draw, lambda wall_s: write_report(study_dir, s, axes, table, key, wall_s))
+    finish(study_dir, clock, rows, table, draw, lambda wall_s: write_report(study_dir, s, axes, rows, table, key, wall_s))
     best = table[0] if key else None
     return {"best": best["member"], f"val_{m}_mean": best[f"val_{m}_mean"]} if best else {}

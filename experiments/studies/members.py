@@ -166,6 +166,17 @@ def clean_train_accuracy(member_dir: Path) -> float:
     return acc
 
 
+def _bar_axes(table: list[dict], value: str, err: str, scale: float):
+    """The rows sorted by ``value``, a figure of one axis sized to them, their positions, values and errors (× ``scale``)."""
+    from callbacks.plot_style import new_figure
+
+    rows = sorted(table, key=lambda r: r[value])
+    fig, axes = new_figure(1, 1, width=6.0, height=0.38 * len(rows) + 1.3)
+    vals = np.array([r[value] * scale for r in rows])
+    errs = np.array([r[err] * scale for r in rows])
+    return rows, fig, axes[0, 0], np.arange(len(rows)), vals, errs
+
+
 def sorted_bars(
     table: list[dict],
     label: str,
@@ -182,16 +193,11 @@ def sorted_bars(
 ) -> None:
     """Horizontal bars of ``value`` per row, sorted, ± ``err`` whiskers, the value (× 100 with
     ``percent``, then ``suffix``) annotated right of the whisker and of the ``reference`` marker."""
-    from callbacks.plot_style import new_figure, palette, save_figure
+    from callbacks.plot_style import palette, save_figure
 
-    rows = sorted(table, key=lambda r: r[value])
     scale = 100 if percent else 1
-    fig, axes = new_figure(1, 1, width=6.0, height=0.38 * len(rows) + 1.3)
-    ax = axes[0, 0]
+    rows, fig, ax, y, vals, errs = _bar_axes(table, value, err, scale)
     ours, ref = palette(2)
-    y = np.arange(len(rows))
-    vals = np.array([r[value] * scale for r in rows])
-    errs = np.array([r[err] * scale for r in rows])
     ax.barh(y, vals, xerr=errs, color=ours, capsize=3, height=0.6, label="measured")
     marks = [(i, r[reference] * scale) for i, r in enumerate(rows) if reference and r.get(reference) not in (None, "")]
     if marks:
@@ -203,6 +209,46 @@ def sorted_bars(
         ax.text(max(v + e, refs.get(i, 0)) + 0.02 * span, i, f"{v:.1f}{suffix if percent else ''}", va="center", fontsize=8)
     ax.set_yticks(y, [r[label] for r in rows])
     ax.set_xlim(min(0.0, float((vals - errs).min()) * 1.1) if len(vals) else 0.0, span * 1.12)
+    ax.set_xlabel(xlabel)
+    fig.tight_layout()
+    save_figure(fig, folder, stem, writer)
+
+
+def difference_bars(
+    table: list[dict],
+    label: str,
+    value: str,
+    err: str,
+    xlabel: str,
+    folder: Path,
+    stem: str,
+    writer,
+    scale: float = 100,
+    suffix: str = " pt",
+) -> None:
+    """Each row's difference from a baseline (``value`` ± ``err``, the paired 95% interval), sorted, as
+    bars from a zero line: an interval clear of zero is coloured by its side, one holding zero grey.
+    Differences, not absolute values: the effects a comparison is about are not slivers of a 0–100% axis."""
+    from callbacks.plot_style import palette, save_figure
+
+    rows, fig, ax, y, vals, errs = _bar_axes(table, value, err, scale)
+    up, down = palette(2)
+    colors = [up if v - e > 0 else down if v + e < 0 else "0.7" for v, e in zip(vals, errs)]
+    ax.barh(y, vals, xerr=errs, color=colors, capsize=3, height=0.6)
+    ax.axvline(0, color="0.2", linewidth=0.9)
+    lo, hi = float(min(0.0, (vals - errs).min())), float(max(0.0, (vals + errs).max()))
+    pad = 0.14 * (hi - lo or 1.0)
+    for i, (v, e) in enumerate(zip(vals, errs)):
+        ax.text(
+            v + e + 0.02 * (hi - lo or 1.0) if v >= 0 else v - e - 0.02 * (hi - lo or 1.0),
+            i,
+            f"{v:+.1f}{suffix}",
+            va="center",
+            ha="left" if v >= 0 else "right",
+            fontsize=8,
+        )
+    ax.set_yticks(y, [r[label] for r in rows])
+    ax.set_xlim(lo - pad, hi + pad)
     ax.set_xlabel(xlabel)
     fig.tight_layout()
     save_figure(fig, folder, stem, writer)
