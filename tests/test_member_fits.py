@@ -59,3 +59,16 @@ def test_a_studys_member_is_the_lone_run_on_its_own_rows():
     assert predict_own(fit, x, rows).shape == (2, 24, 3)
     assert not torch.allclose(predict(fit, x)[0], predict(fit, x)[1])
     assert first.shape == (2,) and torch.isfinite(first).all()
+
+
+def test_members_that_diverge_end_the_study_in_one_line():
+    import pytest
+
+    from experiments.train import TrainingFailed
+
+    cfg = compose_config("study=bias_variance", "optimizer=sgd")
+    x, y = torch.randn(32, 2), torch.randn(32, 1) * 1e3
+    with pytest.raises(
+        TrainingFailed, match=r"^study=bias_variance: the members of width\(s\) \[8\] diverged at lr 1e\+06 \(train/loss is"
+    ):
+        fit_members(cfg, 1e6, [0, 1], [8], "regression", x, y, torch.arange(32).view(2, 16), epochs=20, batch_size=8, num_outputs=1)

@@ -30,7 +30,8 @@ from core.rules import check
 from datamodules.member_loader import MemberBatchLoader
 from experiments.build import check_components, check_regularizers, supervised_module
 from experiments.seeds import check_member_optimizer
-from experiments.train import QUIET
+from experiments.train import QUIET, TrainingFailed
+from lightning_modules.base import NonFiniteLoss
 from lightning_modules.members import MembersModule
 from lightning_modules.rules import LR
 
@@ -119,6 +120,10 @@ def fit_members(
                 enable_progress_bar=False,
                 enable_model_summary=False,
             ).fit(module, train_dataloaders=loader)
+    except NonFiniteLoss as exc:  # one line and exit 3, as a run's divergence; the finished parts stay in parts/
+        raise TrainingFailed(
+            f"study={cfg.study.name}: the members of width(s) {list(hidden)} diverged at lr {lr:g} ({exc}); lower that part's study.*.lr"
+        ) from exc
     finally:
         lightning.setLevel(level)
     return module.cpu().eval()
