@@ -154,6 +154,7 @@ def _global_step(path: Path) -> int:
         return -1
 
 
+@pytest.mark.slow  # 15 s; the default suite keeps test_reliability's killed-run resume
 def test_a_run_killed_after_a_worse_epoch_resumes_from_that_epoch(cli, tmp_path):
     """Validation gets worse in epoch 5 (0.1684 → 0.1768 val loss, deterministic): last.ckpt must
     still be epoch 5 when the process is killed in epoch 6, and the resume redoes only epoch 6.

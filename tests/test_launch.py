@@ -27,6 +27,7 @@ def _rows(study: Path) -> list[dict]:
     return list(csv.DictReader(open(study / "results.csv")))
 
 
+@pytest.mark.slow  # 30 s; the default suite must stay under 10 minutes on 2 cores (the detached and resume tests cover the launchers there)
 def test_every_launcher_gives_the_inline_tables_in_processes_of_their_own(cli, tmp_path):
     import torch
 
