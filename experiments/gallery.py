@@ -64,10 +64,18 @@ JOBS = (
             "study=optimizers",
             "study.optimizers=[sgd,momentum,adagrad,adam]",
             "study.surfaces=[rosenbrock]",
-            "study.seeds=[0]",
-            "trainer.max_epochs=2",
+            "study.task_optimizers=[]",
         ),
         {"optimizer_paths": ("figures/trajectories_rosenbrock.png", 1500)},
+        NO_MEMBER_FIGURES,
+    ),
+    Job(
+        "optimizers_tuned",
+        ("study=optimizers",),
+        {
+            "optimizers_lr_tuning": ("figures/lr_tuning.png", 1100),
+            "optimizers_vs_momentum": ("figures/test_accuracy_vs_momentum.png", 1000),
+        },
         NO_MEMBER_FIGURES,
     ),
     Job(

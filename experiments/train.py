@@ -34,6 +34,11 @@ class TrainingFailed(RuntimeError):
     """Training could not go on (e.g. a NaN loss); the message is one line, the run directory is kept."""
 
 
+class Diverged(TrainingFailed):
+    """The loss stopped being finite (the run's lr or init too large for it): a search over such
+    settings (a study's lr grid) may count it as the worst candidate instead of failing."""
+
+
 class Interrupted(RuntimeError):
     """SIGTERM or SIGUSR1 stopped training after its state was saved; ``resume=<run_dir>`` continues."""
 
@@ -250,7 +255,7 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
         ) from exc
     except NonFiniteLoss as exc:
         kept = f"the last good checkpoint is kept: {last}" if last.exists() else "no checkpoint was written before it"
-        raise TrainingFailed(f"{exc}; the run stopped before updating the weights with it, {kept}") from exc
+        raise Diverged(f"{exc}; the run stopped before updating the weights with it, {kept}") from exc
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             raise

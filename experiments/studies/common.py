@@ -85,9 +85,25 @@ def run_member(member_dir: Path, overrides: list[str], primary: bool = True) -> 
 
 
 MEMBER = ".member.json"  # the overrides a member was started with, beside its run
+DIVERGED = "diverged.json"  # a member whose loss stopped being finite: why, in one line (a search counts it as the worst)
 
 
 def _train_member(member_dir: Path, overrides: list[str], primary: bool) -> dict:
+    """``_train_or_continue``; a member whose loss stopped being finite leaves ``diverged.json`` (why,
+    in one line) whichever process trained it, so the study reads it and ``study.resume`` keeps it."""
+    from experiments.train import Diverged
+
+    if primary:
+        (member_dir / DIVERGED).unlink(missing_ok=True)  # trained again (a study that does not keep divergences)
+    try:
+        return _train_or_continue(member_dir, overrides, primary)
+    except Diverged as exc:
+        if primary:
+            write_json_atomic(member_dir / DIVERGED, {"error": str(exc)})
+        raise
+
+
+def _train_or_continue(member_dir: Path, overrides: list[str], primary: bool) -> dict:
     """Continue a member stopped mid-training from its last checkpoint when it was started with the
     same overrides; else (none, or the study's command changed) train it from the start."""
     from experiments.train import check_checkpoint, latest_checkpoint, resume, train

@@ -27,7 +27,7 @@ from omegaconf import DictConfig
 
 from core.errors import ConfigError
 from core.rules import fmt
-from experiments.train import TrainingFailed
+from experiments.train import Diverged, TrainingFailed
 
 log = logging.getLogger("dl_foundations")
 
@@ -48,9 +48,16 @@ class Unit:
     label: str
     member_dir: Path
     overrides: tuple[str, ...]
+    may_diverge: bool = False  # a candidate of a search: a loss that stopped being finite ends it, not the study
 
     def done(self) -> bool:
-        return (self.member_dir / "metrics.json").exists()
+        return (self.member_dir / "metrics.json").exists() or self.diverged()
+
+    def diverged(self) -> bool:
+        """Its loss stopped being finite (``diverged.json``) and it may: it is finished, as the worst candidate."""
+        from experiments.studies.common import DIVERGED
+
+        return self.may_diverge and (self.member_dir / DIVERGED).is_file() and not (self.member_dir / "metrics.json").exists()
 
     @property
     def log_name(self) -> str:
@@ -229,7 +236,12 @@ def run_units(s: DictConfig, units: list[Unit], logs: Path, finished: Callable[[
         from experiments.studies.common import run_member
 
         for unit in todo:
-            run_member(unit.member_dir, list(unit.overrides))
+            try:
+                run_member(unit.member_dir, list(unit.overrides))
+            except Diverged:
+                if not unit.diverged():
+                    raise
+                log.info(f"{unit.label}: diverged, kept as the worst candidate")
             finished(unit, True)
         return
     logs.mkdir(parents=True, exist_ok=True)
@@ -284,7 +296,7 @@ def drive(backend: Backend, todo: list[Unit], finished: Callable[[Unit, bool], N
                 if why is None:
                     continue
                 running.remove(handle)
-                if not why and handle.unit.done():
+                if (not why and handle.unit.done()) or handle.unit.diverged():
                     done += 1
                     finished(handle.unit, True)
                 else:

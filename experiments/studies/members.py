@@ -14,7 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from core.errors import ConfigError
 from core.files import write_json_atomic
-from experiments.studies.common import MEMBER, log, member_overrides
+from experiments.results import SELECTION_KEYS
+from experiments.studies.common import DIVERGED, MEMBER, log, member_overrides
 
 
 def check_seeds(seeds) -> None:
@@ -31,11 +32,20 @@ def chosen(s: DictConfig) -> list[str]:
 
 
 def run_members(
-    s: DictConfig, study_dir: Path, names: list[str], overrides_of, epochs_of, score_train: bool = False, also: Sequence = ()
+    s: DictConfig,
+    study_dir: Path,
+    names: list[str],
+    overrides_of,
+    epochs_of,
+    score_train: bool = False,
+    also: Sequence = (),
+    may_diverge: bool = False,
 ) -> list[dict]:
     """Train every (member, seed) in ``study_dir/members/<name>/seed<k>`` (finished ones are kept):
     ``s.recipe`` (if any) + the member's overrides + the command line's + epochs (unless None) and seed. One row each.
-    ``also``: further runs (launch ``Unit``s, e.g. a scoring classifier) trained beside them, with no row."""
+    ``also``: further runs (launch ``Unit``s, e.g. a scoring classifier) trained beside them, with no row.
+    ``may_diverge``: the members are a search's candidates; one whose loss stops being finite is
+    finished with the row ``{"member", "seed", "diverged": why}`` instead of failing the study."""
     from experiments.studies.launch import Unit, run_units
 
     total = len(names) * len(s.seeds)
@@ -43,10 +53,14 @@ def run_members(
     for name in names:
         epochs = epochs_of(name)  # None: the config's own trainer.max_epochs
         common = [*(s.get("recipe") or []), *overrides_of(name), *member_overrides(*([f"trainer.max_epochs={epochs}"] if epochs else []))]
-        mine = [Unit(f"{name}/seed{seed}", study_dir / "members" / name / f"seed{seed}", (*common, f"seed={seed}")) for seed in s.seeds]
+        mine = [
+            Unit(f"{name}/seed{seed}", study_dir / "members" / name / f"seed{seed}", (*common, f"seed={seed}"), may_diverge)
+            for seed in s.seeds
+        ]
         units += mine
         record_fit_members(study_dir / "members" / name, mine)
-        fit = one_fit(s, name, common, [u for u in mine if not u.done()], study_dir / "members" / name)
+        # a search's candidates train one by one: in a seeds fit, one seed's divergence would end the others
+        fit = None if may_diverge else one_fit(s, name, common, [u for u in mine if not u.done()], study_dir / "members" / name)
         if fit is not None:
             fits.append((fit, mine))
     grouped = {u for _, mine in fits for u in mine}
@@ -64,6 +78,14 @@ def run_members(
                         finished(one, ran)
                 return
         name, seed = unit.label.rsplit("/seed", 1)
+        if unit.diverged():
+            made[unit.label] = {
+                "member": name,
+                "seed": int(seed),
+                "diverged": json.loads((unit.member_dir / DIVERGED).read_text())["error"],
+            }
+            log.info(f"[{len(made)}/{total}] {name} seed {seed}: diverged{'' if ran else ' (earlier, kept)'}")
+            return
         record = json.loads((unit.member_dir / "metrics.json").read_text())
         tests = {k.replace("/", "_"): v for k, v in record.items() if k.startswith("test/")}  # test_acc, test_loss, test_mse, ...
         row = {
@@ -79,6 +101,8 @@ def run_members(
             row["train_acc"] = clean_train_accuracy(unit.member_dir)
         made[unit.label] = row
         shown = " ".join(f"{k.replace('_', '/', 1)} {v:.4f}" for k, v in tests.items() if k != "test_loss")
+        if not tests:  # run_test=false: what it is chosen by
+            shown = " ".join(f"{k} {record[k]:.4f}" for k in SELECTION_KEYS if record.get(k) is not None)
         log.info(
             f"[{len(made)}/{total}] {name} seed {seed}: {shown}"
             + (f" train acc {row['train_acc']:.4f}" if score_train else "")

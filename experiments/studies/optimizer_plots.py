@@ -104,20 +104,49 @@ def learning_curves(histories: dict, families: dict, folder: Path, writer) -> No
     save_figure(fig, folder, "learning_curves", writer)
 
 
-def final_bars(table: list[dict], folder: Path, writer) -> None:
-    """Final val accuracy per optimizer, sorted: median over seeds (dot), min–max (whiskers). Dots,
-    not bars: the axis does not start at zero, and a bar's length would then mislead."""
-    rows = sorted(table, key=lambda r: r["val_acc_median"])
+def test_accuracy(table: list[dict], folder: Path, writer) -> None:
+    """Test accuracy per tuned optimizer, sorted: mean over seeds (dot) ± the 95% interval (whiskers).
+    Dots, not bars: the axis does not start at zero, and a bar's length would then mislead."""
+    rows = sorted(table, key=lambda r: r["test_acc_mean"])
     fig, axes = new_figure(1, 1, width=5.5, height=0.32 * len(rows) + 1.2)
     ax = axes[0, 0]
-    med = np.array([r["val_acc_median"] for r in rows])
-    err = np.array([[m - r["val_acc_min"], r["val_acc_max"] - m] for m, r in zip(med, rows)]).T
-    ax.errorbar(med, np.arange(len(rows)), xerr=err, fmt="o", color=palette(1)[0], capsize=3)
-    ax.set_yticks(np.arange(len(rows)), [r["optimizer"] for r in rows])
-    for y, m in enumerate(med):
-        ax.text(m + err[1, y] + 0.001, y, f"{m:.4f}", va="center", fontsize=8)
-    ax.set_xlim(float((med - err[0]).min()) - 0.01, min(1.0, float((med + err[1]).max()) + 0.012))
+    mean = np.array([r["test_acc_mean"] for r in rows]) * 100
+    half = np.array([r["test_acc_ci95"] for r in rows]) * 100
+    ax.errorbar(mean, np.arange(len(rows)), xerr=half, fmt="o", color=palette(1)[0], capsize=3)
+    ax.set_yticks(np.arange(len(rows)), [f"{r['optimizer']} (lr {r['lr']:g})" for r in rows])
+    span = float((mean + half).max() - (mean - half).min()) or 1.0
+    for y, (m, h) in enumerate(zip(mean, half)):
+        ax.text(m + h + 0.02 * span, y, f"{m:.1f}%", va="center", fontsize=8)
+    ax.set_xlim(float((mean - half).min()) - 0.05 * span, float((mean + half).max()) + 0.2 * span)
     ax.grid(axis="x", color="0.9")
-    ax.set_xlabel(f"val accuracy after the last epoch (median of {int(rows[0]['seeds'])} seeds, min–max)")
+    ax.set_xlabel(f"test accuracy (%), mean of {int(rows[0]['seeds'])} seeds ± 95% interval, each at its tuned lr")
     fig.tight_layout()
-    save_figure(fig, folder, "final_val_accuracy", writer)
+    save_figure(fig, folder, "test_accuracy", writer)
+
+
+def lr_tuning(tuning: list[dict], chosen: dict, folder: Path, writer) -> None:
+    """Validation accuracy against lr for every optimizer's candidates (log lr; mean over the tuning
+    seeds), the chosen lr circled, an lr that diverged marked ✕ on the axis's floor."""
+    names = list(chosen)
+    fig, axes = new_figure(1, 1, width=7.0, height=4.2)
+    ax = axes[0, 0]
+    finite = [r["val_acc_best"] for r in tuning if not r["diverged"]]
+    floor = min(finite) - 0.04 if finite else 0.0
+    for color, name in zip(palette(len(names)), names):
+        lrs = sorted({r["lr"] for r in tuning if r["optimizer"] == name})
+        vals = []
+        for lr in lrs:
+            rs = [r for r in tuning if r["optimizer"] == name and r["lr"] == lr]
+            vals.append(np.nan if any(r["diverged"] for r in rs) else float(np.mean([r["val_acc_best"] for r in rs])))
+        ax.plot(lrs, vals, "o-", color=color, markersize=3.5, label=name)
+        gone = [lr for lr, v in zip(lrs, vals) if np.isnan(v)]
+        ax.plot(gone, [floor] * len(gone), "x", color=color, markersize=7, markeredgewidth=1.8)
+        ax.plot(chosen[name]["lr"], chosen[name]["tune_val_acc"], "o", markersize=11, markerfacecolor="none", markeredgecolor=color)
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel("best val accuracy (tuning seeds)")
+    ax.set_title("lr tuned on validation: ○ chosen, ✕ diverged", fontsize=11)
+    ax.grid(color="0.92")
+    ax.legend(fontsize=8, ncol=2, loc="lower left")
+    fig.tight_layout()
+    save_figure(fig, folder, "lr_tuning", writer)

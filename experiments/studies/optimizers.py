@@ -1,10 +1,10 @@
 """The optimizer study: how the optimizers move on 2-D test surfaces (lr tuned per optimizer on a
-grid, same step budget) and how they train the real task (several seeds); report.md puts each
-textbook claim next to what was measured."""
+grid, same step budget) and how they train a real task with each one's lr tuned on validation
+(several seeds, compared paired by seed; ``optimizer_task.py``); report.md puts each claim from
+the literature next to what was measured."""
 
 from __future__ import annotations
 
-import json
 import math
 from itertools import product
 from pathlib import Path
@@ -12,12 +12,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from hydra import compose
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from core.errors import ConfigError
 from experiments.studies import optimizer_plots as plots
-from experiments.studies.common import Clock, finish, log, member_overrides, read_csv, write_csv
-from experiments.studies.members import check_seeds, run_members
+from experiments.studies import optimizer_task as task
+from experiments.studies.common import Clock, finish, log, member_overrides, write_csv
+from experiments.studies.members import check_seeds, difference_bars
 from experiments.studies.optimizer_families import FAMILIES
 from experiments.studies.surfaces import SURFACES, effective_lr, optimize, values
 from lightning_modules.optimizers import OPTIMIZERS, optimizer_factory
@@ -31,7 +33,40 @@ def check(s: DictConfig) -> None:
         raise ConfigError(f"study.optimizers={list(s.optimizers)}: unknown {unknown}; valid: {', '.join(OPTIMIZERS.list())}")
     if any(x not in SURFACES for x in s.surfaces):
         raise ConfigError(f"study.surfaces={list(s.surfaces)}: valid: {', '.join(SURFACES)}")
-    check_seeds(s.seeds)
+    unknown = [o for o in s.task_optimizers if o not in OPTIMIZERS]
+    if unknown or len(set(s.task_optimizers)) < len(s.task_optimizers):
+        raise ConfigError(
+            f"study.task_optimizers={list(s.task_optimizers)}: distinct optimizers ([] for the surfaces only); unknown {unknown}; "
+            f"valid: {', '.join(OPTIMIZERS.list())}"
+        )
+    if s.task_optimizers:
+        check_seeds(s.seeds)
+        check_seeds(s.tune_seeds)
+        if len(s.seeds) < 2:
+            raise ConfigError(
+                f"study.seeds={list(s.seeds)}: the tuned optimizers are compared paired by seed, which needs at least 2 seeds"
+            )
+        if set(s.seeds) & set(s.tune_seeds):
+            raise ConfigError(
+                f"study.tune_seeds={list(s.tune_seeds)}: must not share a seed with study.seeds={list(s.seeds)} (the lr is chosen on "
+                "runs of its own, then measured on fresh ones)"
+            )
+        factors = list(s.lr_factors)
+        if (
+            not factors
+            or any(isinstance(x, bool) or not isinstance(x, (int, float)) or x <= 0 for x in factors)
+            or len(set(factors)) < len(factors)
+        ):
+            raise ConfigError(
+                f"study.lr_factors={factors}: must be a non-empty list of distinct numbers > 0 (× each optimizer's config lr)"
+            )
+    for given in HydraConfig.get().overrides.task if HydraConfig.initialized() else []:
+        key = given.lstrip("+~").split("=", 1)[0]
+        if key == "optimizer" or key.startswith("optimizer.") or key == "tune.apply":
+            raise ConfigError(
+                f"{given.lstrip('+~')}: study=optimizers sets each member's optimizer and tunes its lr; use study.optimizers, "
+                "study.task_optimizers, study.lr_factors"
+            )
     if not s.lr_grid or any(not isinstance(x, (int, float)) or x <= 0 for x in s.lr_grid):
         raise ConfigError(f"study.lr_grid={list(s.lr_grid)}: must be a non-empty list of numbers > 0")
     if not isinstance(s.surface_steps, int) or s.surface_steps < 10:
@@ -99,56 +134,10 @@ def surfaces_part(s: DictConfig, hparams: dict) -> tuple[list[dict], dict]:
     return rows, best
 
 
-def summarize(members: list[dict]) -> list[dict]:
-    """One row per optimizer: medians and ranges over seeds."""
-    out = []
-    for name in dict.fromkeys(m["optimizer"] for m in members):
-        ms = [m for m in members if m["optimizer"] == name]
-
-        def med(key):  # noqa: E306
-            vals = [m[key] for m in ms if m.get(key) not in (None, "")]
-            return float(np.median(vals)) if vals else math.nan
-
-        vals = [m["val_acc_final"] for m in ms]
-        out.append(
-            {
-                "optimizer": name,
-                "lr": ms[0]["lr"],
-                "seeds": len(ms),
-                "val_acc_median": med("val_acc_final"),
-                "val_acc_min": min(vals),
-                "val_acc_max": max(vals),
-                "val_acc_best_median": med("val_acc_best"),
-                "test_acc_median": med("test_acc"),
-                "train_loss_median": med("train_loss_final"),
-                "epochs_to_train_loss_0.05": med("epochs_to_train_loss_0.05"),
-                "wall_s_median": med("wall_s"),
-            }
-        )
-    return sorted(out, key=lambda r: -r["val_acc_median"])
-
-
-def member_row(name: str, seed: int, lr: float, record: dict, history: list[dict]) -> dict:
-    losses = [h["train/loss"] for h in history]
-    below = [h["epoch"] for h in history if h["train/loss"] < 0.05]
-    return {
-        "optimizer": name,
-        "seed": seed,
-        "lr": lr,
-        "val_acc_final": history[-1].get("val/acc"),
-        "val_acc_best": record.get("val/acc_best"),
-        "test_acc": record.get("test/acc"),
-        "train_loss_final": losses[-1],
-        "epochs_to_train_loss_0.05": int(below[0]) if below else "",
-        "epochs": record["epochs"],
-        "wall_s": record["wall_s"],
-    }
-
-
 def run(cfg: DictConfig, study_dir: Path) -> dict:
     s, clock = cfg.study, Clock()
     check(s)
-    hparams = {name: optimizer_hparams(name) for name in s.optimizers}
+    hparams = {name: optimizer_hparams(name) for name in dict.fromkeys([*s.optimizers, *s.task_optimizers])}
     figures = study_dir / "figures"
 
     log.info(
@@ -158,25 +147,44 @@ def run(cfg: DictConfig, study_dir: Path) -> dict:
     write_csv(study_dir / "surfaces.csv", surface_rows)
     log.info(f"surfaces done ({clock()} s)")
 
-    rows = run_members(s, study_dir, list(s.optimizers), lambda name: [f"optimizer={name}"], lambda name: None)
-    members, histories = [], {}
-    for row in rows:  # optimizer-major, seeds in order
-        name, seed = row["member"], row["seed"]
-        here = study_dir / "members" / name / f"seed{seed}"
-        record, history = json.loads((here / "metrics.json").read_text()), read_csv(here / "history.csv")
-        histories.setdefault(name, []).append(history)
-        members.append(member_row(name, seed, hparams[name]["lr"], record, history))
-    table = summarize(members)
+    tuning, chosen, members, histories, table = [], {}, [], {}, []
+    if s.task_optimizers:
+        log.info(
+            f"real task: {len(s.task_optimizers)} optimizers × {len(s.lr_factors)} learning rates on seeds {list(s.tune_seeds)} "
+            f"(validation only), then seeds {list(s.seeds)} at each one's tuned lr"
+        )
+        tuning, chosen = task.tune(s, study_dir, hparams)
+        write_csv(study_dir / "tuning.csv", tuning)
+        for name, c in chosen.items():
+            edge = " (at the grid's edge)" if c["at_grid_edge"] else ""
+            log.info(f"{name}: lr {c['lr']:g} = {c['lr_factor']:g} × its config's{edge}, val acc {c['tune_val_acc']:.4f}")
+        members, histories, table = task.compare(s, study_dir, chosen)
 
     def draw(writer) -> None:
         for sname in s.surfaces:
             plots.trajectories(SURFACES[sname], {o: best[sname, o] for o in s.optimizers}, figures, writer)
         plots.surface_losses(s.surfaces, s.optimizers, best, FAMILIES, figures, writer)
-        plots.learning_curves(histories, FAMILIES, figures, writer)
-        plots.final_bars(table, figures, writer)
+        if table:
+            plots.lr_tuning(tuning, chosen, figures, writer)
+            plots.learning_curves(histories, FAMILIES, figures, writer)
+            plots.test_accuracy(table, figures, writer)
+            if task.BASELINE in chosen and len(table) > 1:
+                others = [r for r in table if r["optimizer"] != task.BASELINE]
+                xlabel = f"test accuracy − tuned {task.BASELINE}'s, paired by seed (points; 95% interval)"
+                difference_bars(others, "optimizer", f"vs_{task.BASELINE}", f"vs_{task.BASELINE}_ci95", xlabel, figures,
+                                f"test_accuracy_vs_{task.BASELINE}", writer)  # fmt: skip
 
     from experiments.studies.optimizers_report import write_report
 
     # the ending every study shares: results.csv, summary.csv, the figures, the report, the marker last
-    finish(study_dir, clock, members, table, draw, lambda wall_s: write_report(study_dir, cfg, surface_rows, table, wall_s=wall_s))
-    return {"best": table[0]["optimizer"], "val_acc_median": table[0]["val_acc_median"]}
+    finish(
+        study_dir,
+        clock,
+        members,
+        table,
+        draw,
+        lambda wall_s: write_report(study_dir, cfg, surface_rows, table, members, hparams.get("sam", {}).get("base", ""), wall_s=wall_s),
+    )
+    if not table:
+        return {"surfaces": len(surface_rows)}
+    return {"best": table[0]["optimizer"], "val_acc_mean": table[0]["val_acc_mean"]}
