@@ -5,7 +5,7 @@ the component that applies it."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -13,7 +13,9 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint, ModelSummary
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
+from callbacks.averaging import EMAWeights, RefreshBatchNorm, SWAWeights
 from callbacks.checkpoint_io import AtomicCheckpointIO
+from callbacks.hessian import HessianProbe
 from callbacks.history import History
 from callbacks.members import MemberRecords
 from callbacks.plots import RunFigures
@@ -96,10 +98,11 @@ def check_supported(cfg: DictConfig, supports: Supports, name: str) -> None:
             raise ConfigError(
                 f"callbacks.stop_at_train_acc={cfg.callbacks.stop_at_train_acc}: {supports.kind} models have no accuracy; leave it null"
             )
-        if cfg.callbacks.sharpness.enabled:
-            raise ConfigError(
-                f"callbacks.sharpness.enabled=true: the sharpness probes need a classifier or regressor, not {what}; set it to false"
-            )
+        for probe in ("sharpness", "hessian"):
+            if cfg.callbacks[probe].enabled:
+                raise ConfigError(
+                    f"callbacks.{probe}.enabled=true: the {probe} probes need a classifier or regressor, not {what}; set it to false"
+                )
     check_two_pass("optimizer", cfg.optimizer.name, supports, what)
     if not supports.automatic_optimization:  # optimizers stepped by hand: what Lightning would do per step is not done
         strategy = str(cfg.trainer.get("strategy", "auto"))
@@ -303,6 +306,11 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[list
         )
     if cfg.callbacks.sharpness.enabled and not members:  # a seeds run probes each member at its end (train_members.py)
         callbacks.append(sharpness_probe(cfg))
+    averager = weight_averaging(cfg.regularization)
+    if averager is not None:  # the refresh after the averager: its hooks see the averaged weights in place
+        callbacks += [averager, RefreshBatchNorm(averager)]
+    if cfg.callbacks.hessian.enabled and not members:
+        callbacks.append(hessian_probe(cfg, run_dir / "figures" if cfg.callbacks.figures else None))
     if cfg.callbacks.figures:
         callbacks.append(RunFigures(run_dir / "figures", history, cfg.callbacks.histograms_every, test_figures=not members))
         if is_generative(cfg.model.name):
@@ -319,6 +327,20 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[list
 def sharpness_probe(cfg: DictConfig) -> SharpnessProbe:
     sharp = cfg.callbacks.sharpness
     return SharpnessProbe(sharp.eps, sharp.lbfgs_iters, sharp.ascent_steps, sharp.hessian_iters, sharp.max_samples)
+
+
+def weight_averaging(reg: DictConfig) -> Optional[Callback]:
+    """``regularization.ema_decay`` or ``swa_lr`` + ``swa_start`` (checked by experiments/validation.py), or None."""
+    if reg.get("ema_decay") is not None:
+        return EMAWeights(decay=float(reg.ema_decay))
+    if reg.get("swa_lr") is not None:
+        return SWAWeights(float(reg.swa_lr), int(reg.swa_start) - 1)
+    return None
+
+
+def hessian_probe(cfg: DictConfig, figures: Optional[Path] = None) -> HessianProbe:
+    h = cfg.callbacks.hessian
+    return HessianProbe(h.top_k, h.lanczos_steps, h.trace_samples, h.density_runs, h.density_steps, h.max_samples, figures)
 
 
 def extra_callbacks(cfg: DictConfig) -> list[Callback]:

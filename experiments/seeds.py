@@ -126,6 +126,20 @@ def check_seeds(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
         ("trainer.fast_dev_run", cfg.trainer.get("fast_dev_run"), not cfg.trainer.get("fast_dev_run"), PER_RUN, "false (or a single run)"),
         ("data.num_workers", cfg.data.num_workers, cfg.data.num_workers == 0, ON_DEVICE, "0"),
         ("data.loader", cfg.data.loader, cfg.data.loader != "dataloader", ON_DEVICE, "device or auto"),
+        (
+            "regularization.ema_decay",
+            cfg.regularization.get("ema_decay"),
+            cfg.regularization.get("ema_decay") is None,
+            PER_RUN,
+            f"null, {NEEDS_ONE}",
+        ),
+        (
+            "regularization.swa_lr",
+            cfg.regularization.get("swa_lr"),
+            cfg.regularization.get("swa_lr") is None,
+            PER_RUN,
+            f"null, {NEEDS_ONE}",
+        ),
     )
     for key, value, fine, why, use in refused:
         if not fine:

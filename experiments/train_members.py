@@ -33,19 +33,19 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _probe_members(cfg: DictConfig, module: MembersModule, dm, records: MemberRecords) -> list[dict[str, float]]:
-    """``callbacks.sharpness``: each member's final weights (its last checkpoint: a member stopped early
-    is probed where it stopped) probed as a lone run's are, one member after another."""
-    from experiments.build import sharpness_probe
+    """``callbacks.sharpness`` and ``callbacks.hessian``: each member's final weights (its last
+    checkpoint: a member stopped early is probed where it stopped) probed as a lone run's are, one
+    member after another (the numbers only: no per-member figure)."""
+    from experiments.build import hessian_probe, sharpness_probe
 
-    probe = sharpness_probe(cfg)
+    probes = [make(cfg) for key, make in (("sharpness", sharpness_probe), ("hessian", hessian_probe)) if cfg.callbacks[key].enabled]
     x, y = dm.tensors("train")
-    x, y = x[: probe.max_samples], y[: probe.max_samples]
     module.net.load_members([_weights(member_dir(records.folder, s) / "checkpoints" / "last.ckpt") for s in module.seeds])
     lone = module.lone.net
     found = []
     for i in range(module.k):
         net = module.net.member(i, like=lone).to(x.device)
-        found.append(probe.measure(net, module.loss_fn, x, y))
+        found.append({k: v for probe in probes for k, v in probe.measure(net, module.loss_fn, x, y).items()})
     return found
 
 
@@ -58,7 +58,8 @@ def finish(cfg: DictConfig, run_dir: Path, trainer, module: MembersModule, dm, s
     elif has_test and tested is None:  # as a lone run: said, not replaced by another checkpoint
         has_test = False
         print("not tested: a member has no best checkpoint (it never validated); metrics.json holds no test metrics", flush=True)
-    probes = _probe_members(cfg, module, dm, records) if cfg.callbacks.sharpness.enabled and trainer.is_global_zero else None
+    probed = cfg.callbacks.sharpness.enabled or cfg.callbacks.hessian.enabled
+    probes = _probe_members(cfg, module, dm, records) if probed and trainer.is_global_zero else None
     if has_test:
         module.net.load_members([_weights(p) for p in tested])  # every member's tested weights, tested in one pass
         test(trainer, module, dm, None, run_dir)

@@ -69,6 +69,9 @@ RULES: dict[str, Rule] = {
             **data_rules.REGULARIZATION,
             "grad_clip": number(0, lo_open=True, optional=True),
             "early_stopping": number(1, integer=True, optional=True),
+            "ema_decay": number(0, 1, lo_open=True, hi_open=True, optional=True),
+            "swa_lr": number(0, lo_open=True, optional=True),
+            "swa_start": number(1, integer=True, optional=True),
         },
     ),
     "callbacks.checkpoint.mode": one_of("min", "max"),
@@ -81,6 +84,13 @@ RULES: dict[str, Rule] = {
     "callbacks.sharpness.ascent_steps": number(1, integer=True),
     "callbacks.sharpness.hessian_iters": number(1, integer=True),
     "callbacks.sharpness.max_samples": number(1, integer=True),
+    "callbacks.hessian.enabled": boolean,
+    "callbacks.hessian.top_k": number(1, integer=True),
+    "callbacks.hessian.lanczos_steps": number(2, integer=True),
+    "callbacks.hessian.trace_samples": number(2, integer=True),
+    "callbacks.hessian.density_runs": number(1, integer=True),
+    "callbacks.hessian.density_steps": number(2, integer=True),
+    "callbacks.hessian.max_samples": number(1, integer=True),
     "callbacks.histograms_every": number(1, integer=True, optional=True),
     "callbacks.samples_every": number(1, integer=True, optional=True),
     **under("loss", module_rules.LOSS),
@@ -105,3 +115,39 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError("scheduler=plateau monitors val/loss, which needs a validation split: data.val_fraction=0")
     if vf == 0 and k is None and cfg.regularization.get("early_stopping") is not None:
         raise ConfigError("regularization.early_stopping needs a validation split: data.val_fraction=0")
+    check_averaging(cfg)
+    hess = cfg.callbacks.get("hessian")
+    if hess is not None and hess.lanczos_steps < 2 * hess.top_k:
+        raise ConfigError(
+            f"callbacks.hessian.lanczos_steps={hess.lanczos_steps}: must be >= 2 × callbacks.hessian.top_k={hess.top_k} "
+            "(the top Ritz values of fewer steps are not yet the top eigenvalues)"
+        )
+
+
+def check_averaging(cfg: DictConfig) -> None:
+    """``regularization.ema_decay`` / ``swa_lr`` + ``swa_start``: one of them, complete, and what SWA needs."""
+    reg = cfg.regularization
+    ema, lr, start = reg.get("ema_decay"), reg.get("swa_lr"), reg.get("swa_start")
+    if (lr is None) != (start is None):
+        given, missing = ("swa_lr", "swa_start") if start is None else ("swa_start", "swa_lr")
+        raise ConfigError(
+            f"regularization.{given}={reg[given]}: needs regularization.{missing} too (SWA from epoch swa_start at lr swa_lr); "
+            "give both or neither"
+        )
+    if lr is None:
+        return
+    if ema is not None:
+        raise ConfigError(f"regularization.ema_decay={ema} with regularization.swa_lr={lr}: two averages of the same weights; choose one")
+    epochs = cfg.trainer.get("max_epochs")
+    if is_int(epochs) and epochs > 0 and start > epochs:
+        raise ConfigError(f"regularization.swa_start={start}: beyond trainer.max_epochs={epochs}; SWA would never start")
+    if cfg.scheduler.name != "none":
+        raise ConfigError(
+            f"regularization.swa_lr={lr} with scheduler={cfg.scheduler.name}: SWA holds the lr at swa_lr from swa_start on and "
+            "would fight the schedule; use scheduler=none"
+        )
+    if cfg.get("test_ckpt") == "best":
+        raise ConfigError(
+            f"regularization.swa_lr={lr} with test_ckpt=best: the best checkpoint may be an iterate from before SWA started; "
+            "test the average with test_ckpt=last"
+        )
