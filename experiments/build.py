@@ -17,6 +17,7 @@ from callbacks.averaging import EMAWeights, RefreshBatchNorm, SWAWeights
 from callbacks.checkpoint_io import AtomicCheckpointIO
 from callbacks.hessian import HessianProbe
 from callbacks.history import History
+from callbacks.landscape import LandscapeProbe
 from callbacks.members import MemberRecords
 from callbacks.plots import RunFigures
 from callbacks.preemption import Preemption
@@ -98,7 +99,7 @@ def check_supported(cfg: DictConfig, supports: Supports, name: str) -> None:
             raise ConfigError(
                 f"callbacks.stop_at_train_acc={cfg.callbacks.stop_at_train_acc}: {supports.kind} models have no accuracy; leave it null"
             )
-        for probe in ("sharpness", "hessian"):
+        for probe in ("sharpness", "hessian", "landscape"):
             if cfg.callbacks[probe].enabled:
                 raise ConfigError(
                     f"callbacks.{probe}.enabled=true: the {probe} probes need a classifier or regressor, not {what}; set it to false"
@@ -309,6 +310,12 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[list
     averager = weight_averaging(cfg.regularization)
     if averager is not None:  # the refresh after the averager: its hooks see the averaged weights in place
         callbacks += [averager, RefreshBatchNorm(averager)]
+    if cfg.callbacks.landscape.enabled:
+        if members:
+            raise ConfigError(
+                f"callbacks.landscape.enabled=true with seeds={seeds_of(cfg)}: the landscape is drawn for one network; train one seed"
+            )
+        callbacks.append(landscape_probe(cfg, run_dir))
     if cfg.callbacks.hessian.enabled and not members:
         callbacks.append(hessian_probe(cfg, run_dir / "figures" if cfg.callbacks.figures else None))
     if cfg.callbacks.figures:
@@ -336,6 +343,36 @@ def weight_averaging(reg: DictConfig) -> Optional[Callback]:
     if reg.get("swa_lr") is not None:
         return SWAWeights(float(reg.swa_lr), int(reg.swa_start) - 1)
     return None
+
+
+def landscape_probe(cfg: DictConfig, run_dir: Path) -> LandscapeProbe:
+    s = cfg.callbacks.landscape
+    other = None if s.between is None else Path(str(s.between)).expanduser().resolve()
+    return LandscapeProbe(s.points, float(s.span), s.plane, other, s.max_samples, s.seed, run_dir, cfg.callbacks.figures, cfg.run_test)
+
+
+def check_landscape(cfg: DictConfig, module) -> None:
+    """``callbacks.landscape.between``: a finished run whose network has this one's parameters, shape for shape."""
+    s = cfg.callbacks.landscape
+    if not s.enabled or s.between is None:
+        return
+    from callbacks.landscape import other_weights
+
+    other = Path(str(s.between)).expanduser().resolve()
+    try:
+        theirs = other_weights(other)
+    except (OSError, KeyError, RuntimeError) as exc:
+        raise ConfigError(
+            f"callbacks.landscape.between={s.between}: not a finished run with a checkpoint ({' '.join(str(exc).split())[:120]})"
+        ) from exc
+    ours = {k: tuple(p.shape) for k, p in module.net.named_parameters()}
+    diff = [k for k in ours if k not in theirs or tuple(theirs[k].shape) != ours[k]]
+    if diff:
+        k = diff[0]
+        shapes = f"{list(ours.get(k, ()))} here, {list(theirs[k].shape) if k in theirs else 'absent'} there"
+        raise ConfigError(
+            f"callbacks.landscape.between={s.between}: its network differs from this run's ({k}: {shapes}); give a run of the same model"
+        )
 
 
 def hessian_probe(cfg: DictConfig, figures: Optional[Path] = None) -> HessianProbe:

@@ -137,6 +137,9 @@ TINY = ("study=optimizers", "study.optimizers=[sgd]", "study.surfaces=[saddle]",
         (("study.task_optimizers=[sgd,sgd]",), "error: study.task_optimizers=['sgd', 'sgd']: distinct optimizers ([] for the surfaces"),
         (("optimizer.lr=0.1",), "error: optimizer.lr=0.1: study=optimizers sets each member's optimizer and tunes its lr; use study."),
         (("optimizer=adam",), "error: optimizer=adam: study=optimizers sets each member's optimizer and tunes its lr"),
+        (("run_test=true",), "error: run_test=true: study=optimizers sets it per stage (false while tuning the lr, true to compare)"),
+        (("study.seeds=[0,0]",), "error: study.seeds=[0, 0] study.tune_seeds=[100, 101]: a seed is repeated"),
+        (("study.tune_seeds=[]",), "error: study.tune_seeds=[]: must be a non-empty list of integers >= 0"),
     ],
 )
 def test_study_refuses_a_grid_or_seeds_it_cannot_decide_with(cli, tmp_path, args, message):

@@ -9,7 +9,9 @@
 Either way a member is the same run (the same overrides, composed the same way), so the study's
 tables do not depend on the launcher. A member that fails does not stop the others: the study names
 it (member, its error's last line, its log) and exits non-zero without a report; ``study.resume=true``
-reruns what is missing and continues a member stopped mid-training from its last checkpoint.
+reruns what is missing and continues a member stopped mid-training from its last checkpoint. The
+exception: a search's candidate (``Unit.may_diverge``, e.g. an lr the optimizer study tries) whose
+loss stops being finite is finished, as the worst candidate (``diverged.json``), not a failure.
 """
 
 from __future__ import annotations

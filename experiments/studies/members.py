@@ -18,9 +18,9 @@ from experiments.results import SELECTION_KEYS
 from experiments.studies.common import DIVERGED, MEMBER, log, member_overrides
 
 
-def check_seeds(seeds) -> None:
+def check_seeds(seeds, key: str = "study.seeds") -> None:
     if not seeds or any(not isinstance(x, int) or x < 0 for x in seeds):
-        raise ConfigError(f"study.seeds={list(seeds)}: must be a non-empty list of integers >= 0")
+        raise ConfigError(f"{key}={list(seeds)}: must be a non-empty list of integers >= 0")
 
 
 def chosen(s: DictConfig) -> list[str]:

@@ -13,7 +13,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from core.errors import ConfigError
-from experiments.studies.common import read_csv
+from experiments.studies.common import DIVERGED, read_csv
 from experiments.studies.members import run_members
 from experiments.train import TrainingFailed
 from numerics.intervals import interval, paired
@@ -33,6 +33,8 @@ def tune(s: DictConfig, study_dir: Path, hparams: dict) -> tuple[list[dict], dic
     for name in s.task_optimizers:
         for factor in sorted(s.lr_factors):
             lr = grid_lr(hparams[name]["lr"], factor)
+            if f"tune/{name}/lr{lr:g}" in candidates:
+                raise ConfigError(f"study.lr_factors={list(s.lr_factors)}: two factors give {name} the same lr {lr:g}; space them further")
             candidates[f"tune/{name}/lr{lr:g}"] = (name, float(factor), lr)
     searched = OmegaConf.merge(s, {"seeds": list(s.tune_seeds)})
     rows = run_members(
@@ -51,8 +53,8 @@ def tune(s: DictConfig, study_dir: Path, hparams: dict) -> tuple[list[dict], dic
             record = json.loads((study_dir / "members" / row["member"] / f"seed{row['seed']}" / "metrics.json").read_text())
             if record.get("val/acc_best") is None:
                 raise ConfigError(
-                    f"study=optimizers: its members are classifiers compared by validation accuracy; model={record['model']} on "
-                    f"this data has no val/acc (pick a classification dataset)"
+                    f"study=optimizers: the lr is chosen by validation accuracy, and model={record['model']} here has none "
+                    "(a regression task, or no validation split: data.val_fraction=0); use a classification dataset with one"
                 )
             val = record["val/acc_best"]
         out.append({"optimizer": name, "lr_factor": factor, "lr": lr, "seed": row["seed"], "val_acc_best": val, "diverged": int(val == "")})
@@ -78,6 +80,7 @@ def choose(name: str, rows: list[dict]) -> dict:
     factor = by_lr[best][0]["lr_factor"]
     at_one = next((score[lr] for lr in lrs if by_lr[lr][0]["lr_factor"] == 1.0), None)
     return {
+        "config_lr": grid_lr(best, 1 / factor),
         "lr": best,
         "lr_factor": factor,
         "tune_val_acc": score[best],
@@ -108,7 +111,18 @@ def compare(s: DictConfig, study_dir: Path, chosen: dict[str, dict]) -> tuple[li
     """``study.seeds`` of every optimizer at its tuned lr (each one's seeds one fit): the member rows,
     their histories by optimizer and the summary table, sorted by mean validation accuracy."""
     names = list(s.task_optimizers)
-    rows = run_members(s, study_dir, names, lambda n: [f"optimizer={n}", f"optimizer.lr={chosen[n]['lr']}"], lambda n: None)
+    try:
+        rows = run_members(s, study_dir, names, lambda n: [f"optimizer={n}", f"optimizer.lr={chosen[n]['lr']}"], lambda n: None)
+    except TrainingFailed as exc:
+        gone = [n for n in names if any((study_dir / "members" / n).rglob(DIVERGED))]
+        if not gone:
+            raise
+        which = ", ".join(f"{n} ({chosen[n]['lr']:g})" for n in gone)
+        raise TrainingFailed(
+            f"study=optimizers: the tuned lr of {which} diverged on a "
+            f"compared seed ({' '.join(str(exc).split())[:200]}); an lr some seeds cannot train at won the tuning: add "
+            "study.tune_seeds or smaller study.lr_factors and start a new study"
+        ) from exc
     members, histories = [], {}
     for row in rows:  # optimizer-major, seeds in order
         name, seed = row["member"], row["seed"]
@@ -116,6 +130,8 @@ def compare(s: DictConfig, study_dir: Path, chosen: dict[str, dict]) -> tuple[li
         record, history = json.loads((here / "metrics.json").read_text()), read_csv(here / "history.csv")
         histories.setdefault(name, []).append(history)
         members.append(member_row(name, seed, chosen[name]["lr"], record, history))
+    if any(m["test_acc"] is None for m in members):
+        raise ConfigError("study=optimizers: the compared members have no test accuracy (no test split: data.test_fraction=0?)")
     return members, histories, summarize(members, chosen)
 
 

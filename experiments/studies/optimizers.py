@@ -41,7 +41,11 @@ def check(s: DictConfig) -> None:
         )
     if s.task_optimizers:
         check_seeds(s.seeds)
-        check_seeds(s.tune_seeds)
+        check_seeds(s.tune_seeds, "study.tune_seeds")
+        if len(set(s.seeds)) < len(s.seeds) or len(set(s.tune_seeds)) < len(s.tune_seeds):
+            raise ConfigError(
+                f"study.seeds={list(s.seeds)} study.tune_seeds={list(s.tune_seeds)}: a seed is repeated; each must be distinct"
+            )
         if len(s.seeds) < 2:
             raise ConfigError(
                 f"study.seeds={list(s.seeds)}: the tuned optimizers are compared paired by seed, which needs at least 2 seeds"
@@ -67,6 +71,8 @@ def check(s: DictConfig) -> None:
                 f"{given.lstrip('+~')}: study=optimizers sets each member's optimizer and tunes its lr; use study.optimizers, "
                 "study.task_optimizers, study.lr_factors"
             )
+        if key == "run_test":  # the candidates never score the test split, the compared members always do
+            raise ConfigError(f"{given.lstrip('+~')}: study=optimizers sets it per stage (false while tuning the lr, true to compare)")
     if not s.lr_grid or any(not isinstance(x, (int, float)) or x <= 0 for x in s.lr_grid):
         raise ConfigError(f"study.lr_grid={list(s.lr_grid)}: must be a non-empty list of numbers > 0")
     if not isinstance(s.surface_steps, int) or s.surface_steps < 10:

@@ -145,12 +145,15 @@ def write_report(
     study_dir: Path, cfg: DictConfig, surface_rows: list[dict], table: list[dict], members: list[dict], sam_base: str, wall_s: float
 ) -> None:
     s = cfg.study
+    versus = bool(table) and f"vs_{BASELINE}" in table[0]
+    recipe = " ".join(s.get("recipe") or []) or "—"
+    paired_with = f", each optimizer with tuned `{BASELINE}` paired by seed (members of one seed share its split and data order)"
     task = (
-        f"Real task: recipe `{' '.join(s.recipe)}` ({members[0]['epochs'] if members else '—'} epochs); each optimizer's lr "
+        f"Real task: recipe `{recipe}` ({members[0]['epochs'] if members else '—'} epochs); each optimizer's lr "
         f"chosen by best validation accuracy from "
         f"{list(s.lr_factors)} × its config's lr on seed(s) {list(s.tune_seeds)} (those runs never score the test split; an lr "
         f"whose loss stopped being finite counts as the worst), then seeds {list(s.seeds)} trained at that lr and compared on "
-        f"test, each optimizer with tuned `{BASELINE}` paired by seed (members of one seed share its split and data order)."
+        f"test{paired_with if versus else ''}."
         if table
         else "Real task: not run (`study.task_optimizers=[]`)."
     )
@@ -158,8 +161,9 @@ def write_report(
         "# Optimizer study",
         "",
         f"{task} 2-D surfaces: {s.surface_steps} steps from the same start for every optimizer, lr chosen per optimizer and "
-        f"surface (lowest final f) from the grid {list(s.lr_grid)}. Wall time {wall_s:.0f} s. Members are in "
-        f"`members/<optimizer>/seed<k>/`, the lr candidates in `members/tune/` (TensorBoard: `tensorboard --logdir {study_dir}`).",
+        f"surface (lowest final f) from the grid {list(s.lr_grid)}. Wall time {wall_s:.0f} s."
+        + (" Members are in `members/<optimizer>/seed<k>/`, the lr candidates in `members/tune/`" if table else "")
+        + f" (TensorBoard: `tensorboard --logdir {study_dir}`).",
         "",
         "## Claims and what this study measured",
         "",
@@ -169,7 +173,6 @@ def write_report(
     lines += [f"| {c} | {m} | {v} |" for c, m, v in claims(surface_rows, table, members, sam_base)]
     if table:
         key = f"epochs_to_train_loss_{LOSS_MARK:g}"
-        versus = f"vs_{BASELINE}" in table[0]
         lines += [
             "",
             "## Real task, each optimizer at its tuned lr, sorted by mean best validation accuracy",
@@ -187,7 +190,7 @@ def write_report(
                 d, half = r[f"vs_{BASELINE}"], r[f"vs_{BASELINE}_ci95"]
                 vs = " — |" if r["optimizer"] == BASELINE else f" {d * 100:+.1f} ± {half * 100:.1f} |"
             lines.append(
-                f"| {r['optimizer']} | {r['lr'] / r['lr_factor']:g} | {r['lr']:g} ({r['lr_factor']:g}×{edge}{gone}) | "
+                f"| {r['optimizer']} | {r['config_lr']:g} | {r['lr']:g} ({r['lr_factor']:g}×{edge}{gone}) | "
                 f"{at_config} → {r['tune_val_acc']:.4f} | {r['test_acc_mean'] * 100:.1f}% ± "
                 f"{r['test_acc_ci95'] * 100:.1f} |{vs} {_fmt(r[key])} | {_fmt(r['wall_s_median'], 3)} |"
             )
@@ -222,7 +225,8 @@ def write_report(
         [""] + [f"![{n}](figures/trajectories_{n}.png)\n" for n in s.surfaces] + ["![f along the paths](figures/surface_losses.png)", ""]
     )
     lines += [
-        "Files: `results.csv` (one row per member), `summary.csv` (per optimizer), `tuning.csv` (every lr candidate), "
-        "`surfaces.csv`, `figures/` (PDF + PNG)."
+        "Files: "
+        + ("`results.csv` (one row per member), `summary.csv` (per optimizer), `tuning.csv` (every lr candidate), " if table else "")
+        + "`surfaces.csv`, `figures/` (PDF + PNG)."
     ]
     write_text_atomic(study_dir / "report.md", "\n".join(lines) + "\n")
