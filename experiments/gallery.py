@@ -79,6 +79,11 @@ JOBS = (
         NO_MEMBER_FIGURES,
     ),
     Job(
+        "flat_minima",
+        ("study=flat_minima",),
+        {"flat_minima_planes": ("figures/landscape_planes.png", 1100), "flat_minima_lines": ("figures/landscape_lines.png", 1000)},
+    ),
+    Job(
         "regularizers",
         (
             "study=regularizers",
