@@ -22,9 +22,28 @@ from torch.optim.swa_utils import update_bn
 
 
 class TestsTheAverage:
-    """Lightning's ``WeightAveraging`` restores the iterate from a checkpoint's ``current_model_state``
-    whenever it loads one, also to test it; outside fitting the checkpoint's ``state_dict`` (the
-    average) is what Lightning has loaded, and stays."""
+    """Two mendings of Lightning's ``WeightAveraging``:
+
+    - it restores the iterate from a checkpoint's ``current_model_state`` whenever it loads one, also
+      to test it; outside fitting the checkpoint's ``state_dict`` (the average) is what Lightning has
+      loaded, and stays;
+    - a checkpoint saved while validation has the average swapped in (SIGTERM or SLURM's SIGUSR1
+      between validation batches) would store the two the wrong way round; they are put back."""
+
+    swapped = False  # the average is in the LightningModule (validation), the iterate in the averaged copy
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_validation_epoch_start(trainer, pl_module)  # type: ignore[misc]
+        self.swapped = self.averaging()  # type: ignore[attr-defined]
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_validation_epoch_end(trainer, pl_module)  # type: ignore[misc]
+        self.swapped = False
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(trainer, pl_module, checkpoint)  # type: ignore[misc]
+        if self.swapped and "current_model_state" in checkpoint:
+            checkpoint["state_dict"], checkpoint["current_model_state"] = checkpoint["current_model_state"], checkpoint["state_dict"]
 
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
         if trainer.state.fn == TrainerFn.FITTING:
@@ -111,10 +130,13 @@ class RefreshBatchNorm(Callback):
         update_bn(self._batches(trainer), net, device=device)
         net.train(was_training)
 
+    refreshed_at = -1  # the global step of the last refresh at validation
+
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.averager.averaging() and not trainer.sanity_checking and has_batch_norm(pl_module.net):
             with torch.no_grad():
                 self._refresh(trainer, pl_module.net, pl_module.device)  # the averaged weights are in place now
+            self.refreshed_at = trainer.global_step  # swapped back after validation, the average keeps these statistics
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.averager.averaging() and has_batch_norm(pl_module.net):
@@ -124,6 +146,8 @@ class RefreshBatchNorm(Callback):
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
         if not (self.averager.averaging() and has_batch_norm(pl_module.net)):
             return
+        if self.refreshed_at == trainer.global_step and not self.averager.swapped:
+            return  # saved right after validation: the average's statistics were recomputed for these very weights
         net = copy.deepcopy(pl_module.net)  # the checkpoint's (averaged) weights, their statistics recomputed
         state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
         net.load_state_dict(state)

@@ -23,13 +23,21 @@ from numerics.landscape import Surface, filter_normalized_direction, weights_of
 BETWEEN = (-0.5, 1.5)  # the interpolation's range of α: beyond both ends, to see the walls
 
 
-def other_weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    """The network weights another run tested (its metrics.json names the checkpoint), else its last."""
+def checkpoint_of(run_dir: Path) -> Optional[Path]:
+    """The checkpoint another run tested (its metrics.json names it), else its last, or None."""
     record = run_dir / "metrics.json"
-    name = json.loads(record.read_text()).get("test_checkpoint") if record.is_file() else None
-    path = Path(name) if name else run_dir / "checkpoints" / "last.ckpt"
+    try:
+        name = json.loads(record.read_text()).get("test_checkpoint") if record.is_file() else None
+    except (json.JSONDecodeError, AttributeError):
+        name = None
+    path = Path(name) if isinstance(name, str) and name else Path("checkpoints") / "last.ckpt"
     path = path if path.is_absolute() else run_dir / path
-    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    return path if path.is_file() else None
+
+
+def other_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    """The network weights of ``checkpoint_of(run_dir)`` (checked before training: build.check_landscape)."""
+    state = torch.load(checkpoint_of(run_dir), map_location="cpu", weights_only=True)["state_dict"]
     return {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
 
 
@@ -78,7 +86,7 @@ class LandscapeProbe(Callback):
         t0 = time.perf_counter()
         dm = trainer.datamodule
         names = ["train", "test" if self.test else "val"]
-        splits = {s: tuple(t.to(pl_module.device) for t in dm.tensors(s)) for s in names if dm.split_sizes()[s] > 0}
+        splits = {s: tuple(t[: self.max_samples].to(pl_module.device) for t in dm.tensors(s)) for s in names if dm.split_sizes()[s] > 0}
         found = self.measure(pl_module.net, pl_module.loss_fn, splits)
         seconds = time.perf_counter() - t0
         results = {"landscape/probe_s": seconds}

@@ -310,11 +310,7 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[list
     averager = weight_averaging(cfg.regularization)
     if averager is not None:  # the refresh after the averager: its hooks see the averaged weights in place
         callbacks += [averager, RefreshBatchNorm(averager)]
-    if cfg.callbacks.landscape.enabled:
-        if members:
-            raise ConfigError(
-                f"callbacks.landscape.enabled=true with seeds={seeds_of(cfg)}: the landscape is drawn for one network; train one seed"
-            )
+    if cfg.callbacks.landscape.enabled and not members:  # refused with seeds by check_landscape
         callbacks.append(landscape_probe(cfg, run_dir))
     if cfg.callbacks.hessian.enabled and not members:
         callbacks.append(hessian_probe(cfg, run_dir / "figures" if cfg.callbacks.figures else None))
@@ -354,17 +350,24 @@ def landscape_probe(cfg: DictConfig, run_dir: Path) -> LandscapeProbe:
 def check_landscape(cfg: DictConfig, module) -> None:
     """``callbacks.landscape.between``: a finished run whose network has this one's parameters, shape for shape."""
     s = cfg.callbacks.landscape
-    if not s.enabled or s.between is None:
+    if not s.enabled:
         return
-    from callbacks.landscape import other_weights
+    if seeds_of(cfg) is not None:
+        raise ConfigError(
+            f"callbacks.landscape.enabled=true with seeds={seeds_of(cfg)}: the landscape is drawn for one network; train one seed"
+        )
+    if s.between is None:
+        return
+    from callbacks.landscape import checkpoint_of
+    from experiments.train import check_checkpoint
 
     other = Path(str(s.between)).expanduser().resolve()
-    try:
-        theirs = other_weights(other)
-    except (OSError, KeyError, RuntimeError) as exc:
-        raise ConfigError(
-            f"callbacks.landscape.between={s.between}: not a finished run with a checkpoint ({' '.join(str(exc).split())[:120]})"
-        ) from exc
+    path = checkpoint_of(other) if other.is_dir() else None
+    if path is None:
+        raise ConfigError(f"callbacks.landscape.between={s.between}: not a run directory with a checkpoint (checkpoints/last.ckpt)")
+    state = check_checkpoint(path, "callbacks.landscape.between")["state_dict"]
+    s.between = str(other)  # saved absolute with the run's config: a resume from elsewhere finds it
+    theirs = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
     ours = {k: tuple(p.shape) for k, p in module.net.named_parameters()}
     diff = [k for k in ours if k not in theirs or tuple(theirs[k].shape) != ours[k]]
     if diff:

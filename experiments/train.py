@@ -128,7 +128,8 @@ def resume(
 def upgraded(cfg: DictConfig) -> DictConfig:
     """A config saved by an earlier version of the template, in today's layout (``resume=`` of an
     older run, or a SLURM requeue across an upgrade): ``logger.name`` becomes a key under ``logger``,
-    and the callbacks keys added since take the values those runs had (no summary, no extra callbacks)."""
+    and the callbacks and regularization keys added since take the values those runs had (no summary,
+    no extra callbacks, no Hessian or landscape probe, no weight averaging)."""
     if "name" in cfg.logger:
         name = cfg.logger.name
         cfg.logger = {} if name in (None, "none") else {name: {}}
@@ -136,6 +137,13 @@ def upgraded(cfg: DictConfig) -> DictConfig:
         cfg.callbacks.summary_depth = 0
     if "extra" not in cfg.callbacks:
         cfg.callbacks.extra = []
+    defaults = OmegaConf.load(Path(__file__).parent / "configs" / "callbacks" / "default.yaml")
+    for probe in ("hessian", "landscape"):  # probes added since: off, as those runs had them
+        if probe not in cfg.callbacks:
+            cfg.callbacks[probe] = defaults[probe]
+    for key in ("ema_decay", "swa_lr", "swa_start"):  # weight averaging added since: off
+        if key not in cfg.regularization:
+            cfg.regularization[key] = None
     return cfg
 
 

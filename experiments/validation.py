@@ -92,7 +92,7 @@ RULES: dict[str, Rule] = {
     "callbacks.hessian.density_steps": number(2, integer=True),
     "callbacks.hessian.max_samples": number(1, integer=True),
     "callbacks.landscape.enabled": boolean,
-    "callbacks.landscape.points": number(3, integer=True),
+    "callbacks.landscape.points": lambda v: None if is_int(v) and v >= 3 and v % 2 else "an odd integer >= 3 (α = 0 is a point)",
     "callbacks.landscape.span": number(0, lo_open=True),
     "callbacks.landscape.plane": boolean,
     "callbacks.landscape.max_samples": number(1, integer=True),
@@ -123,7 +123,7 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError("regularization.early_stopping needs a validation split: data.val_fraction=0")
     check_averaging(cfg)
     hess = cfg.callbacks.get("hessian")
-    if hess is not None and hess.lanczos_steps < 2 * hess.top_k:
+    if hess is not None and hess.enabled and hess.lanczos_steps < 2 * hess.top_k:
         raise ConfigError(
             f"callbacks.hessian.lanczos_steps={hess.lanczos_steps}: must be >= 2 × callbacks.hessian.top_k={hess.top_k} "
             "(the top Ritz values of fewer steps are not yet the top eigenvalues)"

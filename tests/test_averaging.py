@@ -136,3 +136,40 @@ def test_averaging_settings_it_cannot_honour_are_refused(cli, tmp_path, args, me
     code, _, err = cli(*args, cwd=tmp_path)
     assert code == 2 and err.strip().startswith(message), err
     assert not (tmp_path / "outputs").exists()
+
+
+def test_a_checkpoint_saved_mid_validation_keeps_the_average_as_its_weights():
+    """SIGTERM (or SLURM's SIGUSR1) between validation batches saves while the average is swapped in:
+    the checkpoint's weights must still be the average, its current_model_state the iterate."""
+    from types import SimpleNamespace
+
+    import pytorch_lightning as pl
+    from pytorch_lightning.trainer.states import TrainerFn
+
+    from callbacks.averaging import EMAWeights
+
+    class Tiny(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = torch.nn.Linear(2, 1)
+
+    module, ema = Tiny(), EMAWeights(decay=0.5)
+    trainer = SimpleNamespace(global_step=0, sanity_checking=False, state=SimpleNamespace(fn=TrainerFn.FITTING))
+    ema.setup(trainer, module, "fit")
+    start = module.net.weight.detach().clone()
+    for step in (1, 2):  # the average: a copy after step 1 (start + 1), then 0.5 · it + 0.5 · (start + 2)
+        with torch.no_grad():
+            module.net.weight.add_(1.0)
+        trainer.global_step = step
+        ema.on_train_batch_end(trainer, module, None, None, 0)
+    ema.on_validation_epoch_start(trainer, module)  # the average swapped in, as Lightning validates it
+    assert torch.allclose(module.net.weight, start + 1.5)
+    checkpoint = {"state_dict": module.state_dict()}
+    ema.on_save_checkpoint(trainer, module, checkpoint)
+    assert torch.allclose(checkpoint["state_dict"]["net.weight"], start + 1.5)
+    assert torch.allclose(checkpoint["current_model_state"]["net.weight"], start + 2)
+    ema.on_validation_epoch_end(trainer, module)
+    checkpoint = {"state_dict": module.state_dict()}  # and after validation, as Lightning saves it normally
+    ema.on_save_checkpoint(trainer, module, checkpoint)
+    assert torch.allclose(checkpoint["state_dict"]["net.weight"], start + 1.5)
+    assert torch.allclose(checkpoint["current_model_state"]["net.weight"], start + 2)

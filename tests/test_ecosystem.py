@@ -214,8 +214,10 @@ def test_a_run_saved_in_the_old_config_layout_resumes(train_run, tmp_path):
     saved = run_dir / ".hydra" / "config.yaml"
     old = yaml.safe_load(saved.read_text())
     old["logger"] = {"name": "tensorboard"}  # as runs saved before the logger group took lists
-    for key in ("summary_depth", "extra"):
+    for key in ("summary_depth", "extra", "hessian", "landscape"):
         del old["callbacks"][key]
+    for key in ("ema_decay", "swa_lr", "swa_start"):  # keys added since, absent from older runs
+        del old["regularization"][key]
     del old["tune"]
     saved.write_text(yaml.safe_dump(old))
     record = resume(run_dir, run_dir, report=False, max_epochs=2)

@@ -117,7 +117,7 @@ def test_each_member_of_a_seeds_run_is_probed_as_its_lone_run(train_run):
     [
         (("callbacks.hessian.top_k=0",), "error: callbacks.hessian.top_k=0: must be an integer >= 1"),
         (
-            ("callbacks.hessian.top_k=40",),
+            ("callbacks.hessian.enabled=true", "callbacks.hessian.top_k=40"),
             "error: callbacks.hessian.lanczos_steps=30: must be >= 2 × callbacks.hessian.top_k=40",
         ),
         (("callbacks.hessian.trace_samples=1",), "error: callbacks.hessian.trace_samples=1: must be an integer >= 2"),

@@ -96,7 +96,12 @@ def test_without_the_test_split_the_probe_uses_validation(train_run):
 def test_probe_settings_it_cannot_use_are_refused(cli, train_run, tmp_path):
     other, _ = train_run("data=moons", "model.hidden=[8]", name="other")
     cases = [
-        (("callbacks.landscape.points=2",), "error: callbacks.landscape.points=2: must be an integer >= 3"),
+        (("callbacks.landscape.points=2",), "error: callbacks.landscape.points=2: must be an odd integer >= 3 (α = 0 is a point)"),
+        (("callbacks.landscape.points=4",), "error: callbacks.landscape.points=4: must be an odd integer >= 3"),
+        (
+            ("callbacks.landscape.enabled=true", "seeds=[0,1]"),
+            "error: callbacks.landscape.enabled=true with seeds=[0, 1]: the landscape is drawn for one network; train one seed",
+        ),
         (("callbacks.landscape.span=0",), "error: callbacks.landscape.span=0: must be a number > 0"),
         (
             ("data=moons", "model.hidden=[16]", "callbacks.landscape.enabled=true", f"callbacks.landscape.between={other}"),
@@ -104,7 +109,7 @@ def test_probe_settings_it_cannot_use_are_refused(cli, train_run, tmp_path):
         ),
         (
             ("callbacks.landscape.enabled=true", f"callbacks.landscape.between={tmp_path / 'nothing'}"),
-            f"error: callbacks.landscape.between={tmp_path / 'nothing'}: not a finished run with a checkpoint",
+            f"error: callbacks.landscape.between={tmp_path / 'nothing'}: not a run directory with a checkpoint",
         ),
         (("model=vae", "callbacks.landscape.enabled=true"), "error: callbacks.landscape.enabled=true: the landscape probes need a"),
     ]

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from callbacks.plot_style import new_figure, palette, save_figure
@@ -22,6 +23,7 @@ from experiments.studies.members import check_seeds, chosen, load_member, run_me
 from numerics.intervals import direction, interval, paired
 
 BASELINE = "small"
+MEASURED_BY = ("test_ckpt", "run_test")  # what the study's recipe sets for its measurements: refused on the command line
 MEASURES = {  # summary key → (the member record's key, what it is)
     "test_acc": ("test/acc", "test accuracy"),
     "gap": (None, "train − test accuracy"),
@@ -34,7 +36,9 @@ MEASURES = {  # summary key → (the member record's key, what it is)
 
 def check(s: DictConfig) -> list[str]:
     check_seeds(s.seeds)
-    if len(set(s.seeds)) < 2:
+    if len(set(s.seeds)) < len(s.seeds):
+        raise ConfigError(f"study.seeds={list(s.seeds)}: a seed is repeated; each must be distinct")
+    if len(s.seeds) < 2:
         raise ConfigError(
             f"study.seeds={list(s.seeds)}: every member is compared with '{BASELINE}' paired by seed, which needs at least 2 seeds"
         )
@@ -48,8 +52,15 @@ def check(s: DictConfig) -> list[str]:
     if not isinstance(s.swa_start_fraction, (int, float)) or not 0 <= s.swa_start_fraction < 1:
         raise ConfigError(f"study.swa_start_fraction={s.swa_start_fraction}: must be a number in [0, 1)")
     land = s.landscape
-    if not isinstance(land.points, int) or land.points < 3:
-        raise ConfigError(f"study.landscape.points={land.points}: must be an integer >= 3")
+    if not isinstance(land.points, int) or land.points < 3 or land.points % 2 == 0:
+        raise ConfigError(f"study.landscape.points={land.points}: must be an odd integer >= 3 (α = 0 is a point)")
+    for given in HydraConfig.get().overrides.task if HydraConfig.initialized() else []:
+        key = given.lstrip("+~").split("=", 1)[0]
+        if key in MEASURED_BY or key in ("callbacks.hessian.enabled", "callbacks.sharpness.enabled"):
+            raise ConfigError(
+                f"{given.lstrip('+~')}: study=flat_minima measures every member's final weights with its recipe's probes "
+                "(test_ckpt=last, run_test, callbacks.hessian, callbacks.sharpness); leave them to it"
+            )
     if not isinstance(land.span, (int, float)) or land.span <= 0:
         raise ConfigError(f"study.landscape.span={land.span}: must be a number > 0")
     return names
@@ -60,7 +71,9 @@ def lines(study_dir: Path, rows: list[dict], s: DictConfig) -> dict[str, dict]:
     from numerics.landscape import Surface, filter_normalized_direction, weights_of
 
     path = study_dir / "parts" / "landscape_lines.json"
-    found = json.loads(path.read_text()) if path.exists() else {}
+    settings = {"span": float(s.landscape.span), "points": int(s.landscape.points), "direction_seed": 0}
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    found = saved.get("lines", {}) if saved.get("settings") == settings else {}  # other settings: drawn again
     alphas = np.linspace(-s.landscape.span, s.landscape.span, s.landscape.points)
     for r in rows:
         label = f"{r['member']}/seed{r['seed']}"
@@ -72,8 +85,8 @@ def lines(study_dir: Path, rows: list[dict], s: DictConfig) -> dict[str, dict]:
         losses, _ = Surface(module.net, module.loss_fn, x, y).line(w, filter_normalized_direction(w, 0), alphas)
         found[label] = losses.tolist()
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, found, indent=None)
-    return found
+    write_json_atomic(path, {"settings": settings, "lines": found}, indent=None)
+    return {f"{r['member']}/seed{r['seed']}": found[f"{r['member']}/seed{r['seed']}"] for r in rows}  # this run's members only
 
 
 def planes(study_dir: Path, s: DictConfig, pair: list[str]) -> tuple[dict, dict]:
@@ -81,10 +94,12 @@ def planes(study_dir: Path, s: DictConfig, pair: list[str]) -> tuple[dict, dict]
     from numerics.landscape import Surface, filter_normalized_direction, weights_of
 
     path = study_dir / "parts" / "landscape_planes.json"
+    seed = s.seeds[0]
+    settings = {"span": float(s.landscape.span), "points": int(s.landscape.points), "seed": int(seed), "pair": list(pair)}
     if path.exists():
         saved = json.loads(path.read_text())
-        return saved["planes"], saved["between"]
-    seed = s.seeds[0]
+        if saved.get("settings") == settings:
+            return saved["planes"], saved["between"]
     alphas = np.linspace(-s.landscape.span, s.landscape.span, s.landscape.points)
     loaded = {n: load_member(study_dir / "members" / n / f"seed{seed}") for n in pair}
     out = {}
@@ -104,7 +119,7 @@ def planes(study_dir: Path, s: DictConfig, pair: list[str]) -> tuple[dict, dict]
         )
         between[split] = losses.tolist()
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, {"planes": out, "between": between}, indent=None)
+    write_json_atomic(path, {"settings": settings, "planes": out, "between": between}, indent=None)
     return out, between
 
 
@@ -239,7 +254,7 @@ def draw_measures(table: list[dict], folder: Path, writer) -> None:
                     color=palette(1)[0], capsize=3)  # fmt: skip
         ax.set_xlabel(MEASURES[key][1] + (" (points)" if scale == 100 else ""), fontsize=8)
         ax.grid(axis="x", color="0.9")
-        if key in ("hessian_top1", "loss_rise"):
+        if key == "hessian_top1":
             ax.set_xscale("log")
     axes[0, 0].set_yticks(y, [r["member"] for r in table])
     fig.suptitle("mean over seeds ± 95% interval", fontsize=10)
