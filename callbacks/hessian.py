@@ -15,6 +15,7 @@ import numpy as np
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 
+from callbacks.sharpness import publish, train_split
 from numerics.hessian import Hessian, hutchinson_trace, spectral_density, top_eigenvalues
 from numerics.sharpness import FlatLoss
 
@@ -57,12 +58,9 @@ class HessianProbe(Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero or trainer.datamodule is None:
             return
-        x, y = trainer.datamodule.tensors("train")
-        x, y = x[: self.max_samples].to(pl_module.device), y[: self.max_samples].to(pl_module.device)
+        x, y = train_split(trainer, pl_module, self.max_samples)
         results = self.measure(pl_module.net, pl_module.loss_fn, x, y)
-        pl_module.probe_results = {**getattr(pl_module, "probe_results", {}), **results}
-        for logger in trainer.loggers:  # every logger the run has (TensorBoard, CSV)
-            logger.log_metrics(results, trainer.global_step)
+        publish(trainer, pl_module, results)
         if self.figures is not None:
             from callbacks.loggers import tensorboard_of
 

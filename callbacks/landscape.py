@@ -17,6 +17,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
+from callbacks.sharpness import publish
 from core.files import write_json_atomic
 from numerics.landscape import Surface, filter_normalized_direction, weights_of
 
@@ -93,9 +94,7 @@ class LandscapeProbe(Callback):
         center = self.points // 2
         for split, curve in found["line"].items():  # how far the loss climbs at the ends of the line
             results[f"landscape/{split}_loss_rise"] = max(curve["loss"][0], curve["loss"][-1]) - curve["loss"][center]
-        pl_module.probe_results = {**getattr(pl_module, "probe_results", {}), **results}
-        for logger in trainer.loggers:
-            logger.log_metrics(results, trainer.global_step)
+        publish(trainer, pl_module, results)
         if self.run_dir is not None:
             write_json_atomic(self.run_dir / "landscape.json", found, indent=None, sort_keys=False)
             if self.figures:

@@ -14,6 +14,15 @@ def _levels(z: np.ndarray, n: int = 14) -> np.ndarray:
     return np.logspace(np.log10(lo), np.log10(hi if hi > lo else lo * 10), n)  # log-spaced: the basin's floor and its walls
 
 
+def contour_panel(ax, alphas: np.ndarray, z: np.ndarray, levels: np.ndarray, title: str) -> None:
+    """A loss plane as log-spaced contours over (α, β), the final weights starred at the origin."""
+    cs = ax.contour(alphas, alphas, z, levels=levels, cmap="viridis", linewidths=0.9)
+    ax.clabel(cs, fontsize=6, fmt="%.2g")
+    ax.plot(0, 0, "*", color="#d55e00", markersize=11)
+    ax.set(title=title, xlabel="α", ylabel="β")
+    ax.set_aspect("equal")
+
+
 def draw(found: dict, folder: Path, writer=None) -> None:
     splits = list(found["line"])
     colors = dict(zip(splits, palette(len(splits))))
@@ -39,11 +48,7 @@ def draw(found: dict, folder: Path, writer=None) -> None:
         fig, axes = new_figure(1, len(found["plane"]), width=4.0, height=3.6)
         for ax, (split, grid) in zip(axes[0], found["plane"].items()):
             z = np.array(grid["loss"])
-            cs = ax.contour(alphas, alphas, z, levels=_levels(z), cmap="viridis", linewidths=0.9)
-            ax.clabel(cs, fontsize=6, fmt="%.2g")
-            ax.plot(0, 0, "*", color="#d55e00", markersize=11)
-            ax.set(title=f"{split} loss (log-spaced contours)", xlabel="α", ylabel="β")
-            ax.set_aspect("equal")
+            contour_panel(ax, alphas, z, _levels(z), f"{split} loss (log-spaced contours)")
         fig.tight_layout()
         save_figure(fig, folder, "landscape_2d", writer)
 

@@ -46,9 +46,19 @@ class SharpnessProbe(Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero or trainer.datamodule is None:
             return
-        x, y = trainer.datamodule.tensors("train")
-        x, y = x[: self.max_samples].to(pl_module.device), y[: self.max_samples].to(pl_module.device)
-        results = self.measure(pl_module.net, pl_module.loss_fn, x, y)
-        pl_module.probe_results = {**getattr(pl_module, "probe_results", {}), **results}
-        for logger in trainer.loggers:  # every logger the run has (TensorBoard, CSV)
-            logger.log_metrics(results, trainer.global_step)
+        x, y = train_split(trainer, pl_module, self.max_samples)
+        publish(trainer, pl_module, self.measure(pl_module.net, pl_module.loss_fn, x, y))
+
+
+def train_split(trainer: pl.Trainer, pl_module: pl.LightningModule, max_samples: int):
+    """The first ``max_samples`` of the clean training split, on the module's device."""
+    x, y = trainer.datamodule.tensors("train")
+    return x[:max_samples].to(pl_module.device), y[:max_samples].to(pl_module.device)
+
+
+def publish(trainer: pl.Trainer, pl_module: pl.LightningModule, results: dict[str, float]) -> None:
+    """A probe's numbers: into the run's metrics.json (``probe_results``, read by experiments/train.py)
+    and to every logger the run has (TensorBoard, CSV, ...)."""
+    pl_module.probe_results = {**getattr(pl_module, "probe_results", {}), **results}
+    for logger in trainer.loggers:
+        logger.log_metrics(results, trainer.global_step)

@@ -15,6 +15,7 @@ import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from callbacks.landscape_plots import contour_panel
 from callbacks.plot_style import new_figure, palette, save_figure
 from core.errors import ConfigError
 from core.files import write_json_atomic
@@ -219,11 +220,7 @@ def draw_planes(grids: dict, alphas: np.ndarray, folder: Path, writer) -> None:
     levels = np.logspace(np.log10(lo), np.log10(hi), 14)  # the same levels in both panels
     fig, axes = new_figure(1, len(zs), width=3.9, height=3.6)
     for ax, (name, z) in zip(axes[0], zs.items()):
-        cs = ax.contour(alphas, alphas, z, levels=levels, cmap="viridis", linewidths=0.9)
-        ax.clabel(cs, fontsize=6, fmt="%.2g")
-        ax.plot(0, 0, "*", color="#d55e00", markersize=11)
-        ax.set(title=f"{name}: train loss", xlabel="α", ylabel="β")
-        ax.set_aspect("equal")
+        contour_panel(ax, alphas, z, levels, f"{name}: train loss")
     fig.tight_layout()
     save_figure(fig, folder, "landscape_planes", writer)
 
