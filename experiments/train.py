@@ -155,7 +155,8 @@ def _out_of_memory(exc: BaseException) -> bool:
 
 
 def _sizes(cfg: DictConfig) -> str:
-    model = " ".join(f"model.{k}={v}" for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "name")
+    shared = ("name", "init", "init_std")  # not sizes
+    model = " ".join(f"model.{k}={v}" for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k not in shared)
     return f"model={cfg.model.name} {model} data.batch_size={cfg.data.batch_size}".replace("  ", " ")
 
 

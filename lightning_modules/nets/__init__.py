@@ -26,6 +26,7 @@ from torch import nn
 
 from core.errors import ConfigError
 from core.registry import Registry, check_types
+from lightning_modules.nets import init
 
 MODELS = Registry("model")
 
@@ -47,6 +48,8 @@ def build_net(name: str, input_shape: Sequence[int], input_kind: str, num_output
     """``MODELS`` entry ``name`` for data of ``input_kind`` with ``input_shape``; an input the family
     cannot take, or a hyperparameter it does not have, is a ``ValueError`` naming both."""
     entry = MODELS.get(name)
+    scheme, std = hparams.pop("init", "default"), hparams.pop("init_std", 0.01)  # every family's: applied after building
+    init.check(scheme, std)
     shape = tuple(int(d) for d in input_shape)
     takes = entry.info.get("inputs", ())
     if input_kind not in takes or len(shape) != KIND_SHAPES[input_kind]:
@@ -59,7 +62,8 @@ def build_net(name: str, input_shape: Sequence[int], input_kind: str, num_output
     check_types(entry.factory, hparams, "model")
     if "input_kind" in params:
         hparams["input_kind"] = input_kind
-    return entry.factory(shape, num_outputs, **hparams)
+    act = hparams.get("activation", params["activation"].default if "activation" in params else None)  # the family's own if not given
+    return init.initialize(entry.factory(shape, num_outputs, **hparams), scheme, std, act)
 
 
 __all__ = ["MODELS", "build_net"]
