@@ -71,7 +71,7 @@ class LandscapeProbe(Callback):
                 out["between_run"], out["between_alphas"] = str(self.between), np.linspace(*BETWEEN, self.points).tolist()
                 other = {k: v.to(next(iter(w.values()))) for k, v in other_weights(self.between).items()}
             for split, (x, y) in splits.items():
-                surface = Surface(net, loss_fn, x[: self.max_samples], y[: self.max_samples])
+                surface = Surface(net, loss_fn, x, y)  # on_fit_end took the first max_samples
                 out["line"][split] = _pair(*surface.line(w, d1, alphas))
                 if self.plane:
                     out["plane"][split] = _pair(*surface.plane(w, d1, d2, alphas))

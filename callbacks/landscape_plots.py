@@ -53,16 +53,22 @@ def draw(found: dict, folder: Path, writer=None) -> None:
         save_figure(fig, folder, "landscape_2d", writer)
 
     if found["between"]:
-        between = np.array(found["between_alphas"])
-        fig, axes = new_figure(1, 1, width=5.0, height=3.4)
-        ax = axes[0, 0]
-        for split, curve in found["between"].items():
-            ax.plot(between, curve["loss"], color=colors[split], label=split)
-        ax.set_yscale("log")
-        for x, text in ((0, "this run"), (1, "the other")):
-            ax.axvline(x, color="0.6", linewidth=0.8)
-            ax.annotate(text, (x, 1), xycoords=("data", "axes fraction"), xytext=(3, -12), textcoords="offset points", fontsize=8)
-        ax.set(xlabel="α: (1 − α)·this run + α·the other", ylabel="loss (log scale)")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        save_figure(fig, folder, "landscape_between", writer)
+        curves = {split: curve["loss"] for split, curve in found["between"].items()}
+        interpolation_figure(found["between_alphas"], curves, ("this run", "the other"), "loss", folder, "landscape_between", writer)
+
+
+def interpolation_figure(alphas, curves: dict, ends: tuple[str, str], ylabel: str, folder: Path, stem: str, writer=None) -> None:
+    """The loss along (1 − α)·a + α·b, one line per split (log scale), ``ends`` naming α = 0 and α = 1
+    (the landscape probe's ``between``, the batch-size and flat-minima studies' small → large)."""
+    fig, axes = new_figure(1, 1, width=5.0, height=3.4)
+    ax = axes[0, 0]
+    for (split, losses), color, style in zip(curves.items(), palette(len(curves)), ("-", "--", ":")):
+        ax.plot(alphas, losses, color=color, linestyle=style, label=split)
+    ax.set_yscale("log")
+    for x, text in zip((0, 1), ends):
+        ax.axvline(x, color="0.6", linewidth=0.8)
+        ax.annotate(f" {text}", (x, 1), xycoords=("data", "axes fraction"), xytext=(2, -12), textcoords="offset points", fontsize=8)
+    ax.set(xlabel=f"α: (1 − α)·{ends[0]} + α·{ends[1]}", ylabel=f"{ylabel} (log scale)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, folder, stem, writer)

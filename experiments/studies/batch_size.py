@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from callbacks.plot_style import new_figure, palette, save_figure
@@ -54,38 +53,23 @@ def summarize(rows: list[dict], protocol: str, sizes, lrs: dict) -> list[dict]:
     return out
 
 
-@torch.no_grad()
 def interpolation(study_dir: Path, small: str, large: str, seed: int, folder: Path, writer) -> list[dict]:
-    """Train and test loss at w(α) = (1 − α) w_small + α w_large, α ∈ [−0.5, 1.5]."""
-    from torch.func import functional_call
+    """Train and test loss at w(α) = (1 − α) w_small + α w_large, α ∈ [−0.5, 1.5] (41 points)."""
+    from callbacks.landscape_plots import interpolation_figure
+    from numerics.landscape import Surface, weights_of
 
     _, m_small, dm = load_member(study_dir / "members" / small / f"seed{seed}")
     _, m_large, _ = load_member(study_dir / "members" / large / f"seed{seed}")
-    ws, wl = dict(m_small.net.named_parameters()), dict(m_large.net.named_parameters())
-    points = []
-    for alpha in np.linspace(-0.5, 1.5, 41):
-        params = {k: (1 - alpha) * ws[k] + alpha * wl[k] for k in ws}
-        row = {"alpha": float(alpha)}
-        for split in ("train", "test"):
-            x, y = dm.tensors(split)
-            row[f"{split}_loss"] = float(m_small.loss_fn(functional_call(m_small.net, params, (x,)), y))
-        points.append(row)
-    fig, axes = new_figure(1, 1, width=4.8, height=3.4)
-    ax = axes[0, 0]
-    c_train, c_test = palette(2)
-    a = [p["alpha"] for p in points]
-    ax.plot(a, [p["train_loss"] for p in points], color=c_train, label="train")
-    ax.plot(a, [p["test_loss"] for p in points], color=c_test, linestyle="--", label="test")
-    ax.set_yscale("log")
-    for x0, name in ((0, small.split("_")[-1]), (1, large.split("_")[-1])):
-        ax.axvline(x0, color="0.7", linewidth=0.8)
-        ax.text(x0, ax.get_ylim()[1], f" {name}", fontsize=8, va="top", color="0.35")
-    ax.set_xlabel("α: w = (1 − α) w_small + α w_large")
-    ax.set_ylabel("cross-entropy (log scale)")
-    ax.legend(loc="upper center", fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, folder, "interpolation", writer)
-    return points
+    alphas = np.linspace(-0.5, 1.5, 41)
+    curves = {}
+    for split in ("train", "test"):
+        x, y = dm.tensors(split)
+        curves[split], _ = Surface(m_small.net, m_small.loss_fn, x, y).between(weights_of(m_small.net), weights_of(m_large.net), alphas)
+    ends = (small.split("_")[-1], large.split("_")[-1])
+    interpolation_figure(alphas, curves, ends, "cross-entropy", folder, "interpolation", writer)
+    return [
+        {"alpha": float(a), "train_loss": float(tr), "test_loss": float(te)} for a, tr, te in zip(alphas, curves["train"], curves["test"])
+    ]
 
 
 def figure(table: list[dict], folder: Path, writer) -> None:

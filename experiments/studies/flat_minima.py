@@ -15,7 +15,7 @@ import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from callbacks.landscape_plots import contour_panel
+from callbacks.landscape_plots import contour_panel, interpolation_figure
 from callbacks.plot_style import new_figure, palette, save_figure
 from core.errors import ConfigError
 from core.files import write_json_atomic
@@ -225,22 +225,6 @@ def draw_planes(grids: dict, alphas: np.ndarray, folder: Path, writer) -> None:
     save_figure(fig, folder, "landscape_planes", writer)
 
 
-def draw_between(between: dict, pair: list[str], folder: Path, writer) -> None:
-    fig, axes = new_figure(1, 1, width=4.8, height=3.4)
-    ax = axes[0, 0]
-    c_train, c_test = palette(2)
-    ax.plot(between["alphas"], between["train"], color=c_train, label="train")
-    ax.plot(between["alphas"], between["test"], color=c_test, linestyle="--", label="test")
-    ax.set_yscale("log")
-    for x0, name in zip((0, 1), pair):
-        ax.axvline(x0, color="0.7", linewidth=0.8)
-        ax.annotate(f" {name}", (x0, 1), xycoords=("data", "axes fraction"), xytext=(2, -12), textcoords="offset points", fontsize=8)
-    ax.set(xlabel=f"α: (1 − α)·{pair[0]} + α·{pair[1]}", ylabel="loss (log scale)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, folder, "interpolation", writer)
-
-
 def draw_measures(table: list[dict], folder: Path, writer) -> None:
     keys = ("test_acc", "gap", "hessian_top1", "loss_rise")
     fig, axes = new_figure(1, len(keys), width=3.0, height=0.3 * len(table) + 1.6, sharey=True)
@@ -337,7 +321,8 @@ def run(cfg: DictConfig, study_dir: Path) -> dict:
         draw_lines(found, names, alphas, folder, writer)
         if pair:
             draw_planes(grids, alphas, folder, writer)
-            draw_between(between, pair, folder, writer)
+            curves = {split: between[split] for split in ("train", "test")}
+            interpolation_figure(between["alphas"], curves, tuple(pair), "loss", folder, "interpolation", writer)
 
     finish(study_dir, clock, rows, table, draw, lambda wall_s: write_report(study_dir, s, rows, table, names, between, wall_s))
     return {"members": names}
