@@ -84,18 +84,26 @@ def fit_members(
     epochs: int,
     batch_size: int,
     num_outputs: int,
+    model: dict | None = None,
+    kind: str = "tabular",
+    callbacks: Sequence[pl.Callback] = (),
 ) -> MembersModule:
     """K = len(seeds) MLPs with hidden widths ``hidden`` trained at once for ``epochs``: member i is the
     run ``seed=seeds[i]`` would make on ``(x[rows[i]], y[rows[i]])`` at learning rate ``lr``. Returned
-    on the CPU in eval mode: ``module(x)`` is every member's output, (K, n, out)."""
+    on the CPU in eval mode: ``module(x)`` is every member's output, (K, n, out).
+
+    ``model``: another network from the model registry instead (``{"name": "mlp", "hidden": [...],
+    "activation": "tanh", "init": "xavier_normal"}``; ``hidden`` is then unused), on inputs of ``kind``.
+    ``callbacks``: Lightning callbacks of the fit (a study's own measurements during training)."""
     member = cfg.copy()
     with open_dict(member):
-        member.model = OmegaConf.create({"name": "mlp", "hidden": [int(h) for h in hidden], "activation": "relu"})
+        spec = model if model is not None else {"name": "mlp", "hidden": [int(h) for h in hidden], "activation": "relu"}
+        member.model = OmegaConf.create(dict(spec))
         member.optimizer.lr = float(lr)
     lones = []
     for seed in seeds:
         pl.seed_everything(seed, verbose=False)  # as a run's network is initialized: after seeding with its seed
-        lones.append(supervised_module(member, list(x.shape[1:]), "tabular", num_outputs, task))
+        lones.append(supervised_module(member, list(x.shape[1:]), kind, num_outputs, task))
     module = MembersModule(lones, seeds, logged=False)
     loader = MemberBatchLoader((x, y), batch_size, seeds, shuffle=True, rows=rows)
     t = cfg.trainer
@@ -119,10 +127,12 @@ def fit_members(
                 enable_checkpointing=False,
                 enable_progress_bar=False,
                 enable_model_summary=False,
+                callbacks=list(callbacks),
             ).fit(module, train_dataloaders=loader)
     except NonFiniteLoss as exc:  # one line and exit 3, as a run's divergence; the finished parts stay in parts/
+        what = f"width(s) {list(hidden)}" if model is None else f"model {dict(spec)}"
         raise TrainingFailed(
-            f"study={cfg.study.name}: the members of width(s) {list(hidden)} diverged at lr {lr:g} ({exc}); lower that part's study.*.lr"
+            f"study={cfg.study.name}: the members of {what} diverged at lr {lr:g} ({exc}); lower that part's study.*.lr"
         ) from exc
     finally:
         lightning.setLevel(level)
