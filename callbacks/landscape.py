@@ -37,7 +37,7 @@ def checkpoint_of(run_dir: Path) -> Optional[Path]:
 
 
 def other_weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    """The network weights of ``checkpoint_of(run_dir)`` (checked before training: build.check_landscape)."""
+    """The network weights of ``checkpoint_of(run_dir)`` (checked before training: experiments/probes.py::check_landscape)."""
     state = torch.load(checkpoint_of(run_dir), map_location="cpu", weights_only=True)["state_dict"]
     return {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
 

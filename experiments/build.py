@@ -5,7 +5,7 @@ the component that applies it."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -13,17 +13,14 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint, ModelSummary
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
-from callbacks.averaging import EMAWeights, RefreshBatchNorm, SWAWeights
+from callbacks.averaging import RefreshBatchNorm
 from callbacks.checkpoint_io import AtomicCheckpointIO
-from callbacks.hessian import HessianProbe
 from callbacks.history import History
-from callbacks.landscape import LandscapeProbe
 from callbacks.members import MemberRecords
 from callbacks.plots import RunFigures
 from callbacks.preemption import Preemption
 from callbacks.progress import progress_callbacks
 from callbacks.samples import SampleGrids
-from callbacks.sharpness import SharpnessProbe
 from core.errors import ConfigError
 from core.rules import fmt
 from datamodules.datasets import DATASETS
@@ -31,6 +28,7 @@ from datamodules.mixing import MixConfig
 from datamodules.tensor_datamodule import TensorDataModule
 from experiments import lr_find
 from experiments.loggers import build_loggers
+from experiments.probes import hessian_probe, landscape_probe, sharpness_probe, weight_averaging
 from experiments.seeds import members_folder, seeds_of
 from lightning_modules import rebuild
 from lightning_modules.base import SupervisedModule
@@ -325,62 +323,6 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> tuple[list
         callbacks.append(ModelSummary(max_depth=cfg.callbacks.summary_depth))
     progress, enable_bar = progress_callbacks(cfg.callbacks.progress)
     return callbacks + extra_callbacks(cfg) + progress, enable_bar
-
-
-def sharpness_probe(cfg: DictConfig) -> SharpnessProbe:
-    sharp = cfg.callbacks.sharpness
-    return SharpnessProbe(sharp.eps, sharp.lbfgs_iters, sharp.ascent_steps, sharp.hessian_iters, sharp.max_samples)
-
-
-def weight_averaging(reg: DictConfig) -> Optional[Callback]:
-    """``regularization.ema_decay`` or ``swa_lr`` + ``swa_start`` (checked by experiments/validation.py), or None."""
-    if reg.get("ema_decay") is not None:
-        return EMAWeights(decay=float(reg.ema_decay))
-    if reg.get("swa_lr") is not None:
-        return SWAWeights(float(reg.swa_lr), int(reg.swa_start) - 1)
-    return None
-
-
-def landscape_probe(cfg: DictConfig, run_dir: Path) -> LandscapeProbe:
-    s = cfg.callbacks.landscape
-    other = None if s.between is None else Path(str(s.between)).expanduser().resolve()
-    return LandscapeProbe(s.points, float(s.span), s.plane, other, s.max_samples, s.seed, run_dir, cfg.callbacks.figures, cfg.run_test)
-
-
-def check_landscape(cfg: DictConfig, module) -> None:
-    """``callbacks.landscape.between``: a finished run whose network has this one's parameters, shape for shape."""
-    s = cfg.callbacks.landscape
-    if not s.enabled:
-        return
-    if seeds_of(cfg) is not None:
-        raise ConfigError(
-            f"callbacks.landscape.enabled=true with seeds={seeds_of(cfg)}: the landscape is drawn for one network; train one seed"
-        )
-    if s.between is None:
-        return
-    from callbacks.landscape import checkpoint_of
-    from experiments.train import check_checkpoint
-
-    other = Path(str(s.between)).expanduser().resolve()
-    path = checkpoint_of(other) if other.is_dir() else None
-    if path is None:
-        raise ConfigError(f"callbacks.landscape.between={s.between}: not a run directory with a checkpoint (checkpoints/last.ckpt)")
-    state = check_checkpoint(path, "callbacks.landscape.between")["state_dict"]
-    s.between = str(other)  # saved absolute with the run's config: a resume from elsewhere finds it
-    theirs = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
-    ours = {k: tuple(p.shape) for k, p in module.net.named_parameters()}
-    diff = [k for k in ours if k not in theirs or tuple(theirs[k].shape) != ours[k]]
-    if diff:
-        k = diff[0]
-        shapes = f"{list(ours.get(k, ()))} here, {list(theirs[k].shape) if k in theirs else 'absent'} there"
-        raise ConfigError(
-            f"callbacks.landscape.between={s.between}: its network differs from this run's ({k}: {shapes}); give a run of the same model"
-        )
-
-
-def hessian_probe(cfg: DictConfig, figures: Optional[Path] = None) -> HessianProbe:
-    h = cfg.callbacks.hessian
-    return HessianProbe(h.top_k, h.lanczos_steps, h.trace_samples, h.density_runs, h.density_steps, h.max_samples, figures)
 
 
 def extra_callbacks(cfg: DictConfig) -> list[Callback]:

@@ -176,7 +176,7 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
         import pytorch_lightning as pl
         from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-        from experiments import build, lr_find
+        from experiments import build, lr_find, probes
         from experiments.seeds import seeds_of
         from lightning_modules.base import NonFiniteLoss
         from lightning_modules.nets.common import count_parameters
@@ -195,7 +195,7 @@ def train(cfg: DictConfig, run_dir: Path, report: bool = True, resume_from: Path
             pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the run as it would start without the test
             dm = build.build_datamodule(cfg)
             module = build.build_module(cfg, dm)
-        build.check_landscape(cfg, module)  # between= another run: the same network, before training
+        probes.check_landscape(cfg, module)  # between= another run: the same network, before training
         sizes = dm.split_sizes()
         has_val = sizes["val"] > 0
         from experiments.preflight import check_val_interval

@@ -36,7 +36,7 @@ def _probe_members(cfg: DictConfig, module: MembersModule, dm, records: MemberRe
     """``callbacks.sharpness`` and ``callbacks.hessian``: each member's final weights (its last
     checkpoint: a member stopped early is probed where it stopped) probed as a lone run's are, one
     member after another (the numbers only: no per-member figure)."""
-    from experiments.build import hessian_probe, sharpness_probe
+    from experiments.probes import hessian_probe, sharpness_probe
 
     probes = [make(cfg) for key, make in (("sharpness", sharpness_probe), ("hessian", hessian_probe)) if cfg.callbacks[key].enabled]
     x, y = dm.tensors("train")
