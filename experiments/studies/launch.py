@@ -40,6 +40,8 @@ KEYS = ("name", "launcher", "workers", "detach", "slurm", "one_fit")
 INLINE_ONLY = {
     "bagging": "trains its ensembles as seeded fits in the study's process",
     "bias_variance": "trains its ensembles as seeded fits in the study's process",
+    "double_descent": "trains each width's seeds as one seeded fit in the study's process",
+    "gradient_flow": "trains each configuration's seeds as one seeded fit in the study's process",
 }
 
 
