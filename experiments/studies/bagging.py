@@ -23,7 +23,7 @@ from callbacks.plot_style import new_figure, palette, save_figure
 from core.errors import ConfigError
 from core.files import write_text_atomic
 from experiments.studies.common import Clock, cached, finish, log
-from experiments.studies.ensembles import check_optimizer, fit_members, predict
+from experiments.studies.ensembles import check_optimizer, fit_members, mnist1d_flat, predict
 from experiments.studies.members import check_seeds
 from numerics.intervals import direction, interval, paired
 
@@ -41,18 +41,8 @@ def check(s: DictConfig) -> None:
 
 
 def data():
-    from datamodules.datasets import load
-
-    ds = load("mnist1d")
-    x, xt = ds.x.reshape(len(ds.x), -1), ds.x_test.reshape(len(ds.x_test), -1)
-    mean, std = x.mean(), x.std()
-    return (
-        torch.from_numpy((x - mean) / std),
-        torch.from_numpy(ds.y),
-        torch.from_numpy((xt - mean) / std),
-        torch.from_numpy(ds.y_test),
-        ds.num_classes,
-    )
+    x, y, xt, yt, classes = mnist1d_flat()
+    return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(xt), torch.from_numpy(yt), classes
 
 
 def bagging(cfg: DictConfig, seed: int, x, y, xt, yt, classes: int) -> tuple[list[dict], dict]:

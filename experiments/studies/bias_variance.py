@@ -19,7 +19,7 @@ from callbacks.plot_style import new_figure, palette, save_figure
 from core.errors import ConfigError
 from core.files import write_text_atomic
 from experiments.studies.common import Clock, cached, finish, log
-from experiments.studies.ensembles import check_optimizer, fit_members, predict, predict_own
+from experiments.studies.ensembles import check_optimizer, fit_members, mnist1d_flat, predict, predict_own, relabel
 from experiments.studies.members import check_seeds
 from numerics import decomposition as dec
 from numerics.intervals import direction, interval, paired
@@ -79,28 +79,13 @@ def regression_rows(cfg: DictConfig, seed: int) -> list[dict]:
 
 def mnist1d_parts(s: DictConfig, seed: int):
     """MNIST-1D normalized, its training labels with each part's noise, and the parts: (K, part_size) rows."""
-    from datamodules.datasets import load
-
     c = s.classification
-    ds = load("mnist1d")
-    x, xt = ds.x.reshape(len(ds.x), -1), ds.x_test.reshape(len(ds.x_test), -1)
-    mean, std = x.mean(), x.std()  # one channel: per-channel statistics of the training split
-    x, xt = (x - mean) / std, (xt - mean) / std
+    x, y, xt, yt, classes = mnist1d_flat()
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(x))[: c.members * c.part_size].reshape(c.members, c.part_size)
-    y = ds.y.copy()
-    part = y[order]  # (K, n); the parts are disjoint, so each training label belongs to one member at most
-    noisy = rng.random(part.shape) < c.label_noise
-    part[noisy] = (part[noisy] + rng.integers(1, ds.num_classes, noisy.sum())) % ds.num_classes  # another class
-    y[order] = part
-    return (
-        torch.from_numpy(x),
-        torch.from_numpy(y),
-        torch.from_numpy(order),
-        torch.from_numpy(xt),
-        torch.from_numpy(ds.y_test),
-        ds.num_classes,
-    )
+    y = y.copy()
+    y[order] = relabel(y[order], c.label_noise, rng, classes)  # the parts are disjoint: each label belongs to one member at most
+    return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(order), torch.from_numpy(xt), torch.from_numpy(yt), classes
 
 
 def classification_rows(cfg: DictConfig, seed: int) -> list[dict]:

@@ -175,6 +175,31 @@ def finish(study_dir: Path, clock: Clock, rows: list[dict], table: list[dict], d
     write_json_atomic(marker, {"wall_s": wall_s, "runs": len(rows)})
 
 
+def kept(study_dir: Path, name: str, want: dict, compute) -> dict:
+    """``cached`` for a unit made with the settings ``want`` (saved beside its result as ``settings``):
+    computed, or read back when it was made with these settings; one made with others is refused."""
+    found = cached(study_dir, name, lambda: {"settings": want, **compute()})
+    if found.get("settings") != want:
+        raise ConfigError(refused_part(name, found.get("settings"), want))
+    return found
+
+
+def check_kept(study_dir: Path, prefix: str, want: dict) -> None:
+    """Before anything trains: every ``parts/<prefix>*.json`` was made with ``want``, so a resume with
+    other settings is refused before it adds a part made with them beside the old ones."""
+    for path in sorted((study_dir / "parts").glob(f"{prefix}*.json")):
+        saved = json.loads(path.read_text()).get("settings")
+        if saved != want:
+            raise ConfigError(refused_part(path.stem, saved, want))
+
+
+def refused_part(name: str, saved, want: dict) -> str:
+    return (
+        f"study.resume: parts/{name}.json was made with other settings ({saved}) than this command's ({want}); "
+        "resume with the command the study was started with, or start a new study"
+    )
+
+
 def cached(study_dir: Path, name: str, compute):
     """``compute()``'s JSON-able result, kept in ``study_dir/parts/<name>.json``: a resumed study reads
     what an interrupted one finished instead of redoing it (for studies whose units are not member runs)."""

@@ -36,7 +36,8 @@ def figure(table: list[dict], curves: dict, s: DictConfig, folder: Path, writer)
                 ax.axvline(t, color=colors[noise], linestyle=":", linewidth=1)
     headline = s.label_noise[0]
     t = threshold(table, headline)
-    ax_err.text(t or s.widths[-1], 0.98, " interpolation", transform=ax_err.get_xaxis_transform(), fontsize=7, color="0.4", va="top")
+    if t is not None:
+        ax_err.text(t, 0.98, " interpolation", transform=ax_err.get_xaxis_transform(), fontsize=7, color="0.4", va="top")
     for ax, title, ylabel in ((ax_err, "model-wise: error", "error"), (ax_loss, "model-wise: test cross-entropy", "cross-entropy")):
         ax.set_xscale("log", base=2)
         ax.set_xlabel(f"hidden units per layer ({s.depth} layer{'s' if s.depth > 1 else ''})")

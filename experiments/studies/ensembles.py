@@ -18,15 +18,16 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from core.errors import ConfigError
-from core.rules import check
+from core.rules import check, fmt
 from datamodules.member_loader import MemberBatchLoader
 from experiments.build import check_components, check_regularizers, supervised_module
 from experiments.seeds import check_member_optimizer
@@ -40,19 +41,45 @@ USED = ("study", "optimizer", "regularization", "scheduler", "hydra")  # the com
 GROUP = Path(__file__).resolve().parents[1] / "configs" / "optimizer"
 
 
+def refuse_unread(study: str, reads: Sequence[str], said: str, instead: Mapping[str, str] = {}) -> None:
+    """Each command-line override the study does not read, refused in one line naming it: a key or
+    group of ``instead`` with what to use instead, any other group outside ``reads`` (``trainer=``,
+    the device, is read by all) as ``not used by study=<name>, which <said>``."""
+    for given in HydraConfig.get().overrides.task if HydraConfig.initialized() else []:
+        given = given.lstrip("+~")
+        key = given.split("=", 1)[0]
+        top = key.split(".")[0]
+        use = instead.get(key, instead.get(top))
+        if use is not None:
+            raise ConfigError(f"{given}: study={study} {use}")
+        if key != "trainer" and top not in reads:  # model=, data=, trainer.*, seed=, ...
+            raise ConfigError(f"{given}: not used by study={study}, which {said}")
+
+
+def check_trainer(cfg: DictConfig) -> None:
+    """One device, every seed in one fit: a multi-device trainer or ``study.one_fit=false`` would be ignored."""
+    study = f"study={cfg.study.name}"
+    devices, strategy = cfg.trainer.get("devices", 1), str(cfg.trainer.get("strategy", "auto"))
+    if devices != 1 or strategy != "auto" or cfg.trainer.get("num_nodes", 1) != 1:
+        raise ConfigError(
+            f"trainer.devices={devices} trainer.strategy={strategy}: {study} trains its members in one process; "
+            "use trainer=cpu or trainer=gpu"
+        )
+    if cfg.study.get("one_fit", True) is not True:
+        raise ConfigError(f"study.one_fit={fmt(cfg.study.one_fit)}: {study} always trains its members together as seeded fits")
+
+
 def check_optimizer(cfg: DictConfig, lr_keys: tuple[str, ...]) -> None:
     """Refuse what the members cannot honour, naming the key, before any part trains: an optimizer
     that would mix the members, a part's learning rate out of range, ``optimizer.lr`` set anywhere
     (command line, preset) to other than its option's value, a regularizer or scheduler that would
     be ignored, a trainer of several devices."""
     study, name = f"study={cfg.study.name}", cfg.optimizer.name
-    for given in HydraConfig.get().overrides.task if HydraConfig.initialized() else []:
-        key = given.lstrip("+~").split("=", 1)[0]
-        if key != "trainer" and key.split(".")[0] not in USED:  # model=, data=, trainer.*, seed=, ...
-            raise ConfigError(
-                f"{given.lstrip('+~')}: not used by {study}, which trains its own MLPs on its own data (the study.* keys) "
-                "with optimizer=, scheduler=, regularization.* and trainer= (the device)"
-            )
+    refuse_unread(
+        cfg.study.name,
+        USED,
+        "trains its own MLPs on its own data (the study.* keys) with optimizer=, scheduler=, regularization.* and trainer= (the device)",
+    )
     check_member_optimizer(cfg, study)
     for key in lr_keys:
         check(key, OmegaConf.select(cfg, key), LR)
@@ -63,12 +90,7 @@ def check_optimizer(cfg: DictConfig, lr_keys: tuple[str, ...]) -> None:
     check_regularizers(cfg.regularization, APPLIED, f"{study} (fixed epochs, no validation split, the study's own tensors)")
     if cfg.scheduler.name == "plateau":
         raise ConfigError(f"scheduler=plateau: {study} has no validation split to follow; use another scheduler (step, cosine, ...)")
-    devices, strategy = cfg.trainer.get("devices", 1), str(cfg.trainer.get("strategy", "auto"))
-    if devices != 1 or strategy != "auto" or cfg.trainer.get("num_nodes", 1) != 1:
-        raise ConfigError(
-            f"trainer.devices={devices} trainer.strategy={strategy}: {study} trains its members in one process; "
-            "use trainer=cpu or trainer=gpu"
-        )
+    check_trainer(cfg)
     check_components(cfg)  # the optimizer's and scheduler's own keys, now rather than after the first part
 
 
@@ -137,6 +159,25 @@ def fit_members(
     finally:
         lightning.setLevel(level)
     return module.cpu().eval()
+
+
+def mnist1d_flat():
+    """MNIST-1D's 4,000 training and 1,000 test signals as 40 features, standardized by the training
+    split's mean and std (one channel): numpy ``x, y, x_test, y_test`` and the number of classes."""
+    from datamodules.datasets import load
+
+    ds = load("mnist1d")
+    x, xt = ds.x.reshape(len(ds.x), -1), ds.x_test.reshape(len(ds.x_test), -1)
+    mean, std = x.mean(), x.std()
+    return (x - mean) / std, ds.y, (xt - mean) / std, ds.y_test, ds.num_classes
+
+
+def relabel(y: np.ndarray, fraction: float, rng: np.random.Generator, classes: int) -> np.ndarray:
+    """``y`` with each label, with probability ``fraction``, replaced by another class drawn uniformly (never its own)."""
+    y = y.copy()
+    flip = rng.random(y.shape) < fraction
+    y[flip] = (y[flip] + rng.integers(1, classes, flip.sum())) % classes
+    return y
 
 
 @torch.no_grad()

@@ -36,9 +36,7 @@ MEASURES = {  # summary key → (the member record's key, what it is)
 
 
 def check(s: DictConfig) -> list[str]:
-    check_seeds(s.seeds)
-    if len(set(s.seeds)) < len(s.seeds):
-        raise ConfigError(f"study.seeds={list(s.seeds)}: a seed is repeated; each must be distinct")
+    check_seeds(s.seeds, distinct=True)
     if len(s.seeds) < 2:
         raise ConfigError(
             f"study.seeds={list(s.seeds)}: every member is compared with '{BASELINE}' paired by seed, which needs at least 2 seeds"

@@ -18,9 +18,16 @@ from experiments.results import SELECTION_KEYS
 from experiments.studies.common import DIVERGED, MEMBER, log, member_overrides
 
 
-def check_seeds(seeds, key: str = "study.seeds") -> None:
-    if not seeds or any(not isinstance(x, int) or x < 0 for x in seeds):
-        raise ConfigError(f"{key}={list(seeds)}: must be a non-empty list of integers >= 0")
+def check_seeds(seeds, key: str = "study.seeds", at_least: int = 1, distinct: bool = False) -> None:
+    """A non-empty list of integers >= 0; ``distinct``: none repeated; ``at_least``: that many seeds
+    (a 95% interval over seeds needs 2)."""
+    listed = OmegaConf.is_list(seeds) or isinstance(seeds, (list, tuple))
+    if not listed or not seeds or any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in seeds):
+        raise ConfigError(f"{key}={list(seeds) if listed else seeds}: must be a non-empty list of integers >= 0")
+    if distinct and len(set(seeds)) < len(seeds):
+        raise ConfigError(f"{key}={list(seeds)}: a seed is repeated; each must be distinct")
+    if len(seeds) < at_least:
+        raise ConfigError(f"{key}={list(seeds)}: the 95% intervals over seeds need at least {at_least} seeds")
 
 
 def chosen(s: DictConfig) -> list[str]:
