@@ -7,7 +7,7 @@ trained together as one seeded fit (experiments/studies/ensembles.py::fit_member
   with momentum, and the test accuracy reached (Glorot & Bengio 2010; He et al. 2015);
 * recurrence — rnn, lstm and gru on the adding problem at ``study.recurrence.lengths``: ‖∂loss/∂h_t‖
   for every step t, the recurrence unrolled by hand with the layer's own weights, at initialization
-  and after training, and the test MSE against predicting the mean (Bengio et al. 1994; Hochreiter &
+  and after training, and the test MSE against predicting the training targets' mean (Bengio et al. 1994; Hochreiter &
   Schmidhuber 1997). Measurements: experiments/studies/gradient_flow_measure.py; figures
   gradient_flow_plots.py; the report and its verdicts gradient_flow_report.py.
 
@@ -22,19 +22,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from core.errors import ConfigError
 from core.rules import check as check_rule
 from core.rules import number
-from experiments.studies.common import Clock, cached, finish, log
+from experiments.studies.common import Clock, check_kept, finish, kept, log
+from experiments.studies.ensembles import GROUP, check_trainer, refuse_unread
 from experiments.studies.members import check_seeds
 from numerics.intervals import interval
 
 PARTS = ("depth", "recurrence")
 MODELS = ("rnn", "lstm", "gru")
-GROUP = Path(__file__).resolve().parents[1] / "configs" / "optimizer"
 POSITIVE_INT = number(1, integer=True)
 DIGITS_TRAIN, DIGITS_TEST = 1438, 359  # scikit-learn's 1,797 digits, a fifth held out
 DEPTH_METRICS = ("grad_ratio_first_last", "log10_grad_ratio_first_last", "log10_grad_first", "grad_ratio_first_last_trained",
@@ -45,25 +44,23 @@ RECURRENCE_METRICS = ("test_mse", "baseline_mse", "mse_ratio", "grad_ratio_first
                       "decay_r2_trained")  # fmt: skip
 
 
-def refuse_unread(name: str) -> None:
-    """The command line's groups and keys the study does not read, each refused in one line naming it."""
-    for given in HydraConfig.get().overrides.task if HydraConfig.initialized() else []:
-        given = given.lstrip("+~")
-        key = given.split("=", 1)[0]
-        top = key.split(".")[0]
-        if top in ("study", "hydra") or key == "trainer":
-            continue
-        if top == "optimizer":
-            raise ConfigError(
-                f"{given}: study={name} sets each part's optimizer and learning rate; use study.depth.optimizer, study.depth.lr, "
-                "study.recurrence.optimizer, study.recurrence.lr"
-            )
-        if key == "regularization.grad_clip":
-            raise ConfigError(f"{given}: study={name} sets each part's clipping; use study.depth.grad_clip, study.recurrence.grad_clip")
-        raise ConfigError(
-            f"{given}: not used by study={name}, which builds its own networks and data (the study.* keys); "
-            "beside them it reads only trainer= (the device)"
-        )
+UNREAD = (
+    "builds its own networks and data (the study.* keys); beside them it reads only trainer= (the device)",
+    {
+        "optimizer": "sets each part's optimizer and learning rate; use study.depth.optimizer, study.depth.lr, "
+        "study.recurrence.optimizer, study.recurrence.lr",
+        "regularization.grad_clip": "sets each part's clipping; use study.depth.grad_clip, study.recurrence.grad_clip",
+    },
+)
+SAME = "zeros"  # model.init's constant init: every unit of a layer the same value and gradient
+
+
+def check_list(key: str, value, what: str) -> None:
+    """A list (a single value would be read character by character or not at all), non-empty."""
+    if not OmegaConf.is_list(value):
+        raise ConfigError(f"{key}={value}: a list is expected, e.g. {key}=[{value}]; {what}")
+    if not value:
+        raise ConfigError(f"{key}=[]: a non-empty list is expected; {what}")
 
 
 def check_optimizer_name(key: str, value) -> None:
@@ -85,30 +82,40 @@ def check(s: DictConfig) -> list[str]:
     from lightning_modules.nets.common import ACTIVATIONS
     from lightning_modules.nets.init import INITS
 
-    check_seeds(s.seeds)
-    if len(set(s.seeds)) < len(s.seeds):
-        raise ConfigError(f"study.seeds={list(s.seeds)}: a seed is repeated; each must be distinct")
-    if len(s.seeds) < 2:
-        raise ConfigError(f"study.seeds={list(s.seeds)}: the 95% intervals over seeds need at least 2 seeds")
+    check_seeds(s.seeds, at_least=2, distinct=True)
     only = s.only
     if isinstance(only, str):
         raise ConfigError(f"study.only={only}: a list of parts, e.g. study.only=[{only}]; parts: {', '.join(PARTS)}")
     if only is not None and (not only or any(p not in PARTS for p in only)):
         raise ConfigError(f"study.only={list(only)}: unknown or empty; parts: {', '.join(PARTS)}")
     d, r = s.depth, s.recurrence
-    if not d.depths or any(not isinstance(x, int) or isinstance(x, bool) or x < 1 for x in d.depths):
+    inits = tuple(i for i in INITS if i != SAME)
+    for key, given, what in (
+        ("study.depth.depths", d.depths, "hidden layers, integers >= 1"),
+        ("study.depth.activations", d.activations, f"valid: {', '.join(sorted(ACTIVATIONS))}"),
+        ("study.depth.inits", d.inits, f"valid: {', '.join(inits)}"),
+        ("study.recurrence.lengths", r.lengths, "the adding problem's steps, integers >= 2"),
+        ("study.recurrence.models", r.models, f"valid: {', '.join(MODELS)}"),
+    ):
+        check_list(key, given, what)
+    if SAME in d.inits:
+        raise ConfigError(
+            f"study.depth.inits={list(d.inits)}: '{SAME}' gives every unit of a layer the same value and gradient, so no flow to "
+            f"measure; valid: {', '.join(inits)}"
+        )
+    if any(not isinstance(x, int) or isinstance(x, bool) or x < 1 for x in d.depths):
         raise ConfigError(f"study.depth.depths={list(d.depths)}: a non-empty list of integers >= 1 (hidden layers)")
     check_rule("study.depth.width", d.width, POSITIVE_INT)
-    for key, given, valid in (("activations", d.activations, sorted(ACTIVATIONS)), ("inits", d.inits, INITS)):
-        bad = [x for x in given or [] if x not in valid]
-        if not given or bad:
+    for key, given, valid in (("activations", d.activations, sorted(ACTIVATIONS)), ("inits", d.inits, inits)):
+        bad = [x for x in given if x not in valid]
+        if bad:
             raise ConfigError(f"study.depth.{key}={list(given or [])}: unknown or empty {bad}; valid: {', '.join(valid)}")
     check_rule("study.depth.init_std", d.init_std, number(0, lo_open=True))
-    if not r.lengths or any(not isinstance(x, int) or isinstance(x, bool) or x < 2 for x in r.lengths):
+    if any(not isinstance(x, int) or isinstance(x, bool) or x < 2 for x in r.lengths):
         raise ConfigError(f"study.recurrence.lengths={list(r.lengths)}: a non-empty list of integers >= 2 (the adding problem's steps)")
-    bad = [m for m in r.models or [] if m not in MODELS]
-    if not r.models or bad:
-        raise ConfigError(f"study.recurrence.models={list(r.models or [])}: unknown or empty {bad}; valid: {', '.join(MODELS)}")
+    bad = [m for m in r.models if m not in MODELS]
+    if bad:
+        raise ConfigError(f"study.recurrence.models={list(r.models)}: unknown or empty {bad}; valid: {', '.join(MODELS)}")
     check_rule("study.recurrence.hidden", r.hidden, POSITIVE_INT)
     check_rule("study.recurrence.n_train", r.n_train, number(10, integer=True))
     check_rule("study.recurrence.n_test", r.n_test, number(10, integer=True))
@@ -191,7 +198,14 @@ def depth_unit(member: DictConfig, s: DictConfig, activation: str, init: str, de
 
 
 def log10(v: float) -> float:
-    return math.log10(max(v, 1e-300))
+    """log10 with 0 read as 10^-300 (inf and nan pass through)."""
+    return math.log10(max(v, 1e-300)) if not math.isnan(v) else math.nan
+
+
+def ratio(a: float, b: float) -> float:
+    """a / b, a zero denominator giving inf (or nan for 0 / 0) rather than an exception: a layer's
+    gradient or spread can underflow to 0 even in float64 (a tiny init_std)."""
+    return a / b if b else math.inf if a else math.nan
 
 
 def depth_row(row: dict, p: dict) -> dict:
@@ -199,11 +213,11 @@ def depth_row(row: dict, p: dict) -> dict:
     a measure defined anew needs no training again)."""
     g, gt, a = p["grad_init"], p["grad_trained"], p["act_std_init"]
     keys = ("part", "seed", "activation", "init", "depth")
-    return {**{k: row[k] for k in keys}, "grad_ratio_first_last": g[0] / g[-1], "log10_grad_ratio_first_last": log10(g[0] / g[-1]),
-            "log10_grad_first": log10(g[0]), "grad_ratio_first_last_trained": gt[0] / gt[-1],
-            "log10_grad_ratio_first_last_trained": log10(gt[0] / gt[-1]), "act_std_first": a[0], "act_std_last": a[-1],
-            "act_std_ratio_last_first": a[-1] / a[0], "log10_act_std_drift": drift(a), "train_acc": row["train_acc"],
-            "test_acc": row["test_acc"]}  # fmt: skip
+    return {**{k: row[k] for k in keys}, "grad_ratio_first_last": ratio(g[0], g[-1]),
+            "log10_grad_ratio_first_last": log10(ratio(g[0], g[-1])), "log10_grad_first": log10(g[0]),
+            "grad_ratio_first_last_trained": ratio(gt[0], gt[-1]), "log10_grad_ratio_first_last_trained": log10(ratio(gt[0], gt[-1])),
+            "act_std_first": a[0], "act_std_last": a[-1], "act_std_ratio_last_first": ratio(a[-1], a[0]),
+            "log10_act_std_drift": drift(a), "train_acc": row["train_acc"], "test_acc": row["test_acc"]}  # fmt: skip
 
 
 def drift(stds: list[float]) -> float:
@@ -234,7 +248,7 @@ def recurrence_unit(member: DictConfig, s: DictConfig, model: str, length: int) 
                       model={"name": model, "hidden": int(r.hidden)}, kind="sequence", callbacks=(start, StopAfter(r.steps)))  # fmt: skip
     trained = [recurrent_profile(net, px, py) for net in lone_members(fit)]
     test_mse = ((predict(fit, xt) - yt) ** 2).mean((1, 2))
-    baseline = float(((yt - yt.mean()) ** 2).mean())  # predicting the test targets' mean
+    baseline = float(((yt - y.mean()) ** 2).mean())  # predicting the training targets' mean, on the test set
     out, profiles = [], []
     for i, seed in enumerate(s.seeds):
         out.append({"part": "recurrence", "seed": seed, "model": model, "length": length, "test_mse": float(test_mse[i]),
@@ -250,21 +264,11 @@ def recurrence_row(row: dict, p: dict) -> dict:
     g, gt = p["grad_init"], p["grad_trained"]
     (rho, r2), (rho_t, r2_t) = decay(g), decay(gt)
     keys = ("part", "seed", "model", "length", "test_mse", "baseline_mse")
-    return {**{k: row[k] for k in keys}, "mse_ratio": row["test_mse"] / row["baseline_mse"], "grad_ratio_first_last": g[0] / g[-1],
-            "log10_grad_ratio_first_last": log10(g[0] / g[-1]), "decay_per_step": rho, "decay_r2": r2,
-            "log10_grad_ratio_first_last_trained": log10(gt[0] / gt[-1]), "decay_per_step_trained": rho_t,
+    return {**{k: row[k] for k in keys}, "mse_ratio": ratio(row["test_mse"], row["baseline_mse"]),
+            "grad_ratio_first_last": ratio(g[0], g[-1]), "log10_grad_ratio_first_last": log10(ratio(g[0], g[-1])),
+            "decay_per_step": rho, "decay_r2": r2,
+            "log10_grad_ratio_first_last_trained": log10(ratio(gt[0], gt[-1])), "decay_per_step_trained": rho_t,
             "decay_r2_trained": r2_t}  # fmt: skip
-
-
-def kept(study_dir: Path, name: str, want: dict, compute) -> dict:
-    """A unit's result, computed or read back from ``parts/<name>.json``; one made with other settings is refused."""
-    found = cached(study_dir, name, lambda: {"settings": want, **compute()})
-    if found.get("settings") != want:
-        raise ConfigError(
-            f"study.resume: parts/{name}.json was made with other settings ({found.get('settings')}) than this command's ({want}); "
-            "resume with the command the study was started with, or start a new study"
-        )
-    return found
 
 
 def run_depth(member: DictConfig, study_dir: Path, clock: Clock) -> dict:
@@ -308,7 +312,8 @@ def summarize(rows: list[dict]) -> list[dict]:
         for key, ms in groups.items():
             row = {"part": part, **dict(zip(keys, key)), "seeds": len(ms)}
             for m in metrics:
-                mean, _, half = interval(r[m] for r in ms)
+                with np.errstate(invalid="ignore", over="ignore"):  # an inf (a zero denominator) gives an interval of nan
+                    mean, _, half = interval(r[m] for r in ms)
                 row[m], row[f"{m}_ci"] = mean, half
             out.append(row)
     return out
@@ -319,9 +324,12 @@ def run(cfg: DictConfig, study_dir: Path) -> dict:
     from experiments.studies.gradient_flow_report import write_report
 
     s, clock = cfg.study, Clock()
-    refuse_unread(s.name)
+    refuse_unread(s.name, ("study", "hydra"), *UNREAD)
     parts = check(s)
+    check_trainer(cfg)
     members = {part: part_cfg(cfg, part) for part in parts}  # both parts' optimizers checked before either trains
+    for part in parts:  # every saved unit made with this command's settings, before either part trains
+        check_kept(study_dir, f"{part}_", settings(s, part))
     depth = run_depth(members["depth"], study_dir, clock) if "depth" in parts else {}
     recurrence = run_recurrence(members["recurrence"], study_dir, clock) if "recurrence" in parts else {}
     rows = [depth_row(r, p) for u in depth.values() for r, p in zip(u["rows"], u["profiles"])]

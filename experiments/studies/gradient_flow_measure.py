@@ -86,8 +86,13 @@ def state_gradients(step: Callable, head: Callable, x: torch.Tensor, y: torch.Te
 
 
 def recurrent_step(net: nn.Module) -> tuple[Callable, Callable, object]:
-    """A RecurrentNet (lightning_modules/nets/recurrent.py, readout ``last``) as (step, head, initial
-    state for a batch size), in float64, copies of its own weights."""
+    """A RecurrentNet (lightning_modules/nets/recurrent.py, readout ``last``, no batch norm or dropout
+    before its head) as (step, head, initial state for a batch size), in float64, copies of its own weights."""
+    if getattr(net, "readout", "last") != "last":
+        raise ValueError(f"recurrent_step: the head must read the last hidden state (readout 'last'), not {net.readout!r}")
+    for name in ("norm", "drop"):
+        if not isinstance(getattr(net, name, nn.Identity()), nn.Identity):
+            raise ValueError(f"recurrent_step: the net's {name} must be the identity (no batch norm or dropout before the head)")
     cell = recurrent_cell(net.rnn).double()
     head = copy.deepcopy(net.head).double()
     lstm = isinstance(net.rnn, nn.LSTM)
@@ -127,8 +132,7 @@ class AtStart(pl.Callback):
         self.found: list[dict] = []
 
     def on_train_start(self, trainer, pl_module) -> None:
-        like = copy.deepcopy(pl_module.lone.net).cpu()
-        self.found = [self.measure(pl_module.net.member(i, like).cpu(), i) for i in range(pl_module.net.k)]
+        self.found = [self.measure(net, i) for i, net in enumerate(lone_nets(pl_module))]
 
 
 class StopAfter(pl.Callback):
@@ -142,7 +146,12 @@ class StopAfter(pl.Callback):
             trainer.should_stop = True
 
 
-def lone_members(module) -> list[nn.Module]:
-    """Each member of a finished seeded fit (a MembersModule) as a lone network on the CPU."""
+def lone_nets(module) -> list[nn.Module]:
+    """Each member of a seeded fit (a MembersModule) as a lone network on the CPU (its own weights now)."""
     like = copy.deepcopy(module.lone.net).cpu()
-    return [module.net.member(i, like).cpu().eval() for i in range(module.net.k)]
+    return [module.net.member(i, like).cpu() for i in range(module.net.k)]
+
+
+def lone_members(module) -> list[nn.Module]:
+    """Each member of a finished seeded fit as a lone network on the CPU, in eval mode."""
+    return [net.eval() for net in lone_nets(module)]

@@ -136,7 +136,7 @@ def mse_figure(s: DictConfig, table: list[dict], seeds: list[dict], folder: Path
         ax.scatter([r["length"] for r in own], [r["test_mse"] for r in own], s=9, color=color, alpha=0.45, linewidths=0)
     lengths = sorted({r["length"] for r in rows})
     base = [np.mean([r["baseline_mse"] for r in rows if r["length"] == n]) for n in lengths]
-    ax.plot(lengths, base, ":", color="0.4", label="predicting the mean")
+    ax.plot(lengths, base, ":", color="0.4", label="predicting the training mean")
     ax.set_yscale("log")
     ax.set_xscale("log")
     ax.set_xticks(lengths, [str(n) for n in lengths])
