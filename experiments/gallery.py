@@ -44,6 +44,7 @@ class Job:
     args: tuple[str, ...]  # what the docs show
     figures: dict[str, tuple[str, int]]  # docs name → (PNG inside the run/study directory, width in pixels)
     speed: tuple[str, ...] = field(default=())  # added for speed only: the figures taken do not depend on them
+    quiet: tuple[str, ...] = QUIET  # () for a study that refuses the groups it does not read (logger=, callbacks.*)
 
     def command(self) -> str:
         return " ".join(("python experiments/run.py", *self.args))
@@ -82,6 +83,16 @@ JOBS = (
         "flat_minima",
         ("study=flat_minima",),
         {"flat_minima_planes": ("figures/landscape_planes.png", 1100), "flat_minima_lines": ("figures/landscape_lines.png", 1000)},
+    ),
+    Job("double_descent", ("study=double_descent",), {"double_descent": ("figures/double_descent.png", 1400)}, quiet=()),
+    Job(
+        "gradient_flow",
+        ("study=gradient_flow",),
+        {
+            "gradient_flow_accuracy": ("figures/depth_accuracy.png", 800),
+            "gradient_flow_recurrence": ("figures/recurrence_gradients.png", 1200),
+        },
+        quiet=(),
     ),
     Job(
         "regularizers",
@@ -132,7 +143,7 @@ def run_job(job: Job, folder: Path, overrides: list[str], threads: int) -> Path:
     naming the job and its command, exit 1."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     env.pop("DLF_SWEEP_DIR", None)
-    args = [sys.executable, str(RUN), *job.args, *job.speed, *QUIET, *overrides]
+    args = [sys.executable, str(RUN), *job.args, *job.speed, *job.quiet, *overrides]
     proc = subprocess.run(args, cwd=folder, env=env, capture_output=True, text=True)
     found = RESULT.findall(proc.stdout)
     if proc.returncode != 0 or not found:
