@@ -18,7 +18,6 @@ from conftest import compose_config, error_lines
 from experiments.studies.common import read_csv
 from experiments.studies.gradient_flow import DEPTH_METRICS, RECURRENCE_METRICS
 from experiments.studies.gradient_flow_measure import (
-    StopAfter,
     decay,
     hidden_activations,
     mlp_profile,
@@ -121,7 +120,7 @@ def test_recurrent_profile_reads_a_trained_members_net_and_a_fit_stops_after_its
 
     x, y = torch.rand(100, 6, 2), torch.rand(100, 1)
     fit = fit_members(part_cfg(cfg, "recurrence"), 1e-2, [0, 1], [], "regression", x, y, torch.arange(100).expand(2, -1), 4, 16, 1,
-                      model={"name": "gru", "hidden": 4}, kind="sequence", callbacks=(StopAfter(9), Count()))  # fmt: skip
+                      model={"name": "gru", "hidden": 4}, kind="sequence", callbacks=(Count(),), max_steps=9)  # fmt: skip
     assert steps == list(range(1, 10))  # 9 steps: the epochs (4 × 7 batches) are cut short
     profile = recurrent_profile(fit.net.member(1, fit.lone.net), x[:8], y[:8])
     assert len(profile["grad"]) == 6 and all(g > 0 for g in profile["grad"])

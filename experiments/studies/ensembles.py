@@ -109,6 +109,7 @@ def fit_members(
     model: dict | None = None,
     kind: str = "tabular",
     callbacks: Sequence[pl.Callback] = (),
+    max_steps: int | None = None,
 ) -> MembersModule:
     """K = len(seeds) MLPs with hidden widths ``hidden`` trained at once for ``epochs``: member i is the
     run ``seed=seeds[i]`` would make on ``(x[rows[i]], y[rows[i]])`` at learning rate ``lr``. Returned
@@ -116,7 +117,8 @@ def fit_members(
 
     ``model``: another network from the model registry instead (``{"name": "mlp", "hidden": [...],
     "activation": "tanh", "init": "xavier_normal"}``; ``hidden`` is then unused), on inputs of ``kind``.
-    ``callbacks``: Lightning callbacks of the fit (a study's own measurements during training)."""
+    ``callbacks``: Lightning callbacks of the fit (a study's own measurements during training).
+    ``max_steps``: train exactly that many optimizer steps instead (``epochs`` is then unused)."""
     member = cfg.copy()
     with open_dict(member):
         spec = model if model is not None else {"name": "mlp", "hidden": [int(h) for h in hidden], "activation": "relu"}
@@ -141,7 +143,8 @@ def fit_members(
                 devices=1,
                 precision=t.precision,
                 deterministic=t.deterministic,
-                max_epochs=epochs,
+                max_epochs=epochs if max_steps is None else -1,
+                max_steps=-1 if max_steps is None else max_steps,
                 gradient_clip_val=cfg.regularization.grad_clip,
                 limit_val_batches=0,
                 num_sanity_val_steps=0,

@@ -153,10 +153,6 @@ def settings(s: DictConfig, part: str) -> dict:
     return {"seeds": list(s.seeds), **p}
 
 
-def epochs_for(steps: int, n: int, batch_size: int) -> int:
-    return math.ceil(steps / math.ceil(n / batch_size))
-
-
 def digits_split():
     """Digits flattened to 64 features, a fixed 80/20 split (split seed 0), scaled by the training split's mean and std."""
     from datamodules.datasets import load
@@ -173,7 +169,7 @@ def digits_split():
 
 def depth_unit(member: DictConfig, s: DictConfig, activation: str, init: str, depth: int, data) -> dict:
     from experiments.studies.ensembles import fit_members, predict
-    from experiments.studies.gradient_flow_measure import AtStart, StopAfter, lone_members, mlp_profile
+    from experiments.studies.gradient_flow_measure import AtStart, lone_members, mlp_profile
 
     d = s.depth
     x, y, xt, yt = data
@@ -181,9 +177,8 @@ def depth_unit(member: DictConfig, s: DictConfig, activation: str, init: str, de
     spec = {"name": "mlp", "hidden": [int(d.width)] * depth, "activation": activation, "init": init, "init_std": float(d.init_std)}
     start = AtStart(lambda net, i: mlp_profile(net, px, py))
     rows = torch.arange(len(x)).expand(len(s.seeds), -1)
-    epochs = epochs_for(d.steps, len(x), d.batch_size)
-    fit = fit_members(member, d.lr, list(s.seeds), [], "classification", x, y, rows, epochs, d.batch_size, 10, model=spec,
-                      callbacks=(start, StopAfter(d.steps)))  # fmt: skip
+    fit = fit_members(member, d.lr, list(s.seeds), [], "classification", x, y, rows, 0, d.batch_size, 10, model=spec,
+                      callbacks=(start,), max_steps=d.steps)  # fmt: skip
     trained = [mlp_profile(net, px, py) for net in lone_members(fit)]
     test_acc = (predict(fit, xt).argmax(-1) == yt).float().mean(1)
     train_acc = (predict(fit, x).argmax(-1) == y).float().mean(1)
@@ -236,16 +231,15 @@ def adding_split(r: DictConfig, length: int):
 
 def recurrence_unit(member: DictConfig, s: DictConfig, model: str, length: int) -> dict:
     from experiments.studies.ensembles import fit_members, predict
-    from experiments.studies.gradient_flow_measure import AtStart, StopAfter, lone_members, recurrent_profile
+    from experiments.studies.gradient_flow_measure import AtStart, lone_members, recurrent_profile
 
     r = s.recurrence
     x, y, xt, yt = adding_split(r, length)
     px, py = x[: r.probe_rows], y[: r.probe_rows]
     start = AtStart(lambda net, i: recurrent_profile(net, px, py))
     rows = torch.arange(len(x)).expand(len(s.seeds), -1)
-    epochs = epochs_for(r.steps, len(x), r.batch_size)
-    fit = fit_members(member, r.lr, list(s.seeds), [], "regression", x, y, rows, epochs, r.batch_size, 1,
-                      model={"name": model, "hidden": int(r.hidden)}, kind="sequence", callbacks=(start, StopAfter(r.steps)))  # fmt: skip
+    fit = fit_members(member, r.lr, list(s.seeds), [], "regression", x, y, rows, 0, r.batch_size, 1,
+                      model={"name": model, "hidden": int(r.hidden)}, kind="sequence", callbacks=(start,), max_steps=r.steps)  # fmt: skip
     trained = [recurrent_profile(net, px, py) for net in lone_members(fit)]
     test_mse = ((predict(fit, xt) - yt) ** 2).mean((1, 2))
     baseline = float(((yt - y.mean()) ** 2).mean())  # predicting the training targets' mean, on the test set

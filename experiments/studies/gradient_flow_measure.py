@@ -10,7 +10,7 @@
 
 Both measurements run in float64 on a copy of the network: a vanishing gradient of 1e-35 must not
 underflow float32's range. Lightning callbacks take them at the first step of a seeded fit
-(``AtStart``) and end a fit after an exact number of steps (``StopAfter``)."""
+(``AtStart``)."""
 
 from __future__ import annotations
 
@@ -133,17 +133,6 @@ class AtStart(pl.Callback):
 
     def on_train_start(self, trainer, pl_module) -> None:
         self.found = [self.measure(net, i) for i, net in enumerate(lone_nets(pl_module))]
-
-
-class StopAfter(pl.Callback):
-    """Ends the fit after exactly ``steps`` optimizer steps (the epochs are rounded up to hold them)."""
-
-    def __init__(self, steps: int):
-        self.steps = steps
-
-    def on_train_batch_end(self, trainer, *args, **kwargs) -> None:
-        if trainer.global_step >= self.steps:
-            trainer.should_stop = True
 
 
 def lone_nets(module) -> list[nn.Module]:
